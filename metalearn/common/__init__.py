@@ -1,0 +1,1 @@
+"""Pieces shared by the strategies, the simulator and the environments."""

@@ -1,0 +1,134 @@
+"""Distances in feature space that stay affordable on large pools.
+
+The features of :mod:`metalearn.features` never expose raw coordinates: they use distances
+only, scaled by a typical distance of the same pool so that they mean the same thing on every
+dataset. Everything here is chunked so memory stays linear in the pool size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "squared_norms",
+    "min_sq_distances",
+    "typical_distance",
+    "knn_reference_distance",
+    "NearestLabeledDistance",
+]
+
+# Rows per chunk: bounds the (chunk, m) distance block to a few MiB.
+_CHUNK = 4096
+
+
+def squared_norms(X: np.ndarray) -> np.ndarray:
+    """Row-wise squared Euclidean norms, shape (n,)."""
+    return np.einsum("ij,ij->i", X, X)
+
+
+def min_sq_distances(
+    X: np.ndarray, Y: np.ndarray, X_sq: np.ndarray | None = None, Y_sq: np.ndarray | None = None
+) -> np.ndarray:
+    """Squared distance from each row of ``X`` (n, d) to its nearest row of ``Y`` (m, d); shape (n,)."""
+    X_sq = squared_norms(X) if X_sq is None else X_sq
+    Y_sq = squared_norms(Y) if Y_sq is None else Y_sq
+    out = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], _CHUNK):
+        stop = min(start + _CHUNK, X.shape[0])
+        block = X_sq[start:stop, None] - 2.0 * (X[start:stop] @ Y.T) + Y_sq[None, :]
+        out[start:stop] = block.min(axis=1)
+    return np.maximum(out, 0.0)
+
+
+def typical_distance(X: np.ndarray, rng: np.random.Generator, n_pairs: int = 2000) -> float:
+    """Median Euclidean distance between random pairs of distinct rows (a scale for the pool).
+
+    Falls back to 1.0 when every sampled pair coincides (duplicate-only pools).
+    """
+    n = X.shape[0]
+    if n < 2:
+        return 1.0
+    a = rng.integers(0, n, size=n_pairs)
+    b = rng.integers(0, n - 1, size=n_pairs)
+    b = b + (b >= a)  # distinct partner
+    d = np.sqrt(np.einsum("ij,ij->i", X[a] - X[b], X[a] - X[b]))
+    scale = float(np.median(d))
+    return scale if scale > 0 else (float(d.max()) if d.max() > 0 else 1.0)
+
+
+def knn_reference_distance(
+    X: np.ndarray, rng: np.random.Generator, *, n_reference: int = 512, n_neighbors: int = 10
+) -> np.ndarray:
+    """Mean distance from each row to its ``n_neighbors`` nearest rows of a random reference sample.
+
+    A cheap, linear-time proxy of local density (small = dense): exact k-NN over the pool
+    would be quadratic. The row itself is excluded when it is part of the reference sample.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    n = X.shape[0]
+    m = min(n_reference, n)
+    ref_idx = np.sort(rng.choice(n, size=m, replace=False))
+    ref = X[ref_idx]
+    k = max(1, min(n_neighbors, m - 1)) if m > 1 else 1
+    X_sq, R_sq = squared_norms(X), squared_norms(ref)
+    out = np.empty(n)
+    is_ref = np.zeros(n, dtype=bool)
+    is_ref[ref_idx] = True
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        block = np.maximum(X_sq[start:stop, None] - 2.0 * (X[start:stop] @ ref.T) + R_sq[None, :], 0.0)
+        # A reference row's zero distance to itself is not a neighbour.
+        rows = np.flatnonzero(is_ref[start:stop])
+        if rows.size:
+            cols = np.searchsorted(ref_idx, rows + start)
+            block[rows, cols] = np.inf
+        kk = min(k, block.shape[1])
+        part = np.partition(block, kk - 1, axis=1)[:, :kk]
+        part = np.where(np.isfinite(part), part, np.nan)
+        out[start:stop] = np.sqrt(np.nanmean(part, axis=1)) if kk else 0.0
+    return np.nan_to_num(out, nan=0.0)
+
+
+class NearestLabeledDistance:
+    """Distance from every pool record to its nearest labeled record, updated incrementally.
+
+    Each update costs O(n_pool * n_new * d) for the newly labeled rows only, instead of
+    recomputing against the whole labeled set.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_pool, n_features)
+        The pool.
+    """
+
+    def __init__(self, X: np.ndarray) -> None:
+        self.X = X
+        self._X_sq = squared_norms(X)
+        self.sq_distance = np.full(X.shape[0], np.inf)
+        self.labeled = np.zeros(X.shape[0], dtype=bool)
+
+    def add(self, new_labeled: np.ndarray) -> None:
+        """Account for newly labeled pool indices, shape (k,)."""
+        new_labeled = np.asarray(new_labeled, dtype=np.int64)
+        new_labeled = new_labeled[~self.labeled[new_labeled]]
+        if new_labeled.size == 0:
+            return
+        self.labeled[new_labeled] = True
+        d = min_sq_distances(self.X, self.X[new_labeled], self._X_sq, self._X_sq[new_labeled])
+        np.minimum(self.sq_distance, d, out=self.sq_distance)
+
+    def sync(self, labeled_mask: np.ndarray) -> None:
+        """Bring the tracker to ``labeled_mask`` (n_pool,); labels may only be added, not removed."""
+        if np.any(self.labeled & ~labeled_mask):
+            # A label was withdrawn: the minimum cannot be "un-taken", so recompute once.
+            self.sq_distance.fill(np.inf)
+            self.labeled[:] = False
+        self.add(np.flatnonzero(labeled_mask & ~self.labeled))
+
+    @property
+    def distance(self) -> np.ndarray:
+        """Euclidean distances, shape (n_pool,); ``inf`` while nothing is labeled."""
+        return np.sqrt(self.sq_distance)

@@ -1,0 +1,59 @@
+"""The project's own exception and warning types.
+
+Every error a user can provoke with bad input is one of these, so callers can catch
+``MetalearnError`` and still tell a wrong value (``InvalidInputError``, a ``ValueError``)
+from a wrong type (``InvalidTypeError``, a ``TypeError``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MetalearnError",
+    "InvalidInputError",
+    "InvalidTypeError",
+    "NotFittedClassifierError",
+    "UnknownNameError",
+    "DatasetError",
+    "TaskSuiteError",
+    "FeatureSchemaError",
+    "PoolChangedWarning",
+]
+
+
+class MetalearnError(Exception):
+    """Base class of every error raised by metalearn."""
+
+
+class InvalidInputError(MetalearnError, ValueError):
+    """An argument has the right type but a value metalearn cannot use."""
+
+
+class InvalidTypeError(MetalearnError, TypeError):
+    """An argument is of a type metalearn cannot use (e.g. a classifier without ``predict_proba``)."""
+
+
+class NotFittedClassifierError(InvalidInputError):
+    """The classifier passed to a strategy has not been fitted yet."""
+
+
+class UnknownNameError(InvalidInputError, KeyError):
+    """A name (strategy, model, dataset, generator...) is not registered; the message lists valid ones."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DatasetError(InvalidInputError):
+    """A dataset file, folder or manifest cannot be read or does not fit the expected format."""
+
+
+class TaskSuiteError(InvalidInputError):
+    """A task-suite definition (TOML) is malformed or names something unknown."""
+
+
+class FeatureSchemaError(InvalidInputError):
+    """A feature schema is unknown, or its version cannot be computed by this release."""
+
+
+class PoolChangedWarning(UserWarning):
+    """A stateful strategy saw a pool of a different size and started a fresh metadata history."""

@@ -1,0 +1,169 @@
+"""The multi-loop metadata history of one pool.
+
+Every active-learning loop produces inference metadata: the model's class probabilities on
+every pool record. A strategy that only sees the current loop cannot tell a record whose
+prediction keeps flipping from one that is stably uncertain; the history keeps the last
+``window`` loops so features can measure trends, flips and variance.
+
+Storage is time-major ring buffers (loop, record[, class]) in float32: one loop's write is
+contiguous, and memory is ``window * n_records * (n_classes + 4) * 4`` bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metalearn.common.uncertainty import margins, normalized_entropy
+from metalearn.common.validation import check_positive_int
+from metalearn.exceptions import InvalidInputError
+
+__all__ = ["MetadataHistory", "margins", "normalized_entropy", "LOOP_STATISTICS"]
+
+#: Model-level statistics recorded for every loop, in column order of ``loop_statistics``.
+LOOP_STATISTICS: tuple[str, ...] = (
+    "mean_margin",  # mean margin over the unlabeled records
+    "mean_entropy",  # mean normalised entropy over the unlabeled records
+    "prediction_change_rate",  # fraction of unlabeled predictions changed since the last loop
+    "labeled_accuracy",  # accuracy of the model on its own labeled set
+    "n_labeled",  # number of labeled records
+)
+
+
+class MetadataHistory:
+    """Ring buffers of per-record inference metadata over the last ``window`` loops.
+
+    Parameters
+    ----------
+    n_records : int
+        Size of the pool.
+    classes : array-like of shape (n_classes,)
+        Class labels the model knows. If a later loop's model knows more classes (a class
+        was discovered), the stored probabilities are widened with zeros for it.
+    window : int
+        Number of loops kept (H).
+
+    Attributes
+    ----------
+    proba : ndarray of float32, shape (window, n_records, n_classes)
+    margin : ndarray of float32, shape (window, n_records)
+    entropy : ndarray of float32, shape (window, n_records)
+    predicted : ndarray of int32, shape (window, n_records)
+        Index into ``classes`` of the predicted class.
+    loop_statistics : ndarray of float64, shape (window, len(LOOP_STATISTICS))
+    n_loops : int
+        Loops recorded since creation (may exceed ``window``).
+    """
+
+    def __init__(self, n_records: int, classes: np.ndarray, window: int = 5) -> None:
+        self.n_records = check_positive_int(n_records, "n_records")
+        self.window = check_positive_int(window, "window", minimum=2)
+        self.classes = np.asarray(classes)
+        w, n, c = self.window, self.n_records, self.classes.shape[0]
+        self.proba = np.zeros((w, n, c), dtype=np.float32)
+        self.margin = np.zeros((w, n), dtype=np.float32)
+        self.entropy = np.zeros((w, n), dtype=np.float32)
+        self.predicted = np.zeros((w, n), dtype=np.int32)
+        self.loop_statistics = np.zeros((w, len(LOOP_STATISTICS)))
+        self.n_loops = 0
+
+    @property
+    def n_filled(self) -> int:
+        """Loops available in the window, ``min(n_loops, window)``."""
+        return min(self.n_loops, self.window)
+
+    def _slot(self, age: int) -> int:
+        """Buffer slot of the loop ``age`` loops ago (0 = latest)."""
+        return (self.n_loops - 1 - age) % self.window
+
+    def ordered(self, buffer: np.ndarray, rows: np.ndarray | slice | None = None) -> np.ndarray:
+        """The filled part of a buffer in time order (oldest first), optionally for some records.
+
+        Returns an array of shape (n_filled, n_selected, ...).
+        """
+        slots = [self._slot(age) for age in range(self.n_filled - 1, -1, -1)]
+        if rows is None:
+            return buffer[slots]
+        return buffer[slots, rows] if isinstance(rows, slice) else buffer[np.ix_(slots, np.asarray(rows))]
+
+    def latest(self, buffer: np.ndarray) -> np.ndarray:
+        """The latest loop's slice of a buffer."""
+        if self.n_loops == 0:
+            raise InvalidInputError("the history is empty: record a loop first")
+        return buffer[self._slot(0)]
+
+    def previous(self, buffer: np.ndarray) -> np.ndarray | None:
+        """The slice of the loop before the latest, or None in the first loop."""
+        return buffer[self._slot(1)] if self.n_loops >= 2 else None
+
+    def _widen_classes(self, classes: np.ndarray) -> None:
+        missing = np.setdiff1d(self.classes, classes)
+        if missing.size:
+            raise InvalidInputError(
+                f"the classifier no longer knows class(es) {missing.tolist()[:5]} it predicted in an earlier loop; "
+                "refit it on all labeled records (or reset the strategy)"
+            )
+        position = np.searchsorted(classes, self.classes)
+        widened = np.zeros(self.proba.shape[:2] + (classes.shape[0],), dtype=np.float32)
+        widened[:, :, position] = self.proba
+        self.proba = widened
+        self.predicted = position[self.predicted].astype(np.int32)
+        self.classes = classes
+
+    def record(self, proba: np.ndarray, labeled: np.ndarray, y_labeled_index: np.ndarray, classes: np.ndarray) -> None:
+        """Append one loop.
+
+        Parameters
+        ----------
+        proba : ndarray of shape (n_records, n_classes)
+            The model's class probabilities on the whole pool, columns in ``classes`` order.
+        labeled : ndarray of bool, shape (n_records,)
+            Which records are labeled in this loop.
+        y_labeled_index : ndarray of int, shape (n_records,)
+            Index into ``classes`` of each labeled record's label (ignored where unlabeled;
+            -1 for a label the model does not know).
+        classes : ndarray of shape (n_classes,)
+            The model's classes (sorted, as scikit-learn's ``classes_``).
+        """
+        classes = np.asarray(classes)
+        if classes.shape != self.classes.shape or np.any(classes != self.classes):
+            self._widen_classes(classes)
+        if proba.shape != (self.n_records, self.classes.shape[0]):
+            raise InvalidInputError(
+                f"predict_proba returned shape {proba.shape}, expected ({self.n_records}, {self.classes.shape[0]})"
+            )
+        prev_predicted = self.latest(self.predicted).copy() if self.n_loops else None
+        self.n_loops += 1
+        slot = self._slot(0)
+        self.proba[slot] = proba
+        margin = margins(self.proba[slot])
+        entropy = normalized_entropy(self.proba[slot])
+        predicted = self.proba[slot].argmax(axis=1).astype(np.int32)
+        self.margin[slot] = margin
+        self.entropy[slot] = entropy
+        self.predicted[slot] = predicted
+
+        unlabeled = ~labeled
+        n_unlabeled = max(int(unlabeled.sum()), 1)
+        changed = 0.0 if prev_predicted is None else float((predicted != prev_predicted)[unlabeled].sum() / n_unlabeled)
+        n_labeled = int(labeled.sum())
+        accuracy = float((predicted[labeled] == y_labeled_index[labeled]).mean()) if n_labeled else 0.0
+        self.loop_statistics[slot] = (
+            float(margin[unlabeled].mean()) if unlabeled.any() else 0.0,
+            float(entropy[unlabeled].mean()) if unlabeled.any() else 0.0,
+            changed,
+            accuracy,
+            n_labeled,
+        )
+
+    def statistic(self, name: str) -> np.ndarray:
+        """One loop statistic over the filled window, oldest first, shape (n_filled,)."""
+        column = LOOP_STATISTICS.index(name)
+        return self.ordered(self.loop_statistics)[:, column]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the buffers, in bytes."""
+        return int(
+            self.proba.nbytes + self.margin.nbytes + self.entropy.nbytes + self.predicted.nbytes
+            + self.loop_statistics.nbytes
+        )

@@ -1,0 +1,276 @@
+"""The one interface every querying strategy implements.
+
+Follows the public contract of the design brief: ``query(X, y, clf, batch_size)`` receives
+the whole pool, labels with unlabeled entries marked ``missing_label``, and a fitted
+classifier; it returns ``batch_size`` distinct indices of unlabeled rows. Strategies are
+stateful across calls (one call per loop), which is what lets them keep a metadata history.
+
+Subclasses implement :meth:`QueryStrategy._select`; validation, seeding, state bookkeeping and
+the checks on the returned indices live here once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from metalearn.common.validation import check_batch_size, check_classifier, check_labels, check_pool_features
+from metalearn.exceptions import InvalidInputError, PoolChangedWarning
+
+__all__ = ["QueryStrategy", "QueryContext", "select_top"]
+
+
+def select_top(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions of the ``k`` largest scores, best first, ties broken at random; O(n).
+
+    NaN scores rank last.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n,)
+    k : int
+        1 <= k <= n.
+    rng : numpy Generator
+        Breaks ties among equal scores.
+
+    Returns
+    -------
+    ndarray of int, shape (k,)
+    """
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    n = scores.shape[0]
+    if k >= n:
+        order = np.lexsort((rng.random(n), -scores))
+        return order[:k]
+    kth = np.partition(scores, n - k)[n - k]
+    above = np.flatnonzero(scores > kth)
+    above = above[np.argsort(-scores[above], kind="stable")]
+    ties = np.flatnonzero(scores == kth)
+    chosen = rng.choice(ties, size=k - above.size, replace=False)
+    return np.concatenate([above, chosen]).astype(np.int64)
+
+
+class QueryContext:
+    """Everything a strategy may look at in one loop, with predictions computed lazily and once.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_pool, n_features)
+    y : ndarray of shape (n_pool,)
+        Labels as given, missing entries included.
+    labeled : ndarray of bool, shape (n_pool,)
+    unlabeled_indices : ndarray of int, shape (n_unlabeled,)
+    clf : classifier
+    rng : numpy Generator
+        The strategy's generator; every random choice draws from it.
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, labeled: np.ndarray, clf: Any, rng: np.random.Generator) -> None:
+        self.X = X
+        self.y = y
+        self.labeled = labeled
+        self.unlabeled_indices = np.flatnonzero(~labeled)
+        self.clf = clf
+        self.rng = rng
+        self._proba: np.ndarray | None = None
+        self._proba_unlabeled: np.ndarray | None = None
+
+    @staticmethod
+    def _checked_proba(proba: Any, n_rows: int) -> np.ndarray:
+        proba = np.asarray(proba, dtype=float)
+        if proba.ndim != 2 or proba.shape[0] != n_rows:
+            raise InvalidInputError(
+                f"the classifier's predict_proba returned shape {proba.shape}, expected ({n_rows}, n_classes)"
+            )
+        if not np.all(np.isfinite(proba)):
+            raise InvalidInputError("the classifier's predict_proba returned NaN or infinite values")
+        return proba
+
+    @property
+    def proba(self) -> np.ndarray:
+        """Class probabilities on the whole pool, shape (n_pool, n_classes)."""
+        if self._proba is None:
+            self._proba = self._checked_proba(self.clf.predict_proba(self.X), self.X.shape[0])
+        return self._proba
+
+    @property
+    def proba_unlabeled(self) -> np.ndarray:
+        """Class probabilities on the unlabeled rows only, shape (n_unlabeled, n_classes).
+
+        Cheaper than :attr:`proba` when a strategy needs nothing else: margin sampling at
+        its best predicts the unlabeled rows only.
+        """
+        if self._proba is not None:
+            return self._proba[self.unlabeled_indices]
+        if self._proba_unlabeled is None:
+            rows = self.unlabeled_indices
+            self._proba_unlabeled = self._checked_proba(self.clf.predict_proba(self.X[rows]), rows.size)
+        return self._proba_unlabeled
+
+    @property
+    def classes(self) -> np.ndarray:
+        """The classifier's classes, in the column order of the probabilities."""
+        classes = getattr(self.clf, "classes_", None)
+        if classes is None:
+            return np.arange(self.proba_unlabeled.shape[1])
+        return np.asarray(classes)
+
+    def label_indices(self) -> np.ndarray:
+        """Index into :attr:`classes` of each labeled row's label, -1 elsewhere; shape (n_pool,).
+
+        Raises :class:`InvalidInputError` when a label is unknown to the classifier.
+        """
+        classes = self.classes
+        out = np.full(self.X.shape[0], -1, dtype=np.int64)
+        rows = np.flatnonzero(self.labeled)
+        if rows.size == 0:
+            return out
+        values = self.y[rows]
+        try:
+            order = np.argsort(classes)
+            pos = np.searchsorted(classes[order], values)
+            pos = np.clip(pos, 0, classes.size - 1)
+            found = classes[order][pos] == values
+        except TypeError:
+            raise InvalidInputError(
+                f"labels of type {type(values[0]).__name__} cannot be compared with the classifier's classes "
+                f"{classes[:5].tolist()}; fit the classifier on the same labels"
+            ) from None
+        if not np.all(found):
+            unknown = np.unique(values[~found])[:5].tolist()
+            raise InvalidInputError(
+                f"labeled rows carry class(es) {unknown} the classifier does not know (classes_={classes.tolist()[:10]}); "
+                "refit the classifier on all labeled rows before querying"
+            )
+        out[rows] = order[pos]
+        return out
+
+
+class QueryStrategy(ABC):
+    """Base class of all querying strategies.
+
+    Parameters
+    ----------
+    missing_label : scalar, default=np.nan
+        Marker of unlabeled entries in ``y``. NaN works for float labels; use e.g. ``None``
+        or ``-1`` or ``""`` for other label types.
+    random_state : int, numpy Generator or None
+        Seed of every random choice (tie-breaking included). The same seed on the same
+        inputs gives the same queries.
+
+    Notes
+    -----
+    ``__init__`` only stores parameters. Fitted state carries a trailing underscore and is
+    created at the first :meth:`query`; :meth:`reset` forgets it. If the pool changes size
+    between calls, the state is reset with a :class:`~metalearn.exceptions.PoolChangedWarning`;
+    if the number of features changes, :class:`~metalearn.exceptions.InvalidInputError` is raised
+    (it means a different dataset, or a preprocessing mistake).
+    """
+
+    #: Name in the strategy registry.
+    name: ClassVar[str] = ""
+    #: Whether the strategy calls the classifier (random sampling does not).
+    requires_classifier: ClassVar[bool] = True
+
+    def __init__(self, *, missing_label: Any = np.nan, random_state: int | np.random.Generator | None = None) -> None:
+        self.missing_label = missing_label
+        self.random_state = random_state
+
+    # -- public API ----------------------------------------------------------------------
+    def query(self, X: Any, y: Any, clf: Any = None, batch_size: int = 1) -> np.ndarray:
+        """Choose the next records to label.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_pool, n_features)
+            The whole pool, labeled and unlabeled rows.
+        y : array-like of shape (n_pool,)
+            Labels; unlabeled rows hold ``missing_label``.
+        clf : classifier
+            Fitted on the labeled rows, with ``predict_proba`` (the query model should be
+            the task model).
+        batch_size : int
+            Number of records to return.
+
+        Returns
+        -------
+        ndarray of int64, shape (batch_size,)
+            Distinct indices of unlabeled rows, best first where the strategy ranks.
+        """
+        X_arr = check_pool_features(X)
+        labeled, y_arr = check_labels(y, X_arr.shape[0], self.missing_label)
+        batch_size = check_batch_size(batch_size, int((~labeled).sum()))
+        if self.requires_classifier:
+            check_classifier(clf)
+        self._check_state(X_arr)
+        ctx = QueryContext(X_arr, y_arr, labeled, clf, self.rng_)
+        picks = np.asarray(self._select(ctx, batch_size), dtype=np.int64)
+        self.n_queries_ += 1
+        self._check_picks(picks, labeled, batch_size)
+        return picks
+
+    def reset(self) -> "QueryStrategy":
+        """Forget the state of earlier loops (history, bandit weights, generator)."""
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("__")]:
+            delattr(self, attr)
+        return self
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters, for reports and policy model cards."""
+        import inspect
+
+        names: list[str] = []
+        for cls in type(self).__mro__:
+            if "__init__" in vars(cls) and cls is not object:
+                for p in inspect.signature(cls.__init__).parameters.values():
+                    if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                        names.append(p.name)
+        return {n: getattr(self, n) for n in dict.fromkeys(names) if hasattr(self, n)}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    # -- for subclasses --------------------------------------------------------------------
+    @abstractmethod
+    def _select(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
+        """Return ``batch_size`` distinct indices into the pool, all unlabeled."""
+
+    def _on_new_pool(self, X: np.ndarray) -> None:
+        """Hook: create per-pool state (called at the first query and after a pool change)."""
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def _check_state(self, X: np.ndarray) -> None:
+        if not hasattr(self, "n_features_in_"):
+            self.reset()
+            self.rng_ = np.random.default_rng(self.random_state)
+            self.n_features_in_ = X.shape[1]
+            self.n_pool_ = X.shape[0]
+            self.n_queries_ = 0
+            self._on_new_pool(X)
+            return
+        if X.shape[1] != self.n_features_in_:
+            raise InvalidInputError(
+                f"the pool now has {X.shape[1]} features but had {self.n_features_in_} in earlier calls; "
+                "a strategy follows one pool: call reset() (or use a new strategy) for a different dataset"
+            )
+        if X.shape[0] != self.n_pool_:
+            warnings.warn(
+                f"the pool changed size ({self.n_pool_} -> {X.shape[0]} records); starting a fresh metadata history",
+                PoolChangedWarning,
+                stacklevel=3,
+            )
+            rng = self.rng_
+            n_queries = self.n_queries_
+            self.reset()
+            self.rng_, self.n_queries_ = rng, n_queries
+            self.n_features_in_, self.n_pool_ = X.shape[1], X.shape[0]
+            self._on_new_pool(X)
+
+    def _check_picks(self, picks: np.ndarray, labeled: np.ndarray, batch_size: int) -> None:
+        # A strategy bug must never hand a user a labeled or duplicate record.
+        if picks.shape != (batch_size,) or np.unique(picks).size != batch_size or labeled[picks].any():
+            raise RuntimeError(f"{type(self).__name__} returned invalid picks {picks[:10]}; this is a metalearn bug")

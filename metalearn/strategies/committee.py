@@ -1,0 +1,83 @@
+"""Query by committee with a bagging committee (Abe & Mamitsuka 1998)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from metalearn.common.validation import check_positive_int
+from metalearn.exceptions import InvalidInputError, InvalidTypeError
+from metalearn.strategies.base import QueryContext, QueryStrategy, select_top
+from metalearn.strategies.registry import register_strategy
+
+__all__ = ["QueryByCommittee"]
+
+_METHODS = ("vote_entropy", "kl_divergence")
+
+
+@register_strategy
+class QueryByCommittee(QueryStrategy):
+    """Train a committee of copies of the classifier on bootstrap samples; pick disagreement.
+
+    Each member is a clone of ``clf`` fitted on a stratified bootstrap sample of the labeled
+    records (every class keeps at least one record, so every member can be fitted).
+
+    Parameters
+    ----------
+    n_members : int
+        Committee size.
+    method : {"vote_entropy", "kl_divergence"}
+        Disagreement measure: entropy of the members' votes (normalised by its maximum), or
+        mean KL divergence of each member's probabilities to the consensus.
+    missing_label, random_state
+        See :class:`~metalearn.strategies.base.QueryStrategy`.
+    """
+
+    name = "qbc"
+
+    def __init__(
+        self, n_members: int = 5, method: str = "vote_entropy", *, missing_label: Any = np.nan, random_state: Any = None
+    ) -> None:
+        super().__init__(missing_label=missing_label, random_state=random_state)
+        self.n_members = n_members
+        self.method = method
+
+    def _members(self, ctx: QueryContext) -> list[Any]:
+        rows = np.flatnonzero(ctx.labeled)
+        y_lab = ctx.y[rows]
+        groups = [rows[y_lab == c] for c in np.unique(y_lab)]
+        if len(groups) < 2:
+            raise InvalidInputError("query by committee needs labeled records of at least two classes")
+        members = []
+        for _ in range(check_positive_int(self.n_members, "n_members", minimum=2)):
+            sample = np.concatenate([ctx.rng.choice(g, size=g.size, replace=True) for g in groups])
+            try:
+                member = clone(ctx.clf)
+            except TypeError as exc:
+                raise InvalidTypeError(
+                    f"query by committee clones the classifier, but {type(ctx.clf).__name__} cannot be cloned: {exc}"
+                ) from None
+            if "random_state" in member.get_params():
+                member.set_params(random_state=int(ctx.rng.integers(2**31 - 1)))
+            members.append(member.fit(ctx.X[sample], ctx.y[sample]))
+        return members
+
+    def _select(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
+        if self.method not in _METHODS:
+            raise InvalidInputError(f"method must be one of {_METHODS}, got {self.method!r}")
+        members = self._members(ctx)
+        X_unl = ctx.X[ctx.unlabeled_indices]
+        classes = np.unique(ctx.y[ctx.labeled])
+        if self.method == "vote_entropy":
+            votes = np.stack([m.predict(X_unl) for m in members])  # (members, n_unlabeled)
+            counts = np.stack([(votes == c).sum(axis=0) for c in classes], axis=1) / len(members)
+            p = np.clip(counts, 1e-12, 1.0)
+            scores = -(counts * np.log(p)).sum(axis=1) / np.log(min(len(members), classes.size))
+        else:
+            probas = np.stack([m.predict_proba(X_unl) for m in members])  # (members, n, C)
+            consensus = probas.mean(axis=0)
+            ratio = np.log(np.clip(probas, 1e-12, 1.0)) - np.log(np.clip(consensus, 1e-12, 1.0))[None]
+            scores = (probas * ratio).sum(axis=2).mean(axis=0)
+        return ctx.unlabeled_indices[select_top(scores, batch_size, ctx.rng)]
