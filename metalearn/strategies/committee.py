@@ -64,20 +64,26 @@ class QueryByCommittee(QueryStrategy):
             members.append(member.fit(ctx.X[sample], ctx.y[sample]))
         return members
 
+    def disagreement(self, X: np.ndarray) -> np.ndarray:
+        """Disagreement of the last committee on records ``X`` (n, n_features); shape (n,).
+
+        Vote entropy is normalised by its maximum, log(min(n_members, n_classes)).
+        """
+        members = self.committee_
+        if self.method == "vote_entropy":
+            votes = np.stack([m.predict(X) for m in members])  # (members, n)
+            classes = members[0].classes_
+            counts = np.stack([(votes == c).sum(axis=0) for c in classes], axis=1) / len(members)
+            p = np.clip(counts, 1e-12, 1.0)
+            return -(counts * np.log(p)).sum(axis=1) / np.log(min(len(members), classes.size))
+        probas = np.stack([m.predict_proba(X) for m in members])  # (members, n, C)
+        consensus = probas.mean(axis=0)
+        ratio = np.log(np.clip(probas, 1e-12, 1.0)) - np.log(np.clip(consensus, 1e-12, 1.0))[None]
+        return (probas * ratio).sum(axis=2).mean(axis=0)
+
     def _select(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
         if self.method not in _METHODS:
             raise InvalidInputError(f"method must be one of {_METHODS}, got {self.method!r}")
-        members = self._members(ctx)
-        X_unl = ctx.X[ctx.unlabeled_indices]
-        classes = np.unique(ctx.y[ctx.labeled])
-        if self.method == "vote_entropy":
-            votes = np.stack([m.predict(X_unl) for m in members])  # (members, n_unlabeled)
-            counts = np.stack([(votes == c).sum(axis=0) for c in classes], axis=1) / len(members)
-            p = np.clip(counts, 1e-12, 1.0)
-            scores = -(counts * np.log(p)).sum(axis=1) / np.log(min(len(members), classes.size))
-        else:
-            probas = np.stack([m.predict_proba(X_unl) for m in members])  # (members, n, C)
-            consensus = probas.mean(axis=0)
-            ratio = np.log(np.clip(probas, 1e-12, 1.0)) - np.log(np.clip(consensus, 1e-12, 1.0))[None]
-            scores = (probas * ratio).sum(axis=2).mean(axis=0)
+        self.committee_ = self._members(ctx)
+        scores = self.disagreement(ctx.X[ctx.unlabeled_indices])
         return ctx.unlabeled_indices[select_top(scores, batch_size, ctx.rng)]
