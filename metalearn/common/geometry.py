@@ -17,8 +17,13 @@ __all__ = [
     "NearestLabeledDistance",
 ]
 
-# Rows per chunk: bounds the (chunk, m) distance block to a few MiB.
+# Rows per chunk: at least this many, and as many as keep a (chunk, m) block near 32 MiB.
 _CHUNK = 4096
+_BLOCK_ENTRIES = 2**22
+
+
+def _chunk_rows(m: int) -> int:
+    return max(_CHUNK, _BLOCK_ENTRIES // max(m, 1))
 
 
 def squared_norms(X: np.ndarray) -> np.ndarray:
@@ -33,10 +38,16 @@ def min_sq_distances(
     X_sq = squared_norms(X) if X_sq is None else X_sq
     Y_sq = squared_norms(Y) if Y_sq is None else Y_sq
     out = np.empty(X.shape[0])
-    for start in range(0, X.shape[0], _CHUNK):
-        stop = min(start + _CHUNK, X.shape[0])
-        block = X_sq[start:stop, None] - 2.0 * (X[start:stop] @ Y.T) + Y_sq[None, :]
-        out[start:stop] = block.min(axis=1)
+    chunk = _chunk_rows(Y.shape[0])
+    for start in range(0, X.shape[0], chunk):
+        stop = min(start + chunk, X.shape[0])
+        # (m, chunk) orientation: the minimum over axis 0 is an elementwise pass over rows,
+        # several times faster than a reduction along a short last axis.
+        block = Y @ X[start:stop].T
+        block *= -2.0
+        block += Y_sq[:, None]
+        block += X_sq[None, start:stop]
+        out[start:stop] = block.min(axis=0)
     return np.maximum(out, 0.0)
 
 
@@ -118,6 +129,7 @@ class NearestLabeledDistance:
             return
         self.labeled[new_labeled] = True
         d = min_sq_distances(self.X, self.X[new_labeled], self._X_sq, self._X_sq[new_labeled])
+        d[new_labeled] = 0.0  # exact zero for the labeled rows themselves, whatever the round-off
         np.minimum(self.sq_distance, d, out=self.sq_distance)
 
     def sync(self, labeled_mask: np.ndarray) -> None:

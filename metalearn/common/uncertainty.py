@@ -11,6 +11,8 @@ def margins(proba: np.ndarray) -> np.ndarray:
     """Difference between the two largest class probabilities, shape (n,), in [0, 1]."""
     if proba.shape[1] == 1:
         return np.ones(proba.shape[0], dtype=proba.dtype)
+    if proba.shape[1] == 2:  # the common binary case, without a partition
+        return np.abs(proba[:, 0] - proba[:, 1])
     top2 = np.partition(proba, proba.shape[1] - 2, axis=1)[:, -2:]
     return top2[:, 1] - top2[:, 0]
 
