@@ -36,7 +36,9 @@ def check_pool_features(X: Any, *, name: str = "X") -> np.ndarray:
     if sp.issparse(X):
         X = X.toarray()
     elif hasattr(X, "to_numpy") and hasattr(X, "dtypes"):  # pandas DataFrame
-        non_numeric = [str(c) for c, t in X.dtypes.items() if not np.issubdtype(np.dtype(t), np.number) and t != bool]
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+        non_numeric = [str(c) for c, t in X.dtypes.items() if not (is_numeric_dtype(t) or is_bool_dtype(t))]
         if non_numeric:
             raise InvalidInputError(
                 f"{name} has non-numeric columns {non_numeric[:5]}; encode them first "
