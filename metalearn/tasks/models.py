@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from sklearn.base import ClassifierMixin
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.model_selection import StratifiedKFold
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
@@ -20,7 +23,7 @@ from sklearn.svm import SVC
 
 from metalearn.exceptions import UnknownNameError
 
-__all__ = ["MODEL_NAMES", "ModelFactory", "make_model"]
+__all__ = ["MODEL_NAMES", "ModelFactory", "make_model", "canonical_model_name", "PlattSVC"]
 
 
 def _logreg(seed: int | None, **params: Any) -> ClassifierMixin:
@@ -37,12 +40,92 @@ def _gradient_boosting(seed: int | None, **params: Any) -> ClassifierMixin:
     return HistGradientBoostingClassifier(**{**defaults, **params})
 
 
+class PlattSVC(ClassifierMixin, BaseEstimator):
+    """RBF support-vector classifier with Platt-scaled probabilities that works from one label per class.
+
+    scikit-learn deprecated ``SVC(probability=True)`` (removed in 1.11) in favour of
+    ``CalibratedClassifierCV(SVC(), ensemble=False)``, whose cross-validation needs at least
+    two records per class. An active-learning process starts with one: then the sigmoid
+    cannot be fitted and the probabilities are the softmax of the one-vs-rest decision
+    values; from two records per class on, sigmoid calibration with up to 5 stratified folds.
+
+    Parameters
+    ----------
+    C : float
+        Regularisation of the SVC.
+    gamma : {"scale", "auto"} or float
+        RBF kernel width.
+    random_state : int or None
+        Seed of the calibration folds.
+    """
+
+    def __init__(self, C: float = 1.0, gamma: str | float = "scale", random_state: int | None = None) -> None:
+        self.C = C
+        self.gamma = gamma
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> "PlattSVC":
+        X = np.asarray(X, dtype=float)
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        counts = np.bincount(y_index)
+        svc = SVC(kernel="rbf", C=self.C, gamma=self.gamma, decision_function_shape="ovr")
+        if self.classes_.size < 2:
+            self.model_ = None  # a single class: certain everywhere
+        elif counts.min() >= 2:
+            folds = StratifiedKFold(n_splits=min(5, int(counts.min())), shuffle=True, random_state=self.random_state)
+            self.model_ = CalibratedClassifierCV(svc, method="sigmoid", cv=folds, ensemble=False).fit(X, y_index)
+        else:
+            self.model_ = svc.fit(X, y_index)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        if self.model_ is None:
+            return np.ones((X.shape[0], 1))
+        if isinstance(self.model_, CalibratedClassifierCV):
+            return self.model_.predict_proba(X)
+        scores = self.model_.decision_function(X)
+        if scores.ndim == 1:  # binary: one signed distance
+            scores = np.stack([-scores, scores], axis=1)
+        scores = scores - scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
 def _svm(seed: int | None, **params: Any) -> ClassifierMixin:
-    return SVC(**{"kernel": "rbf", "C": 1.0, "gamma": "scale", "probability": True, "random_state": seed, **params})
+    return PlattSVC(**{"C": 1.0, "gamma": "scale", "random_state": seed, **params})
+
+
+class _FewLabelKNeighborsClassifier(KNeighborsClassifier):
+    """k-nearest neighbours that uses at most as many neighbours as it has training records.
+
+    An AL process starts with one label per class, fewer than k; scikit-learn's estimator
+    would then refuse to predict. Predictions use ``min(n_neighbors, n_samples_fit_)``.
+    """
+
+    def _query(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # n_neighbors is read deep inside scikit-learn (including a fast path that bypasses
+        # kneighbors), so it is capped for the duration of the call and restored after.
+        k = self.n_neighbors
+        self.n_neighbors = min(k, self.n_samples_fit_)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            self.n_neighbors = k
+
+    def predict(self, X: Any) -> Any:
+        return self._query(super().predict, X)
+
+    def predict_proba(self, X: Any) -> Any:
+        return self._query(super().predict_proba, X)
 
 
 def _knn(seed: int | None, **params: Any) -> ClassifierMixin:
-    return KNeighborsClassifier(**{"n_neighbors": 5, "weights": "distance", **params})
+    return _FewLabelKNeighborsClassifier(**{"n_neighbors": 5, "weights": "distance", **params})
 
 
 def _mlp(seed: int | None, **params: Any) -> ClassifierMixin:
