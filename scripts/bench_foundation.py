@@ -2,9 +2,10 @@
 
 Reproduces the figures of the foundation issue:
 
-- the time of one ``query`` of margin sampling, and of the metadata update and feature
-  computation alone, at pool sizes 10k and 100k (50 features), relative to the cost of
-  ``predict_proba`` on the same pool;
+- the time of one ``query`` of margin sampling (logistic regression), and of the metadata
+  update and feature computation alone, at pool sizes 10k and 100k (50 features), relative
+  to the cost of ``predict_proba`` on the same pool (logistic regression, and a 100-tree
+  random forest for scale);
 - PoolAL-v0 environment steps per second (logistic regression, 2,000-record pool, K=32).
 
 Run: ``.venv/bin/python scripts/bench_foundation.py [--sizes 10000 100000] [--repeats 5]``.
@@ -24,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 
 from metalearn.features import PoolFeatureExtractor
 from metalearn.strategies import MarginSampling
+from metalearn.tasks.models import make_model
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -46,6 +48,8 @@ def bench_query(n_pool: int, n_features: int, n_classes: int, repeats: int, wind
     clf = LogisticRegression(max_iter=500).fit(X[labeled], y[labeled])
 
     predict_ms = _median_ms(lambda: clf.predict_proba(X), repeats)
+    forest = make_model("rf", random_state=0).fit(X[labeled], y[labeled])
+    forest_ms = _median_ms(lambda: forest.predict_proba(X), max(1, repeats // 3))
     margin = MarginSampling(random_state=0)
     margin_ms = _median_ms(lambda: margin.query(X, y_obs, clf, batch_size=10), repeats)
 
@@ -73,6 +77,7 @@ def bench_query(n_pool: int, n_features: int, n_classes: int, repeats: int, wind
     return {
         "n_pool": n_pool,
         "predict_proba_ms": predict_ms,
+        "rf_predict_proba_ms": forest_ms,
         "margin_query_ms": margin_ms,
         "extractor_init_ms": init_ms,
         "update_ms": update_ms,
@@ -115,7 +120,7 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=50)
     parser.add_argument("--classes", type=int, default=4)
     parser.add_argument("--window", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--env-steps", type=int, default=500)
     args = parser.parse_args()
     print(f"# {platform.processor() or platform.machine()}, numpy {np.__version__}")
@@ -125,7 +130,7 @@ def main() -> None:
         row = bench_query(n, args.features, args.classes, args.repeats, args.window)
         if header is None:
             header = list(row)
-            print("| " + " | ".join(header) + " | update / predict_proba |")
+            print("| " + " | ".join(header) + " | update / predict_proba (logreg) |")
             print("|" + "---|" * (len(header) + 1))
         cells = [f"{row[k]:.0f}" if k == "n_pool" else f"{row[k]:.2f}" for k in header]
         print("| " + " | ".join(cells) + f" | {row['update_ms'] / row['predict_proba_ms']:.2f} |")

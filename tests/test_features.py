@@ -190,3 +190,14 @@ def test_extractor_requires_an_update_first():
         extractor.candidate_features(np.arange(3))
     with pytest.raises(InvalidInputError, match="NaN"):
         extractor.update(np.full((20, 2), np.nan), np.array([0, 1]), np.zeros(20, bool), np.full(20, -1))
+
+
+def test_rank_of_many_values_equals_the_direct_search():
+    from metalearn.features.pool_features import _rank_in
+
+    rng = np.random.default_rng(0)
+    reference = np.sort(rng.integers(0, 50, size=6000).astype(float))  # many ties
+    values = rng.integers(-5, 55, size=5000).astype(float)
+    direct = np.searchsorted(reference, values, side="left") / (reference.size - 1)
+    np.testing.assert_array_equal(_rank_in(reference, values), direct)
+    np.testing.assert_array_equal(_rank_in(reference, values[:10]), direct[:10])
