@@ -1,0 +1,230 @@
+"""What a benchmark runs: the configuration, the datasets it resolves to, and the run keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from metalearn.common.validation import check_positive_int
+from metalearn.exceptions import InvalidInputError, UnknownNameError
+from metalearn.strategies.registry import get_strategy_class, strategy_names
+from metalearn.tasks.datasets import Dataset, load_datasets
+from metalearn.tasks.models import canonical_model_name
+from metalearn.tasks.task import REGIMES
+
+__all__ = ["BenchmarkConfig", "RunKey", "resolve_datasets", "ORACLE", "task_seed", "strategy_seed"]
+
+#: Name of the greedy look-ahead upper reference in strategy lists.
+ORACLE = "oracle"
+
+# Fields that change what a run computes: a result folder is only resumed with equal values.
+_RESULT_FIELDS = ("label_budget", "seed", "test_size", "n_warm", "max_pool", "oracle_candidates")
+
+
+@dataclass
+class BenchmarkConfig:
+    """The evaluation protocol's settings.
+
+    Every (dataset, model, regime, batch size, seed) combination is run once per strategy,
+    paired: all strategies get the same split, initial labeled set and task model, and the
+    query model is the task model.
+
+    Attributes
+    ----------
+    strategies : list of str
+        Registered strategy names, plus ``"oracle"`` for the greedy look-ahead upper reference.
+    datasets : list of str
+        Dataset specs: ``sklearn:NAME``, a CSV/Parquet path, ``folder:PATH[:SPLIT_OR_NAME]``
+        (e.g. ``folder:../shared/datasets:validation``), or ``suite:NAME_OR_TOML[:N]`` for N
+        datasets drawn from a task suite (default 10).
+    models : list of str
+        Task models (= query models).
+    regimes : list of str
+        ``cold`` (one label per class) and/or ``warm`` (``n_warm`` random labels).
+    batch_sizes : list of int
+        Records per query.
+    label_budget : int
+        Labels bought per run.
+    n_seeds : int
+        Paired seeds per (dataset, model, regime, batch size).
+    seed : int
+        Master seed: every split, initial set, model seed and strategy seed derives from it
+        and the run's identity, never from the order or the number of workers.
+    test_size : float
+        Fraction of each dataset held out (stratified) for the learning curve.
+    n_warm : int
+        Initial labels in the warm regime.
+    max_pool : int or None
+        Pools larger than this are subsampled (stratified); None keeps whole pools.
+    oracle_candidates : int
+        Candidates the oracle evaluates per query (it retrains once per candidate).
+    reference : str
+        Strategy the statistics compare against.
+    """
+
+    strategies: list[str] = field(
+        default_factory=lambda: [
+            "random", "least_confidence", "margin", "entropy", "density_weighted", "kcenter_greedy", "qbc", "albl",
+        ]
+    )
+    datasets: list[str] = field(default_factory=lambda: ["sklearn:breast_cancer", "sklearn:wine"])
+    models: list[str] = field(default_factory=lambda: ["logreg", "rf"])
+    regimes: list[str] = field(default_factory=lambda: ["cold", "warm"])
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 10])
+    label_budget: int = 100
+    n_seeds: int = 10
+    seed: int = 0
+    test_size: float = 0.3
+    n_warm: int = 20
+    max_pool: int | None = None
+    oracle_candidates: int = 20
+    reference: str = "margin"
+
+    def validate(self) -> "BenchmarkConfig":
+        """Check every field; raises the project's errors naming the field. Returns self."""
+        if not self.strategies:
+            raise InvalidInputError("strategies is empty: name at least one strategy")
+        valid = strategy_names() + [ORACLE]
+        for name in self.strategies:
+            if name == ORACLE or name.startswith("policy:"):
+                continue
+            try:
+                get_strategy_class(name)
+            except UnknownNameError:
+                raise UnknownNameError(f"unknown strategy {name!r}; valid names: {', '.join(valid)}") from None
+        if len(set(self.strategies)) != len(self.strategies):
+            raise InvalidInputError(f"strategies lists a name twice: {self.strategies}")
+        if not self.datasets:
+            raise InvalidInputError("datasets is empty: give at least one dataset spec")
+        self.models = [canonical_model_name(m) for m in self.models]
+        if not self.models:
+            raise InvalidInputError("models is empty")
+        for regime in self.regimes:
+            if regime not in REGIMES:
+                raise InvalidInputError(f"unknown regime {regime!r}; valid regimes: {', '.join(REGIMES)}")
+        if not self.regimes:
+            raise InvalidInputError("regimes is empty")
+        self.batch_sizes = [check_positive_int(b, "batch size") for b in self.batch_sizes]
+        if not self.batch_sizes:
+            raise InvalidInputError("batch_sizes is empty")
+        check_positive_int(self.label_budget, "label_budget")
+        check_positive_int(self.n_seeds, "n_seeds")
+        check_positive_int(self.seed, "seed", minimum=0)
+        check_positive_int(self.n_warm, "n_warm", minimum=2)
+        check_positive_int(self.oracle_candidates, "oracle_candidates")
+        if self.max_pool is not None:
+            check_positive_int(self.max_pool, "max_pool", minimum=2)
+        if not 0.0 < float(self.test_size) < 1.0:
+            raise InvalidInputError(f"test_size must be a fraction in (0, 1), got {self.test_size}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BenchmarkConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InvalidInputError(f"unknown benchmark settings {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+    def result_fingerprint(self) -> str:
+        """Hash of the settings that change what a run computes (not which runs exist)."""
+        payload = json.dumps({k: getattr(self, k) for k in _RESULT_FIELDS}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def run_keys(self, dataset_names: Sequence[str]) -> list["RunKey"]:
+        """Every run, ordered by dataset, model, regime, batch size, seed and strategy."""
+        return [
+            RunKey(d, m, r, b, s, strategy)
+            for d in dataset_names
+            for m in self.models
+            for r in self.regimes
+            for b in self.batch_sizes
+            for s in range(self.n_seeds)
+            for strategy in self.strategies
+        ]
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """The identity of one run; its paired siblings differ in ``strategy`` only."""
+
+    dataset: str
+    model: str
+    regime: str
+    batch_size: int
+    seed: int
+    strategy: str
+
+    @property
+    def run_id(self) -> str:
+        """A file-system-safe, unique name (readable prefix plus a hash of the exact key)."""
+        raw = f"{self.dataset}|{self.model}|{self.regime}|{self.batch_size}|{self.seed}|{self.strategy}"
+        readable = "".join(c if c.isalnum() or c in "-_." else "-" for c in raw.replace("|", "__"))[:120]
+        return f"{readable}__{hashlib.sha1(raw.encode()).hexdigest()[:8]}"
+
+    @property
+    def problem(self) -> tuple[str, str, str, int]:
+        return (self.dataset, self.model, self.regime, self.batch_size)
+
+
+def _stable_int(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def task_seed(master_seed: int, dataset: str, seed_index: int) -> int:
+    """Seed of a dataset's split and initial sets for one paired seed.
+
+    It does not depend on the model, regime, batch size or strategy, so every strategy and
+    setting of a seed sees the same split.
+    """
+    seq = np.random.SeedSequence(entropy=master_seed, spawn_key=(_stable_int(dataset), seed_index))
+    return int(seq.generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def strategy_seed(master_seed: int, key: RunKey) -> int:
+    """Seed of the strategy's own randomness in one run, from the run's identity alone."""
+    parts = (key.dataset, key.model, key.regime, str(key.batch_size), key.strategy)
+    seq = np.random.SeedSequence(entropy=master_seed, spawn_key=(*map(_stable_int, parts), key.seed, 1))
+    return int(seq.generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def _suite_datasets(body: str, seed: int) -> list[Dataset]:
+    from metalearn.tasks.suite import load_task_suite
+
+    name, _, count = body.rpartition(":") if body.rsplit(":", 1)[-1].isdigit() else (body, "", "10")
+    suite = load_task_suite(name)
+    datasets = []
+    for i, task in enumerate(suite.tasks(int(count), seed=seed)):
+        X = pd.DataFrame(np.vstack([task.X_pool, task.X_test]))
+        X.columns = [f"x{j}" for j in range(X.shape[1])]
+        y = task.classes[np.concatenate([task.y_pool, task.y_test])]
+        datasets.append(Dataset(name=f"{suite.name}-{i:03d}-{task.name}", X=X, y=y, info=dict(task.info)))
+    return datasets
+
+
+def resolve_datasets(specs: Sequence[str], seed: int = 0) -> list[Dataset]:
+    """Load every dataset the specs name, in order, without duplicates (by name)."""
+    out: dict[str, Dataset] = {}
+    for spec in specs:
+        spec = str(spec).strip()
+        found = _suite_datasets(spec[len("suite:"):], seed) if spec.startswith("suite:") else load_datasets(spec)
+        for ds in found:
+            out.setdefault(ds.name, ds)
+    return list(out.values())
+
+
+def iter_problems(config: BenchmarkConfig, datasets: Sequence[Dataset]) -> Iterator[tuple[Dataset, str, str, int]]:
+    for ds in datasets:
+        for m in config.models:
+            for r in config.regimes:
+                for b in config.batch_sizes:
+                    yield ds, m, r, b

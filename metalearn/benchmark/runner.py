@@ -1,0 +1,212 @@
+"""Run a benchmark: validate up front, execute the missing runs in parallel, store, summarise.
+
+Runs execute with joblib on local processes, or on a Dask distributed cluster. Only this
+process writes to the result folder, one file per finished run, so a killed worker can
+neither corrupt nor duplicate a result: its runs are simply executed again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from metalearn.benchmark.config import BenchmarkConfig, RunKey, resolve_datasets, task_seed
+from metalearn.benchmark.execute import execute_run
+from metalearn.benchmark.storage import ResultStore, tables_from_records
+from metalearn.exceptions import InvalidInputError
+from metalearn.tasks.datasets import Dataset
+from metalearn.tasks.task import make_task
+
+__all__ = ["BenchmarkResult", "run_benchmark", "check_feasible"]
+
+
+@dataclass
+class BenchmarkResult:
+    """What a benchmark produced.
+
+    Attributes
+    ----------
+    config : BenchmarkConfig
+    runs : pandas.DataFrame
+        One row per run (failed ones included, with ``status="failed"``).
+    curves : pandas.DataFrame
+        One row per run and loop.
+    out_dir : Path or None
+        The result folder.
+    computed : int
+        Runs computed by this call (the rest were already stored).
+    wall_seconds : float
+        Wall time of this call.
+    """
+
+    config: BenchmarkConfig
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    out_dir: Path | None
+    computed: int
+    wall_seconds: float
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] != "ok"]
+
+
+def check_feasible(config: BenchmarkConfig, datasets: Sequence[Dataset]) -> None:
+    """Fail before any compute if a dataset cannot give the configured tasks.
+
+    Builds the first seed's task for every dataset and regime (a split and an initial set,
+    no model training) and checks the label budget fits in the pool.
+    """
+    names = [ds.name for ds in datasets]
+    if len(set(names)) != len(names):
+        raise InvalidInputError(f"two datasets share a name: {names}")
+    for ds in datasets:
+        for regime in config.regimes:
+            try:
+                task = make_task(
+                    ds.X, ds.y, name=ds.name, regime=regime, n_warm=config.n_warm, test_size=config.test_size,
+                    label_budget=config.label_budget, max_pool=config.max_pool,
+                    seed=task_seed(config.seed, ds.name, 0),
+                )
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"dataset {ds.name!r} ({regime} start): {exc}") from None
+            unlabeled = task.n_pool - task.initial_labeled.size
+            if config.label_budget > unlabeled:
+                raise InvalidInputError(
+                    f"label budget {config.label_budget} is larger than the {unlabeled} unlabeled records of "
+                    f"dataset {ds.name!r} ({regime} start, pool of {task.n_pool}); lower --budget or drop the dataset"
+                )
+
+
+def _joblib_results(
+    jobs: list[tuple[Dataset, RunKey]], config: BenchmarkConfig, n_jobs: int
+) -> Iterator[dict[str, Any]]:
+    from joblib import Parallel, delayed
+
+    if n_jobs == 1:
+        for dataset, key in jobs:
+            yield execute_run(dataset, key, config)
+        return
+    parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1, pre_dispatch="2*n_jobs")
+    yield from parallel(delayed(execute_run)(dataset, key, config) for dataset, key in jobs)
+
+
+def _dask_results(
+    jobs: list[tuple[Dataset, RunKey]], config: BenchmarkConfig, address: str
+) -> Iterator[dict[str, Any]]:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise InvalidInputError(
+            "--dask needs the distributed package: pip install 'metalearn-al[dask]'"
+        ) from None
+    cluster = None
+    if address.startswith("local"):
+        _, _, workers = address.partition(":")
+        cluster = LocalCluster(
+            n_workers=int(workers) if workers else None, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(address, timeout="20s")
+        except OSError as exc:
+            raise InvalidInputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    try:
+        scattered = {}
+        futures = []
+        for dataset, key in jobs:
+            if dataset.name not in scattered:
+                scattered[dataset.name] = client.scatter(dataset, broadcast=False)
+            # pure=False: the key is ours to choose; retries re-run a task whose worker died.
+            futures.append(client.submit(execute_run, scattered[dataset.name], key, config, key=key.run_id, retries=2))
+        for future in as_completed(futures):
+            yield future.result()
+            future.release()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run_benchmark(
+    config: BenchmarkConfig,
+    out_dir: str | Path | None = None,
+    *,
+    n_jobs: int = 1,
+    dask: str | None = None,
+    progress: bool = True,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> BenchmarkResult:
+    """Run (or resume) a benchmark and return its tables.
+
+    Parameters
+    ----------
+    config : BenchmarkConfig
+    out_dir : path or None
+        Result folder. Runs already stored there (same configuration) are not recomputed.
+        None keeps results in memory only (no resume).
+    n_jobs : int
+        joblib worker processes (-1: all cores). Ignored with ``dask``.
+    dask : str or None
+        A Dask scheduler address (``tcp://host:8786``), or ``"local"`` / ``"local:N"`` for a
+        local cluster of N worker processes.
+    progress : bool
+        Show a progress bar with runs done and the estimated time left.
+    on_result : callable or None
+        Called with each finished run's record (for tests and notebooks).
+
+    Returns
+    -------
+    BenchmarkResult
+    """
+    start = time.perf_counter()
+    config.validate()
+    datasets = resolve_datasets(config.datasets, seed=config.seed)
+    if not datasets:
+        raise InvalidInputError(f"the dataset specs {config.datasets} name no dataset")
+    check_feasible(config, datasets)
+    by_name = {ds.name: ds for ds in datasets}
+    keys = config.run_keys(list(by_name))
+
+    store = ResultStore(out_dir) if out_dir is not None else None
+    records: list[dict[str, Any]] = []
+    done: dict[str, str] = {}
+    if store is not None:
+        store.prepare(config)
+        done = store.finished(config.result_fingerprint())
+    pending = [k for k in keys if done.get(k.run_id) != "ok"]
+    retried: set[str] = set()
+    computed = 0
+
+    bar = tqdm(total=len(keys), initial=len(keys) - len(pending), desc="benchmark runs", unit="run", disable=not progress)
+    while pending:
+        jobs = [(by_name[k.dataset], k) for k in pending]
+        results = _dask_results(jobs, config, dask) if dask else _joblib_results(jobs, config, n_jobs)
+        failed_now: list[RunKey] = []
+        by_id = {k.run_id: k for k in pending}
+        for record in results:
+            summary = record["summary"]
+            key = by_id[summary["run_id"]]
+            if summary["status"] != "ok" and key.run_id not in retried:
+                retried.add(key.run_id)  # a failed run gets one more try before it is reported
+                failed_now.append(key)
+                continue
+            computed += 1
+            if store is not None:
+                store.write(record)
+            else:
+                records.append(record)
+            if on_result is not None:
+                on_result(record)
+            bar.update()
+        pending = failed_now
+    bar.close()
+
+    runs, curves = store.load([k.run_id for k in keys]) if store is not None else tables_from_records(records)
+    return BenchmarkResult(config, runs, curves, store.out_dir if store else None, computed, time.perf_counter() - start)
