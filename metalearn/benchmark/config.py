@@ -6,7 +6,7 @@ import hashlib
 import json
 import zlib
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -141,14 +141,14 @@ class BenchmarkConfig:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def run_keys(self, dataset_names: Sequence[str]) -> list["RunKey"]:
-        """Every run, ordered by dataset, model, regime, batch size, seed and strategy."""
+        """Every run, seed by seed: an interrupted benchmark has whole paired seeds of every problem."""
         return [
             RunKey(d, m, r, b, s, strategy)
+            for s in range(self.n_seeds)
             for d in dataset_names
             for m in self.models
             for r in self.regimes
             for b in self.batch_sizes
-            for s in range(self.n_seeds)
             for strategy in self.strategies
         ]
 
@@ -220,11 +220,3 @@ def resolve_datasets(specs: Sequence[str], seed: int = 0) -> list[Dataset]:
         for ds in found:
             out.setdefault(ds.name, ds)
     return list(out.values())
-
-
-def iter_problems(config: BenchmarkConfig, datasets: Sequence[Dataset]) -> Iterator[tuple[Dataset, str, str, int]]:
-    for ds in datasets:
-        for m in config.models:
-            for r in config.regimes:
-                for b in config.batch_sizes:
-                    yield ds, m, r, b

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from metalearn.benchmark.config import ORACLE, BenchmarkConfig, RunKey, strategy_seed, task_seed
+from metalearn.common.threads import limited_threads
 from metalearn.simulation.loop import simulate
 from metalearn.simulation.metrics import test_scores
 from metalearn.strategies.base import QueryStrategy
@@ -56,8 +57,10 @@ def build_strategy(name: str, task: Task, seed: int, config: BenchmarkConfig) ->
 def full_pool_scores(task: Task) -> tuple[float, float]:
     """Test accuracy and macro-F1 of the task model trained on the whole labeled pool."""
     model = task.model()
-    model.fit(task.X_pool, task.y_pool)
-    return test_scores(task.y_test, model.predict(task.X_test), task.n_classes)
+    with limited_threads():
+        model.fit(task.X_pool, task.y_pool)
+        predicted = model.predict(task.X_test)
+    return test_scores(task.y_test, predicted, task.n_classes)
 
 
 def execute_run(dataset: Dataset, key: RunKey, config: BenchmarkConfig) -> dict[str, Any]:

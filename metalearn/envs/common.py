@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from metalearn.common.threads import limited_threads
 from metalearn.exceptions import InvalidInputError, InvalidTypeError
 from metalearn.features.pool_features import PoolFeatureExtractor
 from metalearn.simulation.metrics import area_under_learning_curve
@@ -145,7 +146,8 @@ def update_extractor(extractor: PoolFeatureExtractor, process: ActiveLearningPro
     """Record the current model's predictions on the whole pool (the INFER step)."""
     model = process.model
     assert model is not None  # fit() always runs before this
-    proba = model.predict_proba(process.task.X_pool)
+    with limited_threads():
+        proba = model.predict_proba(process.task.X_pool)
     extractor.update(proba, np.asarray(model.classes_), process.labeled, process.label_indices())
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from metalearn.common.threads import limited_threads
 from metalearn.simulation.metrics import area_under_learning_curve
 from metalearn.simulation.process import ActiveLearningProcess
 from metalearn.strategies.base import QueryStrategy
@@ -83,7 +84,9 @@ class SimulationResult:
         return frame
 
 
-def simulate(task: Task, strategy: QueryStrategy, *, progress: bool = False) -> SimulationResult:
+def simulate(
+    task: Task, strategy: QueryStrategy, *, progress: bool = False, n_threads: int | None = 1
+) -> SimulationResult:
     """Run ``strategy`` on ``task`` until the label budget is spent or the pool is empty.
 
     The strategy is reset first, so one strategy object can be reused across runs. The query
@@ -96,7 +99,15 @@ def simulate(task: Task, strategy: QueryStrategy, *, progress: bool = False) -> 
     strategy : QueryStrategy
     progress : bool
         Show a progress bar over the loops.
+    n_threads : int or None
+        BLAS/OpenMP threads while simulating (see :mod:`metalearn.common.threads`: one is
+        fastest for the small models of active learning); None leaves the pools alone.
     """
+    with limited_threads(n_threads):
+        return _simulate(task, strategy, progress)
+
+
+def _simulate(task: Task, strategy: QueryStrategy, progress: bool) -> SimulationResult:
     strategy.reset()
     process = ActiveLearningProcess(task)
     process.fit()

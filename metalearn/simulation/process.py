@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import ClassifierMixin
 
+from metalearn.common.threads import limited_threads
 from metalearn.exceptions import InvalidInputError
 from metalearn.simulation.metrics import segment_area, test_scores
 from metalearn.tasks.task import Task
@@ -90,7 +91,8 @@ class ActiveLearningProcess:
     def fit(self) -> ClassifierMixin:
         """Train a fresh task model on the labeled records (a fresh model keeps runs paired)."""
         model = self.task.model()
-        model.fit(self.task.X_pool[self.labeled], self.task.y_pool[self.labeled])
+        with limited_threads():  # small fits: one BLAS thread is fastest (see common.threads)
+            model.fit(self.task.X_pool[self.labeled], self.task.y_pool[self.labeled])
         self.model = model
         return model
 
@@ -98,7 +100,9 @@ class ActiveLearningProcess:
         """Record and return the current model's test accuracy and macro-F1."""
         if self.model is None:
             raise InvalidInputError("fit() the model before evaluating it")
-        accuracy, macro_f1 = test_scores(self.task.y_test, self.model.predict(self.task.X_test), self.task.n_classes)
+        with limited_threads():
+            predicted = self.model.predict(self.task.X_test)
+        accuracy, macro_f1 = test_scores(self.task.y_test, predicted, self.task.n_classes)
         self.n_bought.append(self.bought)
         self.accuracy.append(accuracy)
         self.macro_f1.append(macro_f1)
