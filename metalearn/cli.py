@@ -4,6 +4,7 @@ Subcommands:
 
 - ``metalearn demo``: the main job on embedded defaults (a paired comparison of the
   classic strategies on scikit-learn data, printed as a table).
+- ``metalearn benchmark``: the evaluation protocol (paired runs, statistics, report).
 - ``metalearn strategies``: the registered strategies and their parameters.
 - ``metalearn features``: the feature schema, one line per feature.
 """
@@ -15,7 +16,6 @@ import sys
 import time
 from typing import Sequence
 
-import numpy as np
 
 from metalearn.exceptions import MetalearnError
 
@@ -43,6 +43,41 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="master seed")
     demo.add_argument("--jobs", type=int, default=-1, help="parallel workers (-1: all cores)")
     demo.add_argument("--out", default=None, help="write the per-run results to this CSV file")
+
+    bench = sub.add_parser(
+        "benchmark",
+        help="run the evaluation protocol: paired runs, statistics, report",
+        description=(
+            "Run every strategy on every (dataset, model, regime, batch size, seed), paired, store each run as it "
+            "finishes, and write tables and a report. Rerunning the same command resumes: only missing runs are "
+            "computed."
+        ),
+    )
+    bench.add_argument(
+        "--strategies", type=_csv, default=None,
+        help="strategy names, comma-separated (default: all classic ones); 'oracle' adds the look-ahead upper reference",
+    )
+    bench.add_argument(
+        "--datasets", type=_csv, required=True,
+        help="dataset specs: sklearn:NAME, a CSV/Parquet path, folder:PATH[:SPLIT], suite:NAME[:N]",
+    )
+    bench.add_argument("--models", type=_csv, default=["logreg", "rf"], help="task models (= query models)")
+    bench.add_argument("--regimes", type=_csv, default=["cold", "warm"], help="cold and/or warm start")
+    bench.add_argument("--batch-sizes", type=lambda t: [int(v) for v in _csv(t)], default=[1, 10])
+    bench.add_argument("--budget", type=int, default=100, help="labels bought per run")
+    bench.add_argument("--seeds", type=int, default=10, help="paired seeds per setting")
+    bench.add_argument("--seed", type=int, default=0, help="master seed")
+    bench.add_argument("--test-size", type=float, default=0.3)
+    bench.add_argument("--n-warm", type=int, default=20, help="initial labels in the warm regime")
+    bench.add_argument("--max-pool", type=int, default=None, help="subsample larger pools to this size")
+    bench.add_argument("--oracle", action="store_true", help="add the greedy look-ahead oracle (expensive)")
+    bench.add_argument("--oracle-candidates", type=int, default=20, help="candidates the oracle evaluates per query")
+    bench.add_argument("--reference", default="margin", help="strategy the statistics compare against")
+    bench.add_argument("--out", required=True, help="result folder (resumable)")
+    bench.add_argument("--jobs", type=int, default=-1, help="local worker processes (-1: all cores)")
+    bench.add_argument("--dask", default=None, metavar="ADDRESS", help="Dask scheduler address, or 'local[:N]'")
+    bench.add_argument("--format", choices=["csv", "parquet"], default="csv", help="format of the result tables")
+    bench.add_argument("--no-report", action="store_true", help="skip the Markdown/HTML report and plots")
 
     sub.add_parser("strategies", help="list the registered strategies")
     sub.add_parser("features", help="describe the feature schema")
@@ -87,6 +122,61 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    from metalearn.benchmark import BenchmarkConfig, run_benchmark
+    from metalearn.benchmark.report import format_table, write_report
+    from metalearn.benchmark.stats import overall_comparison, strategy_summary
+
+    defaults = BenchmarkConfig()
+    strategies = args.strategies or list(defaults.strategies)
+    if args.oracle and "oracle" not in strategies:
+        strategies.append("oracle")
+    config = BenchmarkConfig(
+        strategies=strategies,
+        datasets=args.datasets,
+        models=args.models,
+        regimes=args.regimes,
+        batch_sizes=args.batch_sizes,
+        label_budget=args.budget,
+        n_seeds=args.seeds,
+        seed=args.seed,
+        test_size=args.test_size,
+        n_warm=args.n_warm,
+        max_pool=args.max_pool,
+        oracle_candidates=args.oracle_candidates,
+        reference=args.reference,
+    )
+    try:
+        result = run_benchmark(config, args.out, n_jobs=args.jobs, dask=args.dask, progress=True)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished runs are stored in {args.out}; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    out = result.out_dir
+    assert out is not None
+    if args.format == "parquet":
+        result.runs.to_parquet(out / "runs.parquet", index=False)
+        result.curves.to_parquet(out / "curves.parquet", index=False)
+    else:
+        result.runs.to_csv(out / "runs.csv", index=False)
+        result.curves.to_csv(out / "curves.csv", index=False)
+    ok = result.runs[result.runs["status"] == "ok"]
+    print(
+        f"\n{len(result.runs)} runs ({result.computed} computed now, {len(result.failed)} failed) "
+        f"in {result.wall_seconds:.0f} s; results in {out}"
+    )
+    if not ok.empty:
+        print("\n" + format_table(strategy_summary(result.runs)))
+        if config.reference in set(ok["strategy"]):
+            print("\n" + format_table(overall_comparison(result.runs, reference=config.reference)))
+    if not args.no_report and not ok.empty:
+        files = write_report(result.runs, result.curves, out, reference=config.reference)
+        print("\nreport: " + ", ".join(str(p) for p in files.values()))
+    return 0
+
+
 def _strategies() -> int:
     from metalearn.strategies import STRATEGIES
 
@@ -113,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "benchmark":
+            return _benchmark(args)
         if args.command == "strategies":
             return _strategies()
         if args.command == "features":

@@ -34,10 +34,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
-from threadpoolctl import ThreadpoolController
 
 from metalearn.common.uncertainty import margins
 from metalearn.common.validation import check_positive_int
+from metalearn.common.threads import limited_threads
 from metalearn.exceptions import InvalidInputError
 from metalearn.strategies.base import QueryContext, QueryStrategy, select_top
 from metalearn.tasks.models import PlattSVC
@@ -284,7 +284,7 @@ class LookaheadOracle:
         # processes): one thread makes a logistic-regression fit up to 40x faster on a busy
         # 2-core machine. Inputs come from the task (finite, validated), so scikit-learn's
         # per-call checks are skipped as well.
-        with _blas_controller().limit(limits=1, user_api="blas"), config_context(
+        with limited_threads(), config_context(
             assume_finite=True, skip_parameter_validation=True
         ):
             return self._gains(mask, cand, current_model)
@@ -440,15 +440,6 @@ def _score_predictions(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, m
     return float(f1.mean())
 
 
-_CONTROLLER: ThreadpoolController | None = None
-
-
-def _blas_controller() -> ThreadpoolController:
-    """The thread-pool controller, built once: scanning the loaded libraries costs ~20 ms."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER
 
 
 def _warm_copy(base: Any) -> Any:
