@@ -1,0 +1,85 @@
+"""Inference of the ``deepsets`` scorer with numpy alone (loading a policy never imports torch)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metalearn.exceptions import InvalidInputError
+from metalearn.policies.architecture import ScorerArchitecture, parameter_shapes
+
+__all__ = ["NumpyScorer"]
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0)
+
+
+class NumpyScorer:
+    """The scorer's forward pass in numpy (float32).
+
+    Parameters
+    ----------
+    arch : ScorerArchitecture
+    params : dict of str to ndarray
+        Every entry of :func:`~metalearn.policies.architecture.parameter_shapes`, with
+        exactly those shapes and finite values.
+    """
+
+    def __init__(self, arch: ScorerArchitecture, params: dict[str, np.ndarray]) -> None:
+        self.arch = arch.validate()
+        expected = parameter_shapes(arch)
+        missing = sorted(set(expected) - set(params))
+        if missing:
+            raise InvalidInputError(f"policy weights lack parameter(s) {missing[:5]}")
+        extra = sorted(set(params) - set(expected))
+        if extra:
+            raise InvalidInputError(f"policy weights hold unknown parameter(s) {extra[:5]}")
+        self.params: dict[str, np.ndarray] = {}
+        for name, shape in expected.items():
+            value = np.asarray(params[name])
+            if value.shape != shape:
+                raise InvalidInputError(f"parameter {name!r} has shape {value.shape}, expected {shape}")
+            if value.dtype.kind != "f":
+                raise InvalidInputError(f"parameter {name!r} has dtype {value.dtype}, expected floating point")
+            if not np.all(np.isfinite(value)):
+                raise InvalidInputError(f"parameter {name!r} holds NaN or infinite values: the policy is corrupt")
+            self.params[name] = value.astype(np.float32)
+        if np.any(self.params["cand_std"] <= 0) or np.any(self.params["ctx_std"] <= 0):
+            raise InvalidInputError("normalisation standard deviations must be positive")
+
+    def _dense(self, name: str, x: np.ndarray) -> np.ndarray:
+        return x @ self.params[f"{name}.weight"].T + self.params[f"{name}.bias"]
+
+    def _encode(self, candidates: np.ndarray, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = self.params
+        c = (np.asarray(candidates, dtype=np.float32) - p["cand_mean"]) / p["cand_std"]
+        g = (np.asarray(context, dtype=np.float32) - p["ctx_mean"]) / p["ctx_std"]
+        x = np.concatenate([c, np.broadcast_to(g, (c.shape[0], g.shape[0]))], axis=1)
+        h = _relu(self._dense("encoder.1", _relu(self._dense("encoder.0", x))))
+        return h, g
+
+    def scores(self, candidates: np.ndarray, context: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Score every candidate; higher = more worth labeling.
+
+        Parameters
+        ----------
+        candidates : ndarray of shape (k, F)
+        context : ndarray of shape (G,)
+        mask : ndarray of bool, shape (k,), optional
+            Valid candidates (pooling uses these only); masked ones score ``-inf``.
+
+        Returns
+        -------
+        ndarray of float32, shape (k,)
+        """
+        k = candidates.shape[0]
+        mask = np.ones(k, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return np.full(k, -np.inf, dtype=np.float32)
+        h, g = self._encode(candidates, context)
+        valid = h[mask]
+        pooled = np.concatenate([valid.mean(axis=0), valid.max(axis=0)])
+        rest = np.broadcast_to(np.concatenate([pooled, g]), (k, pooled.shape[0] + g.shape[0]))
+        z = _relu(self._dense("head.0", np.concatenate([h, rest], axis=1)))
+        s = self._dense("head.1", z)[:, 0]
+        return np.where(mask, s, -np.inf).astype(np.float32)

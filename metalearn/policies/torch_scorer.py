@@ -1,0 +1,91 @@
+"""The ``deepsets`` scorer as a torch module, for training (see :mod:`.architecture`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from metalearn.policies.architecture import ScorerArchitecture, parameter_shapes
+
+__all__ = ["TorchScorer", "MASKED_SCORE"]
+
+#: Score of masked candidates: finite, so softmax-based losses stay NaN-free.
+MASKED_SCORE = -1e9
+
+
+class TorchScorer(nn.Module):
+    """Permutation-invariant candidate scorer with a pooled value head.
+
+    Parameters
+    ----------
+    arch : ScorerArchitecture
+    """
+
+    def __init__(self, arch: ScorerArchitecture) -> None:
+        super().__init__()
+        self.arch = arch.validate()
+        F, G, H = arch.n_candidate_features, arch.n_context_features, arch.hidden
+        self.register_buffer("cand_mean", torch.zeros(F))
+        self.register_buffer("cand_std", torch.ones(F))
+        self.register_buffer("ctx_mean", torch.zeros(G))
+        self.register_buffer("ctx_std", torch.ones(G))
+        self.encoder = nn.ModuleList([nn.Linear(F + G, H), nn.Linear(H, H)])
+        self.head = nn.ModuleList([nn.Linear(3 * H + G, H), nn.Linear(H, 1)])
+        self.value = nn.ModuleList([nn.Linear(2 * H + G, H), nn.Linear(H, 1)])
+
+    def set_normalization(
+        self, cand_mean: np.ndarray, cand_std: np.ndarray, ctx_mean: np.ndarray, ctx_std: np.ndarray
+    ) -> None:
+        """Set the input standardisation (std floored at 1e-3 so constant features stay finite)."""
+        for name, value in (("cand_mean", cand_mean), ("cand_std", cand_std), ("ctx_mean", ctx_mean), ("ctx_std", ctx_std)):
+            tensor = torch.as_tensor(np.asarray(value, dtype=np.float32))
+            if name.endswith("std"):
+                tensor = tensor.clamp_min(1e-3)
+            getattr(self, name).copy_(tensor)
+
+    def encode(
+        self, candidates: torch.Tensor, context: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-candidate encodings (B, K, H), pooled summary (B, 2H), normalised context (B, G)."""
+        c = (candidates - self.cand_mean) / self.cand_std
+        g = (context - self.ctx_mean) / self.ctx_std
+        x = torch.cat([c, g.unsqueeze(1).expand(-1, c.shape[1], -1)], dim=-1)
+        h = torch.relu(self.encoder[1](torch.relu(self.encoder[0](x))))
+        m = mask.unsqueeze(-1).to(h.dtype)
+        count = m.sum(dim=1).clamp_min(1.0)
+        mean = (h * m).sum(dim=1) / count
+        # h >= 0 after the relu, so filling masked slots with 0 leaves the max over valid ones.
+        maximum = (h * m).amax(dim=1)
+        return h, torch.cat([mean, maximum], dim=-1), g
+
+    def forward(
+        self, candidates: torch.Tensor, context: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores (B, K), masked slots at :data:`MASKED_SCORE`, and values (B,).
+
+        Parameters
+        ----------
+        candidates : tensor of shape (B, K, F)
+        context : tensor of shape (B, G)
+        mask : bool tensor of shape (B, K)
+        """
+        mask = mask.bool()
+        h, pooled, g = self.encode(candidates, context, mask)
+        k = h.shape[1]
+        rest = torch.cat([pooled, g], dim=-1).unsqueeze(1).expand(-1, k, -1)
+        scores = self.head[1](torch.relu(self.head[0](torch.cat([h, rest], dim=-1)))).squeeze(-1)
+        scores = scores.masked_fill(~mask, MASKED_SCORE)
+        value = self.value[1](torch.relu(self.value[0](torch.cat([pooled, g], dim=-1)))).squeeze(-1)
+        return scores, value
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every parameter and buffer as float32 numpy arrays, keyed like the policy file."""
+        state = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in self.state_dict().items()}
+        assert set(state) == set(parameter_shapes(self.arch)), sorted(set(state) ^ set(parameter_shapes(self.arch)))
+        return state
+
+    def load_arrays(self, params: dict[str, np.ndarray]) -> "TorchScorer":
+        """Load parameters saved by :meth:`arrays` (or read from a policy file)."""
+        self.load_state_dict({k: torch.as_tensor(np.asarray(v, dtype=np.float32)) for k, v in params.items()})
+        return self
