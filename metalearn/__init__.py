@@ -9,3 +9,4 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 import metalearn.envs  # noqa: E402,F401  (registers the Gymnasium environments)
+from metalearn.policies import load_policy  # noqa: E402  (numpy-only policy loading)

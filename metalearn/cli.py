@@ -7,6 +7,7 @@ Subcommands:
 - ``metalearn benchmark``: the evaluation protocol (paired runs, statistics, report).
 - ``metalearn strategies``: the registered strategies and their parameters.
 - ``metalearn features``: the feature schema, one line per feature.
+- ``metalearn inspect FILE_OR_NAME``: a policy file's model card (``--json``: raw metadata).
 """
 
 from __future__ import annotations
@@ -81,6 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("strategies", help="list the registered strategies")
     sub.add_parser("features", help="describe the feature schema")
+
+    inspect = sub.add_parser(
+        "inspect",
+        help="show a policy file's model card",
+        description=(
+            "Read and check a policy file (or a released policy name) and print its model card: what it was "
+            "trained on and how, its architecture, feature schema, window, candidates and validation scores."
+        ),
+    )
+    inspect.add_argument("policy", metavar="FILE_OR_NAME", help="a .safetensors policy file or a released policy name")
+    inspect.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
     return parser
 
 
@@ -197,6 +209,19 @@ def _features() -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from metalearn.policies.file import format_model_card, read_policy
+
+    policy = read_policy(args.policy)
+    if args.json:
+        print(json.dumps(policy.metadata, indent=2, ensure_ascii=False))
+    else:
+        print(format_model_card(policy))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``metalearn`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -209,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _strategies()
         if args.command == "features":
             return _features()
+        if args.command == "inspect":
+            return _inspect(args)
     except MetalearnError as exc:
         print(f"metalearn: error: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ __all__ = [
     "DatasetError",
     "TaskSuiteError",
     "FeatureSchemaError",
+    "PolicyFileError",
     "PoolChangedWarning",
 ]
 
@@ -53,6 +54,11 @@ class TaskSuiteError(InvalidInputError):
 
 class FeatureSchemaError(InvalidInputError):
     """A feature schema is unknown, or its version cannot be computed by this release."""
+
+
+class PolicyFileError(InvalidInputError):
+    """A policy file cannot be used: missing, not a metalearn policy (e.g. a pickle or a zip
+    checkpoint), truncated, corrupted, or holding weights or metadata this release refuses."""
 
 
 class PoolChangedWarning(UserWarning):

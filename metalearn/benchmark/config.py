@@ -18,10 +18,12 @@ from metalearn.tasks.datasets import Dataset, load_datasets
 from metalearn.tasks.models import canonical_model_name
 from metalearn.tasks.task import REGIMES
 
-__all__ = ["BenchmarkConfig", "RunKey", "resolve_datasets", "ORACLE", "task_seed", "strategy_seed"]
+__all__ = ["BenchmarkConfig", "RunKey", "resolve_datasets", "ORACLE", "POLICY_PREFIX", "task_seed", "strategy_seed"]
 
 #: Name of the greedy look-ahead upper reference in strategy lists.
 ORACLE = "oracle"
+#: Prefix of a learned policy in strategy lists: ``policy:PATH_OR_NAME``.
+POLICY_PREFIX = "policy:"
 
 # Fields that change what a run computes: a result folder is only resumed with equal values.
 _RESULT_FIELDS = ("label_budget", "seed", "test_size", "n_warm", "max_pool", "oracle_candidates")
@@ -38,7 +40,9 @@ class BenchmarkConfig:
     Attributes
     ----------
     strategies : list of str
-        Registered strategy names, plus ``"oracle"`` for the greedy look-ahead upper reference.
+        Registered strategy names, plus ``"oracle"`` for the greedy look-ahead upper reference
+        and ``"policy:PATH_OR_NAME"`` for a learned policy file (read and checked by
+        :meth:`validate`).
     datasets : list of str
         Dataset specs: ``sklearn:NAME``, a CSV/Parquet path, ``folder:PATH[:SPLIT_OR_NAME]``
         (e.g. ``folder:../shared/datasets:validation``), or ``suite:NAME_OR_TOML[:N]`` for N
@@ -92,7 +96,13 @@ class BenchmarkConfig:
             raise InvalidInputError("strategies is empty: name at least one strategy")
         valid = strategy_names() + [ORACLE]
         for name in self.strategies:
-            if name == ORACLE or name.startswith("policy:"):
+            if name == ORACLE:
+                continue
+            if name.startswith(POLICY_PREFIX):
+                # Read and check the policy now, so a bad file fails before any compute.
+                from metalearn.policies.file import read_policy
+
+                read_policy(name[len(POLICY_PREFIX):])
                 continue
             try:
                 get_strategy_class(name)
