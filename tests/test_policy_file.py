@@ -667,3 +667,26 @@ def test_benchmark_rejects_a_bad_policy_before_compute(tmp_path):
     assert not out.exists()
     with pytest.raises(PolicyFileError, match="no such file"):
         BenchmarkConfig(strategies=[f"policy:{tmp_path / 'missing.safetensors'}"]).validate()
+
+
+def test_batch_picks_follow_training_one_pick_at_a_time():
+    """Each pick is the best re-scored candidate once earlier picks are masked (as in PoolAL-v0)."""
+    import torch
+
+    from metalearn.policies.architecture import ScorerArchitecture
+    from metalearn.policies.numpy_scorer import NumpyScorer
+    from metalearn.policies.torch_scorer import TorchScorer
+
+    torch.manual_seed(1)
+    arch = ScorerArchitecture(16, 16, 8)
+    scorer = NumpyScorer(arch, TorchScorer(arch).arrays())
+    rng = np.random.default_rng(0)
+    cand, ctx = rng.normal(size=(12, 16)), rng.normal(size=16)
+    picks, first = scorer.pick_sequentially(cand, ctx, 4, lambda s: int(np.argmax(s)))
+    assert np.unique(picks).size == 4
+    assert picks[0] == int(np.argmax(first))
+    np.testing.assert_allclose(first, scorer.scores(cand, ctx))
+    mask = np.ones(12, dtype=bool)
+    for pick in picks:
+        assert pick == int(np.argmax(scorer.scores(cand, ctx, mask)))
+        mask[pick] = False

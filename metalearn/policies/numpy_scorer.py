@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from metalearn.exceptions import InvalidInputError
@@ -72,14 +74,53 @@ class NumpyScorer:
         -------
         ndarray of float32, shape (k,)
         """
-        k = candidates.shape[0]
-        mask = np.ones(k, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        h, g = self._encode(candidates, context)
+        return self._head(h, g, np.ones(h.shape[0], dtype=bool) if mask is None else np.asarray(mask, dtype=bool))
+
+    def _head(self, h: np.ndarray, g: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        k = h.shape[0]
         if not mask.any():
             return np.full(k, -np.inf, dtype=np.float32)
-        h, g = self._encode(candidates, context)
         valid = h[mask]
         pooled = np.concatenate([valid.mean(axis=0), valid.max(axis=0)])
         rest = np.broadcast_to(np.concatenate([pooled, g]), (k, pooled.shape[0] + g.shape[0]))
         z = _relu(self._dense("head.0", np.concatenate([h, rest], axis=1)))
         s = self._dense("head.1", z)[:, 0]
         return np.where(mask, s, -np.inf).astype(np.float32)
+
+    def pick_sequentially(
+        self, candidates: np.ndarray, context: np.ndarray, n_picks: int, choose: Callable[[np.ndarray], int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pick ``n_picks`` candidates one at a time, as a policy fills a batch in training.
+
+        After each pick the chosen candidate is masked and the rest are re-scored (the pooled
+        summary changes); the per-candidate encodings are computed once.
+
+        Parameters
+        ----------
+        candidates : ndarray of shape (k, F)
+        context : ndarray of shape (G,)
+        n_picks : int
+            At most k.
+        choose : callable
+            Maps a score vector (k,) (``-inf`` for masked) to the position picked; breaks ties.
+
+        Returns
+        -------
+        picks : ndarray of int, shape (n_picks,)
+            Positions into ``candidates``, in pick order.
+        first_scores : ndarray of float32, shape (k,)
+            Scores before the first pick.
+        """
+        h, g = self._encode(candidates, context)
+        mask = np.ones(h.shape[0], dtype=bool)
+        picks = np.empty(n_picks, dtype=np.int64)
+        first: np.ndarray | None = None
+        for i in range(n_picks):
+            scores = self._head(h, g, mask)
+            if first is None:
+                first = scores
+            picks[i] = choose(scores)
+            mask[picks[i]] = False
+        assert first is not None or n_picks == 0
+        return picks, (first if first is not None else self._head(h, g, mask))

@@ -145,6 +145,10 @@ class PolicyStrategy(QueryStrategy):
         # Features are defined in [-1, 1]; training clipped them the same way.
         features = np.clip(extractor.candidate_features(candidates), -1.0, 1.0)
         context = np.clip(extractor.context_features(), -1.0, 1.0)
-        scores = policy.scorer.scores(features, context)
+        # One pick at a time, each re-scored without the earlier picks: the way the policy
+        # filled batches in training (PoolAL-v0 masks a picked slot and asks again).
+        picks, scores = policy.scorer.pick_sequentially(
+            features, context, batch_size, lambda s: int(select_top(s.astype(np.float64), 1, ctx.rng)[0])
+        )
         self.last_scores_ = (candidates, scores)
-        return candidates[select_top(scores.astype(np.float64), batch_size, ctx.rng)]
+        return candidates[picks]
