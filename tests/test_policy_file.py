@@ -655,6 +655,20 @@ def test_benchmark_runs_a_policy_file(policy_path):
     assert (result.runs["status"] == "ok").all(), result.runs[["strategy", "error"]]
 
 
+def test_benchmark_resume_recomputes_runs_of_an_overwritten_policy(policy_path, model, tmp_path):
+    config = BenchmarkConfig(
+        strategies=["margin", f"policy:{policy_path}"], datasets=["sklearn:iris"], models=["logreg"],
+        regimes=["cold"], batch_sizes=[3], label_budget=6, n_seeds=2, seed=0,
+    )
+    out = tmp_path / "bench"
+    assert run_benchmark(config, out, progress=False).computed == 4
+    assert run_benchmark(config, out, progress=False).computed == 0
+    arrays = model.arrays()
+    arrays["head.1.bias"] = arrays["head.1.bias"] + 1.0  # a different policy under the same path
+    save_policy(policy_path, ARCH, arrays, card())
+    assert run_benchmark(config, out, progress=False).computed == 2  # only the policy's runs
+
+
 def test_benchmark_rejects_a_bad_policy_before_compute(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))

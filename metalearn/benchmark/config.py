@@ -145,6 +145,23 @@ class BenchmarkConfig:
             raise InvalidInputError(f"unknown benchmark settings {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
 
+    def strategy_versions(self) -> dict[str, str]:
+        """What each strategy name stands for beyond its name: a policy file's content hash.
+
+        Stored with every run, so a run of an overwritten policy file is recomputed on resume
+        instead of being reused. Classic strategies have version ``""``.
+        """
+        versions: dict[str, str] = {}
+        for name in self.strategies:
+            if name.startswith(POLICY_PREFIX):
+                from metalearn.policies.file import resolve_policy_path
+
+                digest = hashlib.sha256(resolve_policy_path(name[len(POLICY_PREFIX):]).read_bytes()).hexdigest()
+                versions[name] = digest[:16]
+            else:
+                versions[name] = ""
+        return versions
+
     def result_fingerprint(self) -> str:
         """Hash of the settings that change what a run computes (not which runs exist)."""
         payload = json.dumps({k: getattr(self, k) for k in _RESULT_FIELDS}, sort_keys=True)

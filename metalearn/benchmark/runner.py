@@ -176,11 +176,13 @@ def run_benchmark(
 
     store = ResultStore(out_dir) if out_dir is not None else None
     records: list[dict[str, Any]] = []
-    done: dict[str, str] = {}
+    versions = config.strategy_versions()
+    done: dict[str, tuple[str, str]] = {}
     if store is not None:
         store.prepare(config)
         done = store.finished(config.result_fingerprint())
-    pending = [k for k in keys if done.get(k.run_id) != "ok"]
+    # A stored run counts only if it succeeded with the same strategy version (policy file).
+    pending = [k for k in keys if done.get(k.run_id) != ("ok", versions[k.strategy])]
     retried: set[str] = set()
     computed = 0
 
@@ -198,6 +200,7 @@ def run_benchmark(
                 failed_now.append(key)
                 continue
             computed += 1
+            summary["strategy_version"] = versions[key.strategy]
             if store is not None:
                 store.write(record)
             else:

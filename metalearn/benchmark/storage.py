@@ -35,7 +35,7 @@ RUN_COLUMNS = (
     "run_id", "dataset", "model", "regime", "batch_size", "seed", "strategy", "status", "error",
     "aulc_accuracy", "aulc_macro_f1", "final_accuracy", "final_macro_f1",
     "labels_to_98_accuracy", "labels_to_98_macro_f1", "full_pool_accuracy", "full_pool_macro_f1",
-    "query_seconds_mean", "wall_seconds", "label_budget", "n_pool", "n_classes", "fingerprint",
+    "query_seconds_mean", "wall_seconds", "label_budget", "n_pool", "n_classes", "fingerprint", "strategy_version",
 )
 _CURVE_KEYS = ("dataset", "model", "regime", "batch_size", "seed", "strategy")
 
@@ -113,15 +113,16 @@ class ResultStore:
     def path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"
 
-    def finished(self, fingerprint: str) -> dict[str, str]:
-        """Status (``ok``/``failed``) of every stored run of this fingerprint, by run id."""
-        out: dict[str, str] = {}
+    def finished(self, fingerprint: str) -> dict[str, tuple[str, str]]:
+        """``(status, strategy_version)`` of every stored run of this fingerprint, by run id."""
+        out: dict[str, tuple[str, str]] = {}
         if not self.runs_dir.exists():
             return out
         for path in self.runs_dir.glob("*.json"):
             record = self._read(path)
             if record is not None and record["summary"].get("fingerprint") == fingerprint:
-                out[record["summary"]["run_id"]] = record["summary"].get("status", "failed")
+                summary = record["summary"]
+                out[summary["run_id"]] = (summary.get("status", "failed"), summary.get("strategy_version") or "")
         return out
 
     def write(self, record: dict[str, Any]) -> None:
