@@ -8,6 +8,7 @@ Subcommands:
 - ``metalearn strategies``: the registered strategies and their parameters.
 - ``metalearn features``: the feature schema, one line per feature.
 - ``metalearn inspect FILE_OR_NAME``: a policy file's model card (``--json``: raw metadata).
+- ``metalearn train --method imitation|lal|ppo --out DIR``: meta-train a policy file (resumable).
 """
 
 from __future__ import annotations
@@ -93,6 +94,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("policy", metavar="FILE_OR_NAME", help="a .safetensors policy file or a released policy name")
     inspect.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
+
+    train = sub.add_parser(
+        "train",
+        help="meta-train a querying policy (imitation, LAL or PPO) and write a policy file",
+        description=(
+            "Simulate active-learning loops on tasks from a task suite and learn a querying policy from them: "
+            "imitation of the look-ahead oracle (DAgger), LAL regression of the oracle's gains, or PPO. Writes "
+            "OUT/policy.safetensors (best on the validation tasks), OUT/last.safetensors, OUT/progress.csv and "
+            "a checkpoint at every iteration boundary; --resume continues an interrupted run."
+        ),
+    )
+    train.add_argument("--method", choices=["imitation", "lal", "ppo"], default="imitation")
+    train.add_argument("--suite", default="synthetic", metavar="NAME_OR_TOML", help="task suite: a name in envs/ or a .toml path")
+    train.add_argument("--seed", type=int, default=0, help="master seed")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--iterations", type=int, default=None,
+        help="iterations to run (default 10; ppo: rollout-and-update chunks)",
+    )
+    budget.add_argument(
+        "--time-budget", type=float, default=None, metavar="SECONDS",
+        help="wall-clock budget instead; checked at iteration boundaries",
+    )
+    train.add_argument("--out", required=True, help="run folder (policies, progress log, checkpoint)")
+    train.add_argument("--resume", action="store_true", help="continue the run stored in --out")
+    train.add_argument("--jobs", type=int, default=1, help="local worker processes (-1: all cores)")
+    train.add_argument("--dask", default=None, metavar="ADDRESS", help="Dask scheduler address, or 'local[:N]'")
+    train.add_argument("--validation-tasks", type=int, default=None, help="tasks of the keep-the-best validation (0: off)")
+    train.add_argument("--episodes", type=int, default=None, help="episodes collected per iteration (imitation, lal)")
+    train.add_argument("--candidates", type=int, default=None, metavar="K", help="candidates scored per loop")
     return parser
 
 
@@ -222,6 +253,72 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    common: dict[str, object] = {"suite": args.suite, "seed": args.seed, "out_dir": args.out, "n_jobs": args.jobs, "dask": args.dask}
+    if args.candidates is not None:
+        common["n_candidates"] = args.candidates
+    if args.time_budget is not None:
+        common["time_budget_seconds"] = args.time_budget
+    if args.method in ("imitation", "lal"):
+        if args.method == "imitation":
+            from metalearn.policies.trainers.imitation import ImitationConfig as Config
+            from metalearn.policies.trainers.imitation import train_imitation as trainer
+        else:
+            from metalearn.policies.trainers.lal import LALConfig as Config  # type: ignore[assignment]
+            from metalearn.policies.trainers.lal import train_lal as trainer  # type: ignore[assignment]
+        common["iterations"] = args.iterations if args.time_budget is None else None
+        if common["iterations"] is None and args.time_budget is None:
+            common["iterations"] = 10
+        if args.episodes is not None:
+            common["episodes_per_iteration"] = args.episodes
+        if args.validation_tasks is not None:
+            common["validation_tasks"] = args.validation_tasks
+        config = Config(**common)  # type: ignore[arg-type]
+    else:
+        try:
+            from metalearn.policies.trainers.ppo import PPOConfig, train_ppo
+        except ImportError as exc:
+            print(
+                f"metalearn: error: --method ppo is not available in this installation ({exc}); "
+                "use --method imitation or --method lal",
+                file=sys.stderr,
+            )
+            return 2
+        if args.episodes is not None:
+            print("metalearn: note: --episodes is not used by --method ppo (it trains on environment steps)", file=sys.stderr)
+        if args.validation_tasks is not None:
+            common["n_validation_tasks"] = args.validation_tasks
+        config = PPOConfig(**common)  # type: ignore[arg-type]
+        if args.time_budget is not None:
+            config.total_timesteps = None
+        elif args.iterations is not None:
+            config.total_timesteps = args.iterations * config.chunk_steps
+        trainer = train_ppo  # type: ignore[assignment]
+    start = time.perf_counter()
+    try:
+        result = trainer(config, resume=args.resume, progress=True)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: the last finished iteration is checkpointed in {args.out}; "
+            "rerun the same command with --resume to continue",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"\n{args.method}: {result.iterations} iteration(s) in {time.perf_counter() - start:.0f} s")
+    print(f"policy: {result.policy_path}")
+    print(f"last:   {result.last_path}")
+    best = result.best_validation
+    if best:
+        print(
+            f"best validation (iteration {result.best_iteration}, {best.get('n_tasks')} tasks): "
+            f"AULC policy {100 * best['policy']:.2f}, margin {100 * best['margin']:.2f}, "
+            f"random {100 * best['random']:.2f}; {best['delta_vs_margin']:+.2f} points vs margin"
+        )
+    else:
+        print("no validation (--validation-tasks 0): the policy is the last iteration's")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``metalearn`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -236,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _features()
         if args.command == "inspect":
             return _inspect(args)
+        if args.command == "train":
+            return _train(args)
     except MetalearnError as exc:
         print(f"metalearn: error: {exc}", file=sys.stderr)
         return 2

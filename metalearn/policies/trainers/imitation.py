@@ -1,0 +1,505 @@
+"""Imitation of the greedy look-ahead oracle with DAgger (Ross et al. 2011), in one file.
+
+One training run, top to bottom (:func:`train_imitation`):
+
+1. **Collect.** Iteration i plays ``episodes_per_iteration`` active-learning episodes on
+   tasks drawn from the suite. At every loop the behaviour policy labels the oracle's top-b
+   candidates with probability ``beta_i = beta_decay ** i`` (``beta_0 = 1``: the first
+   iteration follows the expert alone) and the current scorer's top-b otherwise. Whoever
+   acts, the oracle's look-ahead gains of all K candidates are recorded: DAgger labels the
+   states the learner itself visits.
+2. **Aggregate.** The states join one dataset over all iterations (the newest
+   ``max_dataset_size`` are kept). The input standardisation of the scorer is computed from
+   the first iteration's states and then frozen (it is part of the policy file).
+3. **Train.** ``epochs`` passes of Adam over the dataset with the ListNet listwise loss
+   (Cao et al. 2007): cross-entropy between the target distribution
+   ``softmax(u / temperature)`` over the valid candidates and ``softmax(scores)``.
+4. **Validate** every ``validate_every`` iterations: the policy, margin and random sampling
+   are simulated, paired, on a fixed set of validation tasks; the best policy by AULC
+   difference to margin is kept as ``policy.safetensors``.
+5. **Checkpoint** at the iteration boundary: weights, Adam moments, the dataset, RNG states,
+   the best score and the progress log position. ``resume=True`` continues from there and
+   gives exactly the arrays of an uninterrupted run when the budget is in iterations.
+
+The target utility ``u`` (the choice that makes one policy serve every task)
+-------------------------------------------------------------------------------
+The oracle's gains depend on the task's scale: test accuracy moves in steps of
+``1/n_test``, a 10-class task gains less per record than a binary one, and gains shrink
+along the learning curve. ListNet only needs an order with confidence, so each state's
+gains are standardised over its valid candidates: ``z(g) = (g - mean) / std``. Accuracy
+gains on small test sets are coarse (many exact ties), so, as the oracle itself breaks ties
+by the log-loss, the standardised log-loss gain is added with a smaller weight:
+
+    ``u = z(gain) + log_loss_weight * z(log_loss_gain)``
+
+``z`` is 0 where every candidate has the same value. A state whose ``u`` is constant carries
+no preference and gets weight 0 in the loss (a uniform target would only flatten the
+scores). ``temperature`` sets how peaked the target is: with standardised utilities, 0.5
+puts most mass on the one or two best candidates without ignoring the runners-up.
+
+Determinism: every episode's randomness comes from ``SeedSequence(seed, spawn_key=(i, e))``,
+so results do not depend on ``n_jobs`` or Dask; training runs single-threaded with
+deterministic torch algorithms, minibatches are shuffled by a checkpointed numpy generator,
+and ``torch.manual_seed`` is reset from the seed at every iteration.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metalearn.common.validation import check_positive_int
+from metalearn.exceptions import InvalidInputError
+from metalearn.features.schema import POOL_SCHEMA
+from metalearn.policies.architecture import ScorerArchitecture
+from metalearn.policies.trainers.common import (
+    CHECKPOINT_DIR,
+    VALIDATION_SEED,
+    EpisodeSpec,
+    ProgressLog,
+    SampleBuffer,
+    TrainingResult,
+    check_resumable,
+    checkpoint_exists,
+    collect_episode,
+    config_settings,
+    deterministic_torch,
+    episode_seed,
+    evaluate_policy,
+    generator_from_state,
+    generator_to_state,
+    input_normalization,
+    load_checkpoint,
+    optimizer_from_checkpoint,
+    optimizer_to_checkpoint,
+    parallel_map,
+    save_checkpoint,
+    should_stop,
+    torch_rng_from_array,
+    torch_rng_to_array,
+    validation_tasks,
+    write_policy,
+)
+
+__all__ = ["ImitationConfig", "train_imitation", "listnet_targets", "listnet_loss", "PROGRESS_FIELDS"]
+
+#: Columns of ``progress.csv``.
+PROGRESS_FIELDS: tuple[str, ...] = (
+    "iteration",
+    "beta",
+    "episodes",
+    "samples_collected",
+    "samples",
+    "episode_aulc",
+    "oracle_seconds",
+    "wall_seconds",
+    "train_loss",
+    "validation_delta",
+    "validation_policy",
+    "validation_margin",
+)
+
+
+@dataclass
+class ImitationConfig:
+    """Settings of a DAgger run (CLI: ``metalearn train --method imitation``)."""
+
+    suite: Any = "synthetic"
+    """Task suite the training episodes are drawn from: a name (``envs/NAME.toml``), a TOML path or a TaskSuite."""
+    seed: int = 0
+    """Master seed: task draws, episodes, initial weights and minibatch order derive from it."""
+    out_dir: str = "runs/imitation"
+    """Folder of the run: policies, progress log, checkpoint."""
+    n_candidates: int = 32
+    """K, candidates pre-selected per loop ("mixed": half smallest margin, half random); recorded in the policy."""
+    window: int = 5
+    """H, loops of metadata history the features look back on (recorded in the policy)."""
+    hidden: int = 64
+    """Width of the scorer's hidden layers."""
+    iterations: int | None = 10
+    """DAgger iterations to run (None: until the time budget is spent)."""
+    time_budget_seconds: float | None = None
+    """Wall-clock budget over all sessions; checked at iteration boundaries (an iteration is not started if it would not fit)."""
+    episodes_per_iteration: int = 16
+    """Episodes collected per iteration (each on its own task)."""
+    beta_decay: float = 0.5
+    """beta_i = beta_decay ** i: probability, per loop, that the oracle rather than the learner chooses the batch."""
+    epochs: int = 4
+    """Passes over the aggregated dataset per iteration."""
+    batch_size: int = 64
+    """States per minibatch."""
+    learning_rate: float = 1e-3
+    """Adam's learning rate."""
+    weight_decay: float = 0.0
+    """Adam's (L2) weight decay."""
+    grad_clip: float = 1.0
+    """Maximal gradient norm (0 disables clipping)."""
+    temperature: float = 0.5
+    """Temperature of the target distribution softmax(u / temperature) over the standardised utilities."""
+    log_loss_weight: float = 0.25
+    """Weight of the standardised log-loss gain in the target utility (the oracle's tie-break criterion)."""
+    max_dataset_size: int = 100_000
+    """States kept in the aggregated dataset (the newest)."""
+    validate_every: int = 1
+    """Validate every N iterations (and after the last one)."""
+    validation_tasks: int = 8
+    """Number of validation tasks (0 disables validation: the last policy is the policy)."""
+    validation_seed: int = VALIDATION_SEED
+    """Seed of the validation tasks (the same fixed set whatever the training seed)."""
+    validation_suite: Any = None
+    """Suite of the validation tasks (None: the training suite)."""
+    metric: str = "accuracy"
+    """Oracle gain and AULC metric: "accuracy" or "macro_f1"."""
+    n_jobs: int = 1
+    """Local worker processes for episodes and validation (1: inline)."""
+    dask: str | None = None
+    """Dask scheduler address, or "local[:N]" (overrides n_jobs)."""
+
+    def validate(self) -> "ImitationConfig":
+        check_positive_int(self.seed, "seed", minimum=0)
+        check_positive_int(self.n_candidates, "n_candidates")
+        check_positive_int(self.window, "window", minimum=2)
+        check_positive_int(self.hidden, "hidden")
+        check_positive_int(self.episodes_per_iteration, "episodes_per_iteration")
+        check_positive_int(self.epochs, "epochs")
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.max_dataset_size, "max_dataset_size")
+        check_positive_int(self.validate_every, "validate_every")
+        check_positive_int(self.validation_tasks, "validation_tasks", minimum=0)
+        if self.iterations is None and self.time_budget_seconds is None:
+            raise InvalidInputError("give iterations or time_budget_seconds (or both)")
+        if self.iterations is not None:
+            check_positive_int(self.iterations, "iterations")
+        if self.time_budget_seconds is not None and not self.time_budget_seconds > 0:
+            raise InvalidInputError(f"time_budget_seconds must be positive, got {self.time_budget_seconds}")
+        if not 0.0 <= self.beta_decay <= 1.0:
+            raise InvalidInputError(f"beta_decay must lie in [0, 1], got {self.beta_decay}")
+        for name in ("learning_rate", "temperature"):
+            if not getattr(self, name) > 0:
+                raise InvalidInputError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("weight_decay", "grad_clip", "log_loss_weight"):
+            if not getattr(self, name) >= 0:
+                raise InvalidInputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.metric not in ("accuracy", "macro_f1"):
+            raise InvalidInputError(f"metric must be 'accuracy' or 'macro_f1', got {self.metric!r}")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# The listwise target and loss
+# ---------------------------------------------------------------------------------------------
+def _standardise(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per row, (x - mean) / std over the valid entries; 0 where masked or the row is constant."""
+    x = np.where(mask, values.astype(np.float64), 0.0)
+    n = np.maximum(mask.sum(axis=1, keepdims=True), 1)
+    mean = x.sum(axis=1, keepdims=True) / n
+    centred = np.where(mask, x - mean, 0.0)
+    std = np.sqrt((centred**2).sum(axis=1, keepdims=True) / n)
+    return np.divide(centred, std, out=np.zeros_like(centred), where=std > 1e-12)
+
+
+def listnet_targets(
+    gains: np.ndarray, log_loss_gains: np.ndarray, mask: np.ndarray, temperature: float, log_loss_weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """ListNet target distributions and state weights from the oracle's gains.
+
+    Parameters
+    ----------
+    gains, log_loss_gains : ndarray of shape (N, K)
+        The oracle's gains (NaN where masked).
+    mask : ndarray of bool, shape (N, K)
+    temperature, log_loss_weight : float
+        See :class:`ImitationConfig`.
+
+    Returns
+    -------
+    targets : ndarray of float32, shape (N, K)
+        ``softmax(u / temperature)`` over each state's valid candidates, 0 where masked, with
+        ``u = z(gain) + log_loss_weight * z(log_loss_gain)``.
+    weights : ndarray of float32, shape (N,)
+        1 for states whose utilities differ, 0 for states without a preference.
+    """
+    mask = mask.astype(bool)
+    utility = _standardise(gains, mask) + log_loss_weight * _standardise(log_loss_gains, mask)
+    logits = np.where(mask, utility / temperature, -np.inf)
+    top = np.max(logits, axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    exp = np.where(mask, np.exp(logits - top), 0.0)
+    total = exp.sum(axis=1, keepdims=True)
+    targets = np.divide(exp, total, out=np.zeros_like(exp), where=total > 0)
+    spread = np.where(mask, utility, -np.inf).max(axis=1) - np.where(mask, utility, np.inf).min(axis=1)
+    weights = (np.isfinite(spread) & (spread > 1e-9)).astype(np.float32)
+    return targets.astype(np.float32), weights
+
+
+def listnet_loss(scores: Any, targets: Any, weights: Any) -> Any:
+    """Weighted mean over states of ``-sum_k target_k log softmax(scores)_k`` (torch tensors).
+
+    Masked candidates have target 0 and score :data:`~metalearn.policies.torch_scorer.MASKED_SCORE`
+    (finite), so they contribute exactly 0.
+    """
+    import torch
+
+    per_state = -(targets * torch.log_softmax(scores, dim=1)).sum(dim=1)
+    return (weights * per_state).sum() / weights.sum().clamp_min(1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The training run
+# ---------------------------------------------------------------------------------------------
+def train_imitation(config: ImitationConfig, resume: bool = False, progress: bool = True) -> TrainingResult:
+    """Train a scorer by DAgger on the look-ahead oracle; see the module docstring.
+
+    Parameters
+    ----------
+    config : ImitationConfig
+    resume : bool
+        Continue from ``out_dir/checkpoint`` (same settings; the budget and resources may
+        change). Without a checkpoint the run starts fresh. When False, an ``out_dir`` that
+        already holds a checkpoint is refused.
+    progress : bool
+        Show progress bars (iterations, and episodes within an iteration).
+
+    Returns
+    -------
+    TrainingResult
+        ``policy_path`` = ``out_dir/policy.safetensors`` (best by validation),
+        ``last_path`` = ``out_dir/last.safetensors``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from metalearn.policies.torch_scorer import TorchScorer
+
+    config.validate()
+    out = Path(config.out_dir)
+    checkpoint_dir = out / CHECKPOINT_DIR
+    if checkpoint_exists(checkpoint_dir) and not resume:
+        raise InvalidInputError(
+            f"{out} already holds a training run; pass resume=True (CLI: --resume) to continue it, or choose another folder"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    settings = config_settings(config)
+    # The policy file records how it was trained, not where or on how many workers.
+    policy_settings = {k: v for k, v in settings.items() if k not in ("out_dir", "n_jobs", "dask")}
+    arch = ScorerArchitecture(POOL_SCHEMA.n_candidate_features, POOL_SCHEMA.n_context_features, hidden=config.hidden)
+    log = ProgressLog(out / "progress.csv", PROGRESS_FIELDS)
+    policy_path, last_path = out / "policy.safetensors", out / "last.safetensors"
+    val_tasks = validation_tasks(config.validation_suite or config.suite, config.validation_tasks, config.validation_seed)
+
+    with deterministic_torch(n_threads=1):
+        # -- 1. the learner, its optimiser and the aggregated dataset (fresh or resumed) ------
+        torch.manual_seed(config.seed)
+        model = TorchScorer(arch)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        data = SampleBuffer(config.n_candidates, config.max_dataset_size)
+        shuffle_rng = np.random.default_rng(episode_seed(config.seed, 1 << 20))  # minibatch order
+        loop: dict[str, Any] = {
+            "iteration": 0,  # next iteration to run
+            "elapsed": 0.0,  # wall seconds over all sessions
+            "durations": [],  # seconds per iteration
+            "normalized": False,  # input standardisation set (from iteration 0) and frozen
+            "samples_collected": 0,
+            "best_delta": None,
+            "best_iteration": None,
+            "best_validation": None,
+            "last_validated": None,
+            "last_loss": None,
+        }
+        saved = load_checkpoint(checkpoint_dir) if resume else None
+        if saved is not None:
+            tensors, state = saved
+            if state.get("method") != "imitation":
+                raise InvalidInputError(f"the checkpoint in {checkpoint_dir} is a {state.get('method')} run, not imitation")
+            check_resumable(state["config"], config)
+            model.load_arrays({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+            optimizer_from_checkpoint(optimizer, tensors, state["optimizer"])
+            data.load_tensors(tensors)
+            torch_rng_from_array(tensors["torch_rng"])
+            shuffle_rng = generator_from_state(state["shuffle_rng"])
+            loop = state["loop"]
+        log.truncate(loop["iteration"])  # rows past the checkpoint (a crash) are redone
+        tmp = out / ".config.json.tmp"  # this session's settings, for people reading the folder
+        tmp.write_text(json.dumps({"method": "imitation", "settings": settings}, indent=1))
+        tmp.replace(out / "config.json")
+
+        def checkpoint() -> None:
+            tensors = {f"model.{k}": v for k, v in model.arrays().items()}
+            opt_tensors, opt_info = optimizer_to_checkpoint(optimizer)
+            tensors.update(opt_tensors)
+            tensors.update(data.to_tensors())
+            tensors["torch_rng"] = torch_rng_to_array()
+            state = {
+                "method": "imitation",
+                "config": settings,
+                "optimizer": opt_info,
+                "shuffle_rng": generator_to_state(shuffle_rng),
+                "loop": loop,
+            }
+            save_checkpoint(checkpoint_dir, tensors, state)
+
+        def write(path: Path, validation: dict[str, Any] | None, row: dict[str, Any] | None) -> Path:
+            """The current model as a policy file, with its training record and validation figures."""
+            rows = log.rows() + ([row] if row is not None else [])
+            training = {
+                "iteration": loop["iteration"] - 1,
+                "iterations": loop["iteration"],
+                "samples": len(data),
+                "samples_collected": loop["samples_collected"],
+                "train_loss": loop["last_loss"],
+                "wall_seconds": round(loop["elapsed"], 3),
+                "curve": [
+                    {k: r.get(k) for k in ("iteration", "train_loss", "episode_aulc", "validation_delta")} for r in rows
+                ],
+            }
+            return write_policy(
+                path, arch, model.arrays(), method="imitation", settings=policy_settings, suite=config.suite,
+                seed=config.seed, window=config.window, n_candidates=config.n_candidates,
+                training=training, validation=validation,
+            )
+
+        def validate(iteration: int) -> tuple[dict[str, Any], bool]:
+            """Validation figures of the current model, and whether it is the best so far."""
+            result = evaluate_policy(
+                arch, model.arrays(), val_tasks, window=config.window, n_candidates=config.n_candidates,
+                n_jobs=config.n_jobs, dask=config.dask, seed=config.validation_seed,
+                desc=f"iteration {iteration}: validation" if progress else None,
+            )
+            loop["last_validated"] = iteration
+            summary = {k: v for k, v in result.items() if k != "per_task"}
+            summary["iteration"] = iteration
+            best = loop["best_delta"] is None or summary["delta_vs_margin"] > loop["best_delta"]
+            if best:
+                loop.update(best_delta=summary["delta_vs_margin"], best_iteration=iteration, best_validation=summary)
+            return summary, best
+
+        bar = tqdm(total=config.iterations, initial=loop["iteration"], desc="imitation", unit="it", disable=not progress)
+        while not should_stop(loop["iteration"], loop["elapsed"], loop["durations"], config.iterations, config.time_budget_seconds):
+            i = loop["iteration"]
+            started = time.perf_counter()
+
+            # -- 2. collect: the learner (params) mixed with the oracle (beta) ---------------
+            beta = config.beta_decay**i
+            params = model.arrays() if i > 0 else None  # iteration 0 (beta = 1) needs no learner
+            specs = [
+                EpisodeSpec(
+                    suite=config.suite, seed=config.seed, key=(i, e), n_candidates=config.n_candidates,
+                    window=config.window, beta=beta, arch=arch.to_dict() if params is not None else None, params=params,
+                    metric=config.metric,
+                )
+                for e in range(config.episodes_per_iteration)
+            ]
+            episodes = parallel_map(
+                collect_episode, specs, n_jobs=config.n_jobs, dask=config.dask,
+                desc=f"iteration {i}: episodes" if progress else None,
+            )
+            collected = sum(len(ep) for ep in episodes)
+            if collected == 0:
+                raise InvalidInputError(f"iteration {i} collected no state: the suite's tasks have nothing to query")
+
+            # -- 3. aggregate; the input standardisation comes from the first iteration ------
+            data.add(episodes, iteration=i)
+            loop["samples_collected"] += collected
+            if not loop["normalized"]:
+                stats = input_normalization(
+                    np.concatenate([ep.candidates for ep in episodes]),
+                    np.concatenate([ep.context for ep in episodes]),
+                    np.concatenate([ep.mask for ep in episodes]),
+                )
+                model.set_normalization(stats["cand_mean"], stats["cand_std"], stats["ctx_mean"], stats["ctx_std"])
+                loop["normalized"] = True
+
+            # -- 4. train: ListNet on the whole dataset, a few epochs ------------------------
+            torch.manual_seed(int(episode_seed(config.seed, i, 1 << 21).generate_state(1)[0]))
+            targets, weights = listnet_targets(
+                data["gains"], data["log_loss_gains"], data["mask"], config.temperature, config.log_loss_weight
+            )
+            usable = np.flatnonzero(weights > 0)
+            model.train()
+            epoch_losses: list[float] = []
+            for _ in range(config.epochs):
+                order = usable[shuffle_rng.permutation(usable.size)]
+                total, count = 0.0, 0
+                for start in range(0, order.size, config.batch_size):
+                    b = np.sort(order[start : start + config.batch_size])
+                    scores, _ = model(
+                        torch.from_numpy(data["candidates"][b]),
+                        torch.from_numpy(data["context"][b]),
+                        torch.from_numpy(data["mask"][b]),
+                    )
+                    loss = listnet_loss(scores, torch.from_numpy(targets[b]), torch.from_numpy(weights[b]))
+                    optimizer.zero_grad()
+                    loss.backward()
+                    if config.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                    optimizer.step()
+                    total += float(loss.detach()) * b.size
+                    count += b.size
+                epoch_losses.append(total / max(count, 1))
+            model.eval()
+            loop["last_loss"] = epoch_losses[-1] if usable.size else None
+
+            # -- 5. write the last policy, validate, keep the best ---------------------------
+            loop["iteration"] = i + 1
+            trained = time.perf_counter()
+            loop["elapsed"] += trained - started
+            row: dict[str, Any] = {
+                "iteration": i,
+                "beta": beta,
+                "episodes": len(episodes),
+                "samples_collected": collected,
+                "samples": len(data),
+                "episode_aulc": float(np.mean([ep.aulc for ep in episodes])),
+                "oracle_seconds": float(sum(ep.oracle_seconds for ep in episodes)),
+                "train_loss": loop["last_loss"],
+            }
+            write(last_path, None, row)
+            due = (i + 1) % config.validate_every == 0 or (config.iterations is not None and i + 1 == config.iterations)
+            if val_tasks and due:
+                summary, best = validate(i)
+                row.update(
+                    validation_delta=summary["delta_vs_margin"],
+                    validation_policy=summary["policy"],
+                    validation_margin=summary["margin"],
+                )
+                if best:
+                    write(policy_path, summary, row)
+            elif not val_tasks:  # no validation: the policy is the last one
+                loop["best_iteration"] = i
+                write(policy_path, None, row)
+
+            # -- 6. log and checkpoint at the iteration boundary -----------------------------
+            loop["elapsed"] += time.perf_counter() - trained
+            loop["durations"].append(time.perf_counter() - started)
+            row["wall_seconds"] = round(loop["elapsed"], 3)
+            log.append(row)
+            checkpoint()
+            bar.update()
+            bar.set_postfix(loss=loop["last_loss"], delta=row.get("validation_delta"))
+        bar.close()
+
+        # A time budget can stop after an iteration that was not validated: validate it now.
+        last = loop["iteration"] - 1
+        if val_tasks and last >= 0 and loop["last_validated"] != last:
+            summary, best = validate(last)
+            if best:
+                write(policy_path, summary, None)
+            checkpoint()
+
+    return TrainingResult(
+        policy_path=policy_path,
+        last_path=last_path,
+        out_dir=out,
+        method="imitation",
+        iterations=loop["iteration"],
+        best_iteration=loop["best_iteration"],
+        best_validation=loop["best_validation"],
+        history=log.records(),
+        wall_seconds=float(loop["elapsed"]),
+    )
+

@@ -1,0 +1,771 @@
+"""Reinforcement learning of the querying policy: PPO with action masking (MaskablePPO).
+
+One training run, readable top to bottom (CleanRL style) in :func:`train_ppo`:
+
+1. vectorised ``metalearn/PoolAL-v0`` environments sample tasks from the configured suite;
+2. the actor IS the ``deepsets`` :class:`~metalearn.policies.torch_scorer.TorchScorer` (one
+   logit per candidate slot, no layer mixing slots) and the critic is its pooled value head
+   (:class:`DeepSetsMaskablePolicy`); invalid slots are masked out of the categorical;
+3. the weights start from a policy file (``init_policy``, e.g. imitation-trained; its input
+   normalisation included) or fresh, with the input normalisation estimated from a short
+   random-policy rollout and then frozen;
+4. training proceeds in chunks of ``n_steps * n_envs`` environment steps (one PPO rollout and
+   one update each). After each chunk: a progress row, a validation every ``validate_every``
+   chunks (and after the last) on fixed validation tasks, keeping the best ``delta_vs_margin``,
+   ``policy.safetensors`` (best) and ``last.safetensors`` written, and a checkpoint;
+5. the budget (``total_timesteps`` and/or ``time_budget_seconds``) is checked at chunk
+   boundaries.
+
+Resuming replays exactly
+------------------------
+Every chunk starts from freshly reset environments whose seeds derive from (config seed,
+chunk index) only, so no environment state crosses a chunk boundary (episodes still running
+at the end of a chunk are dropped: their steps were trained on, their rest is never played).
+The checkpoint, written at each boundary after validation, holds the policy parameters and
+Adam state (safetensors), and the step counters and numpy / torch / python RNG states. A run
+resumed from it computes bit for bit what the uninterrupted run computes, as long as
+``total_timesteps`` only decides *when* to stop (``anneal_lr`` ties the learning rate to it,
+so extending an annealed run changes its later chunks). Nothing is pickled: neither the
+checkpoint nor the policy files can execute code when loaded.
+
+Output folder (``out_dir``)::
+
+    policy.safetensors   the best validated policy (the latest one until a validation ran)
+    last.safetensors     the policy after the latest chunk
+    checkpoint/          the resumable state (safetensors + JSON)
+    progress.csv         one row per chunk
+
+Example::
+
+    from metalearn.policies.trainers.ppo import PPOConfig, train_ppo
+    result = train_ppo(PPOConfig(out_dir="runs/ppo", suite="synthetic", n_envs=2,
+                                 total_timesteps=200_000, init_policy="runs/imitation/policy.safetensors"))
+    # later, or after a crash: the same call with resume=True continues where it stopped
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.distributions import MaskableDistribution
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from torch import nn
+
+from metalearn.envs import POOL_AL_ID
+from metalearn.envs.common import METRICS, REWARDS
+from metalearn.envs.pool_al import CANDIDATE_SELECTIONS
+from metalearn.exceptions import InvalidInputError
+from metalearn.policies.architecture import ScorerArchitecture
+from metalearn.policies.torch_scorer import TorchScorer
+from metalearn.policies.trainers.common import (
+    CHECKPOINT_DIR,
+    VALIDATION_SEED,
+    ProgressLog,
+    TrainingResult,
+    check_resumable,
+    checkpoint_exists,
+    config_settings,
+    deterministic_torch,
+    episode_seed,
+    evaluate_policy,
+    load_checkpoint,
+    optimizer_from_checkpoint,
+    optimizer_to_checkpoint,
+    resolve_suite,
+    save_checkpoint,
+    should_stop,
+    torch_rng_from_array,
+    torch_rng_to_array,
+    validation_tasks,
+    write_policy,
+)
+
+__all__ = ["PPOConfig", "PPOResult", "DeepSetsMaskablePolicy", "make_training_env", "train_ppo"]
+
+METHOD = "ppo"
+POLICY_NAME = "policy.safetensors"
+LAST_NAME = "last.safetensors"
+PROGRESS_NAME = "progress.csv"
+#: Floor of the estimated feature standard deviations. Features lie in [-1, 1]; one that was
+#: (nearly) constant during the short estimation rollout must not be amplified 1000x later.
+MIN_NORMALIZATION_STD = 0.05
+_TRAIN_STATS = ("policy_gradient_loss", "value_loss", "entropy_loss", "approx_kl", "clip_fraction", "explained_variance")
+_VALIDATION_STATS = ("policy", "margin", "random", "delta_vs_margin", "delta_vs_random")
+PROGRESS_FIELDS = (
+    "iteration", "timesteps", "seconds", "steps_per_second", "ep_return", "aulc", "episodes",
+    *_TRAIN_STATS, *(f"val_{k}" for k in _VALIDATION_STATS), "best",
+)
+
+
+# ============================================================================ configuration
+@dataclass
+class PPOConfig:
+    """Settings of one PPO training run (all recorded in the policy file's ``trainer.settings``)."""
+
+    out_dir: str = "runs/ppo"
+    """Folder for policy.safetensors (best), last.safetensors, checkpoint/ and progress.csv."""
+    suite: str = "synthetic"
+    """Task suite the training environments sample from: a name (``envs/NAME.toml``) or a path."""
+    seed: int = 0
+    """Master seed: weights, PPO sampling, minibatch order and every chunk's environment seeds."""
+    n_candidates: int = 32
+    """K, candidate slots per pick (the action space is Discrete(K))."""
+    window: int = 5
+    """H, loops of metadata history the features see (at least 2)."""
+    reward: str = "auc"
+    """Environment reward: ``auc`` (return = area under the learning curve) or ``improvement``."""
+    metric: str = "accuracy"
+    """Test score the reward is computed from: ``accuracy`` or ``macro_f1``."""
+    candidate_selection: str = "mixed"
+    """How the K slots are pre-selected from the pool: ``mixed`` or ``random``."""
+    hidden: int | None = None
+    """Width of the scorer's hidden layers; None: the init policy's width, else 64."""
+    init_policy: str | None = None
+    """Policy file (e.g. imitation-trained) whose weights and normalisation initialise actor and critic."""
+    n_normalization_steps: int = 256
+    """Random-policy steps whose observations estimate the frozen input normalisation (without init_policy)."""
+    n_envs: int = 1
+    """Parallel environments (SubprocVecEnv above 1, DummyVecEnv for 1)."""
+    n_steps: int = 256
+    """Steps per environment per rollout; one chunk = one rollout + one update = n_steps * n_envs steps."""
+    batch_size: int = 64
+    """Minibatch size of the PPO update."""
+    n_epochs: int = 4
+    """Passes over each rollout in the PPO update."""
+    learning_rate: float = 3e-4
+    """Adam learning rate (0 freezes the weights, e.g. to evaluate an init policy)."""
+    anneal_lr: bool = False
+    """Decay the learning rate linearly to 0 over total_timesteps (needs total_timesteps)."""
+    gamma: float = 1.0
+    """Discount factor; 1 makes the return the episode's learning-curve area (reward ``auc``)."""
+    gae_lambda: float = 0.95
+    """GAE lambda (bias/variance trade-off of the advantage)."""
+    clip_range: float = 0.2
+    """PPO ratio clipping."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient (exploration)."""
+    vf_coef: float = 0.5
+    """Value-loss coefficient."""
+    max_grad_norm: float = 0.5
+    """Gradient-norm clipping."""
+    target_kl: float | None = None
+    """Stop an update's epochs once the approximate KL exceeds 1.5 x this (None: never)."""
+    ortho_init: bool = True
+    """Orthogonal initialisation (gain sqrt 2, logit layer 0.01, value output 1) of fresh weights."""
+    total_timesteps: int | None = 100_000
+    """Stop once this many environment steps are trained (whole chunks: rounded up; None: no limit)."""
+    time_budget_seconds: float | None = None
+    """Stop before a chunk (validation included) would end past this many seconds, summed over resumes."""
+    validate_every: int = 5
+    """Validate every this many chunks and after the last (0: never; policy.safetensors is then the last)."""
+    n_validation_tasks: int = 16
+    """Fixed validation tasks, drawn once from the validation suite."""
+    validation_suite: str | None = None
+    """Suite of the validation tasks (None: the training suite)."""
+    validation_seed: int = VALIDATION_SEED
+    """Seed of the validation tasks (one fixed set whatever the training seed)."""
+    n_jobs: int = 1
+    """Local processes for validation."""
+    dask: str | None = None
+    """Dask scheduler address (or ``local:N``) for validation, instead of n_jobs."""
+
+    def validated(self) -> "PPOConfig":
+        """Return the config after checking every field (InvalidInputError names the field)."""
+
+        def integer(name: str, minimum: int = 1, *, optional: bool = False) -> None:
+            value = getattr(self, name)
+            if value is None and optional:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+                raise InvalidInputError(f"PPOConfig.{name} must be an integer >= {minimum}, got {value!r}")
+
+        def number(name: str, low: float, high: float = math.inf, *, optional: bool = False) -> None:
+            value = getattr(self, name)
+            if value is None and optional:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise InvalidInputError(f"PPOConfig.{name} must be a number, got {value!r}")
+            if not low <= float(value) <= high:
+                raise InvalidInputError(f"PPOConfig.{name} must lie in [{low}, {high}], got {value!r}")
+
+        for name in ("n_candidates", "n_envs", "n_steps", "batch_size", "n_epochs", "n_normalization_steps", "n_validation_tasks"):
+            integer(name)
+        integer("n_jobs", -1)
+        integer("window", 2)
+        integer("seed", 0)
+        integer("validation_seed", 0)
+        integer("validate_every", 0)
+        integer("hidden", optional=True)
+        integer("total_timesteps", optional=True)
+        if self.n_steps * self.n_envs < 2:
+            raise InvalidInputError("PPOConfig: n_steps * n_envs must be at least 2 (one PPO rollout)")
+        number("learning_rate", 0.0)
+        number("gamma", 0.0, 1.0)
+        number("gae_lambda", 0.0, 1.0)
+        number("clip_range", 0.0)
+        number("ent_coef", 0.0)
+        number("vf_coef", 0.0)
+        number("max_grad_norm", 0.0)
+        number("target_kl", 0.0, optional=True)
+        number("time_budget_seconds", 0.0, optional=True)
+        for name, choices in (("reward", REWARDS), ("metric", METRICS), ("candidate_selection", CANDIDATE_SELECTIONS)):
+            if getattr(self, name) not in choices:
+                raise InvalidInputError(f"PPOConfig.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if self.total_timesteps is None and self.time_budget_seconds is None:
+            raise InvalidInputError("PPOConfig: give total_timesteps or time_budget_seconds (or both), else training never stops")
+        if self.anneal_lr and self.total_timesteps is None:
+            raise InvalidInputError("PPOConfig.anneal_lr needs total_timesteps (the learning rate decays over it)")
+        return self
+
+    @property
+    def chunk_steps(self) -> int:
+        """Environment steps per chunk (one rollout and one PPO update)."""
+        return self.n_steps * self.n_envs
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PPOResult(TrainingResult):
+    """:class:`~metalearn.policies.trainers.common.TrainingResult` of a PPO run.
+
+    ``iterations`` counts chunks (one rollout and one update each); ``history`` holds one
+    dict per chunk with the columns of ``progress.csv``. Added:
+
+    Attributes
+    ----------
+    num_timesteps : int
+        Environment steps trained, over all resumed sessions.
+    params : dict of str to ndarray
+        The last policy's arrays (the policy file's parameter names).
+    """
+
+    num_timesteps: int = 0
+    params: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+# ============================================================================ the policy
+class _DictPassthrough(BaseFeaturesExtractor):
+    """Hands the (preprocessed) Dict observation to the scorer unflattened."""
+
+    def __init__(self, observation_space: spaces.Dict) -> None:
+        super().__init__(observation_space, features_dim=1)  # unused; SB3 needs a positive number
+
+    def forward(self, observations: dict[str, th.Tensor]) -> dict[str, th.Tensor]:  # type: ignore[override]
+        return observations
+
+
+def _architecture(observation_space: spaces.Space, action_space: spaces.Space, hidden: int) -> ScorerArchitecture:
+    if not (
+        isinstance(observation_space, spaces.Dict)
+        and {"candidates", "context", "mask"} <= set(observation_space.spaces)
+        and isinstance(action_space, spaces.Discrete)
+    ):
+        raise InvalidInputError(
+            "DeepSetsMaskablePolicy needs the PoolAL observation (Dict with candidates, context, mask) "
+            f"and a Discrete action space; got {observation_space} and {action_space}"
+        )
+    k, n_features = observation_space["candidates"].shape
+    if int(action_space.n) != k:
+        raise InvalidInputError(f"action space Discrete({action_space.n}) does not match {k} candidate slots")
+    return ScorerArchitecture(
+        n_candidate_features=int(n_features),
+        n_context_features=int(observation_space["context"].shape[0]),
+        hidden=int(hidden),
+    ).validate()
+
+
+class DeepSetsMaskablePolicy(MaskableActorCriticPolicy):
+    """MaskablePPO policy whose actor is the ``deepsets`` scorer and critic its value head.
+
+    The logits over the K actions are the scorer's per-candidate scores, so the policy is
+    permutation-equivariant in the candidate slots and handles any candidate order the
+    environment shuffles in. The observation's ``mask`` decides which slots are pooled and
+    scored (masked slots get :data:`~metalearn.policies.torch_scorer.MASKED_SCORE`); MaskablePPO's
+    ``action_masks`` (the environment's, equal to that mask) are applied on top. Values have
+    shape (B, 1) like SB3's value net.
+
+    Parameters
+    ----------
+    observation_space, action_space, lr_schedule
+        As for every SB3 policy (MaskablePPO passes them).
+    hidden : int
+        Width of the scorer's hidden layers.
+    ortho_init : bool
+        Orthogonal initialisation: gain sqrt(2) for hidden layers, 0.01 for the logit layer
+        (a near-uniform initial policy), 1 for the value output.
+    optimizer_class, optimizer_kwargs
+        The optimiser (Adam with eps 1e-5 by default).
+
+    Attributes
+    ----------
+    scorer : TorchScorer
+        Actor and critic; ``scorer.arrays()`` are the policy file's parameters.
+    arch : ScorerArchitecture
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        hidden: int = 64,
+        ortho_init: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.hidden = int(hidden)
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch=[],
+            activation_fn=nn.ReLU,
+            ortho_init=ortho_init,
+            features_extractor_class=_DictPassthrough,
+            share_features_extractor=True,
+            normalize_images=False,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+        )
+
+    # -- construction ------------------------------------------------------------------------
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.arch = _architecture(self.observation_space, self.action_space, self.hidden)
+        self.scorer = TorchScorer(self.arch)
+        if self.ortho_init:
+            gains = (
+                (self.scorer.encoder, math.sqrt(2)),
+                (self.scorer.head[0], math.sqrt(2)),
+                (self.scorer.head[1], 0.01),
+                (self.scorer.value[0], math.sqrt(2)),
+                (self.scorer.value[1], 1.0),
+            )
+            for module, gain in gains:
+                module.apply(partial(self.init_weights, gain=gain))
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        for key in ("net_arch", "activation_fn", "features_extractor_class", "features_extractor_kwargs"):
+            data.pop(key, None)
+        data["hidden"] = self.hidden
+        return data
+
+    # -- the networks ------------------------------------------------------------------------
+    def logits_and_values(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
+        """Per-slot logits (B, K), masked slots at MASKED_SCORE, and values (B, 1)."""
+        x = self.extract_features(obs)
+        assert isinstance(x, dict)
+        scores, values = self.scorer(x["candidates"], x["context"], x["mask"] > 0.5)
+        return scores, values.unsqueeze(-1)
+
+    def _distribution(self, logits: th.Tensor, action_masks: Any) -> MaskableDistribution:
+        distribution = self.action_dist.proba_distribution(action_logits=logits)
+        if action_masks is not None:
+            distribution.apply_masking(action_masks)
+        return distribution
+
+    def forward(
+        self, obs: th.Tensor, deterministic: bool = False, action_masks: np.ndarray | None = None
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        logits, values = self.logits_and_values(obs)
+        distribution = self._distribution(logits, action_masks)
+        actions = distribution.get_actions(deterministic=deterministic)
+        log_prob = distribution.log_prob(actions)
+        return actions.reshape((-1, *self.action_space.shape)), values, log_prob
+
+    def evaluate_actions(
+        self, obs: th.Tensor, actions: th.Tensor, action_masks: th.Tensor | None = None
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        logits, values = self.logits_and_values(obs)
+        distribution = self._distribution(logits, action_masks)
+        return values, distribution.log_prob(actions), distribution.entropy()
+
+    def get_distribution(self, obs: PyTorchObs, action_masks: np.ndarray | None = None) -> MaskableDistribution:
+        logits, _ = self.logits_and_values(obs)
+        return self._distribution(logits, action_masks)
+
+    def predict_values(self, obs: PyTorchObs) -> th.Tensor:
+        return self.logits_and_values(obs)[1]
+
+
+# ============================================================================ environments
+def _make_env(
+    suite: str, n_candidates: int, window: int, reward: str, metric: str, candidate_selection: str
+) -> gymnasium.Env:
+    # A subprocess unpickles this function by importing this module, which imports
+    # metalearn.envs and so registers the environment.
+    env = gymnasium.make(
+        POOL_AL_ID,
+        task_suite=suite,
+        n_candidates=n_candidates,
+        window=window,
+        reward=reward,
+        metric=metric,
+        candidate_selection=candidate_selection,
+        disable_env_checker=True,
+    )
+    # Monitor puts the episode's return, length and AULC into info["episode"] for the logs.
+    return Monitor(env, info_keywords=("aulc",))
+
+
+def make_training_env(config: PPOConfig) -> VecEnv:
+    """The vectorised training environments of ``config`` (DummyVecEnv for 1, else SubprocVecEnv).
+
+    SubprocVecEnv starts its workers with ``forkserver`` (or ``spawn``), so a script that trains
+    with ``n_envs > 1`` needs the usual ``if __name__ == "__main__":`` guard.
+    """
+    factory = partial(
+        _make_env, config.suite, config.n_candidates, config.window, config.reward, config.metric,
+        config.candidate_selection,
+    )
+    if config.n_envs == 1:
+        return DummyVecEnv([factory])
+    return SubprocVecEnv([factory] * config.n_envs)
+
+
+def _chunk_seed(seed: int, chunk: int) -> int:
+    """Seed of the environments at the start of a chunk: a function of (seed, chunk) only.
+
+    ``VecEnv.seed(s)`` gives environment i the seed ``s + i`` at the next reset.
+    """
+    return int(episode_seed(seed, 0, chunk).generate_state(1)[0])
+
+
+def _estimate_normalization(venv: VecEnv, n_steps: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Mean and std of candidate (valid slots) and context features under a random valid policy.
+
+    The environments are seeded from ``(seed, 1)``, the action choices from ``(seed, 2)``; the
+    standard deviations are floored at :data:`MIN_NORMALIZATION_STD`.
+    """
+    rng = np.random.default_rng(episode_seed(seed, 2))
+    venv.seed(int(episode_seed(seed, 1).generate_state(1)[0]))
+    obs = venv.reset()
+    candidates, contexts = [], []
+    for _ in range(math.ceil(n_steps / venv.num_envs)):
+        mask = obs["mask"].astype(bool)
+        candidates.append(obs["candidates"][mask])
+        contexts.append(obs["context"])
+        actions = np.array([rng.choice(np.flatnonzero(m)) if m.any() else 0 for m in mask])
+        obs, _, _, _ = venv.step(actions)
+    cand = np.concatenate(candidates).astype(np.float64)
+    ctx = np.concatenate(contexts).astype(np.float64)
+    return (
+        cand.mean(axis=0), np.maximum(cand.std(axis=0), MIN_NORMALIZATION_STD),
+        ctx.mean(axis=0), np.maximum(ctx.std(axis=0), MIN_NORMALIZATION_STD),
+    )
+
+
+# ============================================================================ episode statistics
+class _EpisodeStats(BaseCallback):
+    """Collects the return and AULC of every episode that ends during one chunk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.returns: list[float] = []
+        self.aulcs: list[float] = []
+
+    def _on_step(self) -> bool:
+        for info in self.locals["infos"]:
+            episode = info.get("episode")
+            if episode is not None:  # Monitor's summary at the end of an episode
+                self.returns.append(float(episode["r"]))
+                if "aulc" in episode:
+                    self.aulcs.append(float(episode["aulc"]))
+        return True
+
+
+# ============================================================================ RNG state
+def _global_rng_state() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """numpy's legacy global, torch's and python's RNG states: arrays and JSON."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    version, py_state, py_gauss = random.getstate()
+    tensors = {
+        "rng.numpy": np.asarray(keys, dtype=np.uint32),
+        "rng.torch": torch_rng_to_array(),
+        "rng.python": np.asarray(py_state, dtype=np.int64),
+    }
+    return tensors, {"numpy": [kind, int(pos), int(has_gauss), float(cached)], "python": [version, py_gauss]}
+
+
+def _set_global_rng_state(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    kind, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, np.asarray(tensors["rng.numpy"], dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
+    torch_rng_from_array(tensors["rng.torch"])
+    version, py_gauss = meta["python"]
+    random.setstate((int(version), tuple(int(v) for v in tensors["rng.python"]), py_gauss))
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+# ============================================================================ training
+def train_ppo(config: PPOConfig, resume: bool = False, progress: bool = True) -> PPOResult:
+    """Train a querying policy with MaskablePPO and export it (see the module docstring).
+
+    Parameters
+    ----------
+    config : PPOConfig
+    resume : bool
+        Continue from ``out_dir/checkpoint`` if there is one (else start fresh). Only the
+        budget (``total_timesteps``, ``time_budget_seconds``), the validation workers and
+        ``out_dir`` may differ from the checkpoint's settings.
+    progress : bool
+        Print one line per chunk (``progress.csv`` is written either way).
+
+    Returns
+    -------
+    PPOResult
+
+    Raises
+    ------
+    InvalidInputError
+        A bad setting, an init policy of another architecture or window, a checkpoint in
+        ``out_dir`` without ``resume=True``, or one made with other settings.
+    """
+    config = replace(config).validated()
+    out_dir = Path(config.out_dir)
+    checkpoint_dir = out_dir / CHECKPOINT_DIR
+    settings = config_settings(config)
+
+    # ---- resume from the checkpoint, or start fresh
+    saved_tensors: dict[str, np.ndarray] = {}
+    saved: dict[str, Any] | None = None
+    if checkpoint_exists(checkpoint_dir):
+        if not resume:
+            raise InvalidInputError(
+                f"{out_dir} already holds a training checkpoint: pass resume=True to continue it, or use another out_dir"
+            )
+        loaded = load_checkpoint(checkpoint_dir)
+        assert loaded is not None
+        saved_tensors, saved = loaded
+        if saved.get("trainer") != METHOD:
+            raise InvalidInputError(f"{checkpoint_dir} holds a {saved.get('trainer')!r} checkpoint, not a PPO one")
+        # total_timesteps is a budget like time_budget_seconds: it may grow on resume.
+        check_resumable({**saved["settings"], "total_timesteps": settings["total_timesteps"]}, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    init = None
+    if config.init_policy is not None and saved is None:
+        from metalearn.policies.file import read_policy
+
+        init = read_policy(config.init_policy)
+        if init.window != config.window:
+            raise InvalidInputError(
+                f"init_policy {config.init_policy!r} was trained with window {init.window}, this run uses "
+                f"window {config.window}: its features would mean something else; set window={init.window}"
+            )
+    if config.hidden is not None:
+        hidden = config.hidden
+    else:
+        hidden = int(saved["arch"]["hidden"]) if saved else init.arch.hidden if init else 64
+
+    # ---- fixed validation tasks, drawn once
+    val_tasks = []
+    if config.validate_every > 0:
+        val_suite = resolve_suite(config.validation_suite or config.suite)
+        val_tasks = validation_tasks(val_suite, config.n_validation_tasks, config.validation_seed)
+
+    log = ProgressLog(out_dir / PROGRESS_NAME, PROGRESS_FIELDS)
+    n_chunks = None if config.total_timesteps is None else math.ceil(config.total_timesteps / config.chunk_steps)
+    venv = make_training_env(config)
+    try:
+        with deterministic_torch():
+            # ---- agent: MaskablePPO around the deepsets actor-critic
+            model = MaskablePPO(
+                DeepSetsMaskablePolicy,
+                venv,
+                learning_rate=config.learning_rate,
+                n_steps=config.n_steps,
+                batch_size=config.batch_size,
+                n_epochs=config.n_epochs,
+                gamma=config.gamma,
+                gae_lambda=config.gae_lambda,
+                clip_range=config.clip_range,
+                ent_coef=config.ent_coef,
+                vf_coef=config.vf_coef,
+                max_grad_norm=config.max_grad_norm,
+                target_kl=config.target_kl,
+                policy_kwargs={"hidden": hidden, "ortho_init": config.ortho_init},
+                seed=config.seed,
+                device="cpu",
+                verbose=0,
+            )
+            model.set_logger(Logger(folder=None, output_formats=[]))  # train/* values are read after each chunk
+            policy: DeepSetsMaskablePolicy = model.policy  # type: ignore[assignment]
+            arch = policy.arch
+
+            # ---- starting point: the checkpoint, an init policy, or fresh weights + normalisation
+            if saved is not None:
+                policy.load_state_dict(
+                    {k.removeprefix("policy."): th.from_numpy(np.array(v)) for k, v in saved_tensors.items() if k.startswith("policy.")}
+                )
+                optimizer_from_checkpoint(policy.optimizer, saved_tensors, saved["optimizer"])
+                model.num_timesteps = int(saved["num_timesteps"])
+                model._n_updates = int(saved["n_updates"])
+                n_episodes = int(saved["episodes"])
+                _set_global_rng_state(saved_tensors, saved["rng"])
+                chunk, wall_time = int(saved["chunk"]), float(saved["wall_time"])
+                history: list[dict[str, Any]] = list(saved["history"])
+                best, best_iteration = saved["best"], saved["best_iteration"]
+                best_params = {k.removeprefix("best."): np.array(v) for k, v in saved_tensors.items() if k.startswith("best.")}
+                init_source = saved["init"]
+            else:
+                if init is not None:
+                    if init.arch != arch:
+                        raise InvalidInputError(
+                            f"init_policy {config.init_policy!r} has architecture {init.arch.to_dict()}, "
+                            f"this run builds {arch.to_dict()} (leave hidden=None to take the policy's width)"
+                        )
+                    policy.scorer.load_arrays(init.params)
+                    init_source = {"policy": str(config.init_policy), "normalization": "init_policy"}
+                else:
+                    policy.scorer.set_normalization(*_estimate_normalization(venv, config.n_normalization_steps, config.seed))
+                    init_source = {"policy": None, "normalization": f"random policy, {config.n_normalization_steps} steps"}
+                chunk, wall_time, history, best, best_iteration, best_params = 0, 0.0, [], None, None, {}
+                n_episodes = 0
+            log.truncate(chunk)  # rows written after the checkpoint (before a crash) are redone
+
+            def export(path: Path, params: dict[str, np.ndarray], validation: dict[str, Any] | None) -> Path:
+                curve_keys = ("iteration", "timesteps", "ep_return", "aulc", "val_delta_vs_margin")
+                training = {
+                    "num_timesteps": int(model.num_timesteps), "chunks": chunk, "episodes": n_episodes,
+                    "wall_seconds": wall_time, "init": init_source, "best_iteration": best_iteration,
+                    "curve": [{k: r.get(k) for k in curve_keys} for r in history],
+                }
+                return write_policy(
+                    path, arch, params, method=METHOD, settings=settings, suite=config.suite, seed=config.seed,
+                    window=config.window, n_candidates=config.n_candidates, training=training, validation=validation,
+                )
+
+            # ---- training loop: one chunk = one rollout of n_steps * n_envs steps + one PPO update
+            while not should_stop(chunk, wall_time, [r["seconds"] for r in history], n_chunks, config.time_budget_seconds):
+                if config.anneal_lr:
+                    assert config.total_timesteps is not None
+                    lr = config.learning_rate * max(0.0, 1.0 - model.num_timesteps / config.total_timesteps)
+                    model.lr_schedule = lambda _remaining, lr=lr: lr
+                # Fresh episodes seeded from (seed, chunk): no environment state crosses a boundary.
+                venv.seed(_chunk_seed(config.seed, chunk))
+                model._last_obs = None  # type: ignore[assignment]
+                episode_stats = _EpisodeStats()
+                started = time.perf_counter()
+                model.learn(config.chunk_steps, callback=episode_stats, reset_num_timesteps=False)
+                learn_seconds = time.perf_counter() - started
+
+                n_episodes += len(episode_stats.returns)
+                stats = model.logger.name_to_value
+                record: dict[str, Any] = {
+                    "iteration": chunk,
+                    "timesteps": int(model.num_timesteps),
+                    "seconds": learn_seconds,  # replaced by the whole chunk's time below
+                    "steps_per_second": config.chunk_steps / learn_seconds if learn_seconds > 0 else None,
+                    "ep_return": _mean(episode_stats.returns),
+                    "aulc": _mean(episode_stats.aulcs),
+                    "episodes": n_episodes,
+                    **{k: (float(stats[f"train/{k}"]) if f"train/{k}" in stats else None) for k in _TRAIN_STATS},
+                }
+                chunk += 1
+
+                # ---- validation on the fixed tasks (every validate_every chunks and the last)
+                params = policy.scorer.arrays()
+                durations = [*(r["seconds"] for r in history), learn_seconds]
+                last = should_stop(chunk, wall_time + learn_seconds, durations, n_chunks, config.time_budget_seconds)
+                validation = None
+                if val_tasks and (chunk % config.validate_every == 0 or last):
+                    metrics = evaluate_policy(
+                        arch, params, val_tasks, window=config.window, n_candidates=config.n_candidates,
+                        n_jobs=config.n_jobs, dask=config.dask,
+                    )
+                    validation = {k: v for k, v in metrics.items() if k != "per_task"}
+                    validation.update(iteration=chunk - 1, timesteps=int(model.num_timesteps))
+                    record.update({f"val_{k}": metrics[k] for k in _VALIDATION_STATS})
+                    if best is None or validation["delta_vs_margin"] > best["delta_vs_margin"]:
+                        best, best_iteration, best_params = validation, chunk - 1, params
+                        record["best"] = True
+                # The time budget counts whole chunks: rollout, update and validation.
+                record["seconds"] = time.perf_counter() - started
+                wall_time += record["seconds"]
+                history.append(record)
+
+                # ---- export the policies, then checkpoint (RNG states taken after validation)
+                export(out_dir / LAST_NAME, params, validation)
+                export(out_dir / POLICY_NAME, best_params if best is not None else params, best)
+                opt_tensors, opt_info = optimizer_to_checkpoint(policy.optimizer)
+                rng_tensors, rng_info = _global_rng_state()
+                tensors = {f"policy.{k}": v.detach().cpu().numpy().copy() for k, v in policy.state_dict().items()}
+                tensors.update(opt_tensors)
+                tensors.update(rng_tensors)
+                tensors.update({f"best.{k}": v for k, v in best_params.items()})
+                save_checkpoint(checkpoint_dir, tensors, {
+                    "trainer": METHOD,
+                    "settings": settings,
+                    "arch": arch.to_dict(),
+                    "chunk": chunk,
+                    "next_env_seed": _chunk_seed(config.seed, chunk),
+                    "num_timesteps": int(model.num_timesteps),
+                    "n_updates": int(model._n_updates),
+                    "episodes": n_episodes,
+                    "wall_time": wall_time,
+                    "history": history,
+                    "best": best,
+                    "best_iteration": best_iteration,
+                    "init": init_source,
+                    "optimizer": opt_info,
+                    "rng": rng_info,
+                })
+                log.append(record)
+                if progress:
+                    _print_progress(record, n_chunks)
+            final_params = policy.scorer.arrays()
+            num_timesteps = int(model.num_timesteps)
+    finally:
+        venv.close()
+
+    return PPOResult(
+        policy_path=out_dir / POLICY_NAME,
+        last_path=out_dir / LAST_NAME,
+        out_dir=out_dir,
+        method=METHOD,
+        iterations=chunk,
+        best_iteration=best_iteration,
+        best_validation=best,
+        history=history,
+        wall_seconds=wall_time,
+        num_timesteps=num_timesteps,
+        params=final_params,
+    )
+
+
+def _print_progress(record: dict[str, Any], n_chunks: int | None) -> None:
+    def fmt(value: Any, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    line = (
+        f"[ppo] chunk {record['iteration'] + 1}{'' if n_chunks is None else f'/{n_chunks}'} "
+        f"steps {record['timesteps']} ({fmt(record['steps_per_second'], '.1f')}/s) "
+        f"return {fmt(record['ep_return'], '.4f')} aulc {fmt(record['aulc'], '.4f')} "
+        f"value_loss {fmt(record['value_loss'], '.4f')} entropy {fmt(record['entropy_loss'], '.3f')}"
+    )
+    if record.get("val_delta_vs_margin") is not None:
+        line += f" | validation vs margin {record['val_delta_vs_margin']:+.3f} points{' (best)' if record.get('best') else ''}"
+    print(line, flush=True)
