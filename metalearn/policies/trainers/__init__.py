@@ -41,6 +41,8 @@ __all__ = [
     "train_imitation",
     "LALConfig",
     "train_lal",
+    "PPOConfig",
+    "train_ppo",
 ]
 
 _LAZY = {
@@ -48,6 +50,8 @@ _LAZY = {
     "train_imitation": "metalearn.policies.trainers.imitation",
     "LALConfig": "metalearn.policies.trainers.lal",
     "train_lal": "metalearn.policies.trainers.lal",
+    "PPOConfig": "metalearn.policies.trainers.ppo",
+    "train_ppo": "metalearn.policies.trainers.ppo",
 }
 
 

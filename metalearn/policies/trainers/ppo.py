@@ -561,8 +561,7 @@ def train_ppo(config: PPOConfig, resume: bool = False, progress: bool = True) ->
         saved_tensors, saved = loaded
         if saved.get("trainer") != METHOD:
             raise InvalidInputError(f"{checkpoint_dir} holds a {saved.get('trainer')!r} checkpoint, not a PPO one")
-        # total_timesteps is a budget like time_budget_seconds: it may grow on resume.
-        check_resumable({**saved["settings"], "total_timesteps": settings["total_timesteps"]}, config)
+        check_resumable(saved["settings"], config)  # the budget (total_timesteps, time) may change
     out_dir.mkdir(parents=True, exist_ok=True)
 
     init = None
