@@ -201,7 +201,7 @@ def test_oracle_strategy_returns_distinct_unlabeled_indices(batch_size):
     y = np.full(task.n_pool, np.nan)
     y[task.initial_labeled] = task.y_pool[task.initial_labeled]
     clf = task.model().fit(task.X_pool[task.initial_labeled], task.y_pool[task.initial_labeled])
-    strategy = OracleStrategy(task, n_candidates=5, random_state=0)
+    strategy = OracleStrategy(task, n_candidates=5, random_state=0, batch_mode="top_k")
     picks = strategy.query(task.X_pool, y, clf, batch_size=batch_size)
     assert picks.shape == (batch_size,) and np.unique(picks).size == batch_size
     assert np.isnan(y[picks]).all()
@@ -239,3 +239,27 @@ def test_invalid_arguments_and_not_registered():
     with pytest.raises(InvalidInputError):
         LookaheadOracle(task).gains(np.zeros(task.n_pool, dtype=bool), [0])
     assert "oracle" not in strategy_names()
+
+
+def test_sequential_batches_reevaluate_given_earlier_picks():
+    from sklearn.datasets import load_breast_cancer
+
+    from metalearn.simulation.oracle import LookaheadOracle, OracleStrategy
+    from metalearn.tasks.task import make_task
+
+    X, y = load_breast_cancer(return_X_y=True)
+    task = make_task(X, y, model="logreg", regime="cold", label_budget=9, batch_size=3, max_pool=150, seed=2)
+    y_obs = np.full(task.n_pool, np.nan)
+    y_obs[task.initial_labeled] = task.y_pool[task.initial_labeled]
+    clf = task.model().fit(task.X_pool[task.initial_labeled], task.y_pool[task.initial_labeled])
+    strategy = OracleStrategy(task, n_candidates=8, random_state=0, warm_start=False)
+    picks = strategy.query(task.X_pool, y_obs, clf, batch_size=3)
+    assert np.unique(picks).size == 3 and np.all(np.isnan(y_obs[picks]))
+    # The second pick is the best of the remaining candidates once the first is labeled.
+    cand = strategy.last_gains_.candidates
+    labeled = ~np.isnan(y_obs)
+    labeled[picks[0]] = True
+    second = LookaheadOracle(task, warm_start=False).gains(labeled, cand[cand != picks[0]])
+    assert picks[1] in second.candidates[second.ranking_score() == second.ranking_score().max()]
+    top_k = OracleStrategy(task, n_candidates=8, random_state=0, warm_start=False, batch_mode="top_k")
+    assert top_k.query(task.X_pool, y_obs, clf, batch_size=3).size == 3

@@ -463,10 +463,12 @@ class OracleStrategy(QueryStrategy):
     candidate's look-ahead gain with the task's hidden labels, and returns the
     ``batch_size`` best by :meth:`OracleGains.ranking_score` (exact ties at random).
 
-    A batch is the top-k of *single-record* gains, not a sequential greedy batch (which would
-    add one record, then re-evaluate the others given it): it costs the same as a batch of
-    one, but may pick redundant records. If ``batch_size`` exceeds ``n_candidates``,
-    ``batch_size`` candidates are evaluated.
+    Batches (``batch_mode``): ``"sequential"`` (default) builds a batch greedily, adding the
+    best record with its true label and re-evaluating the remaining candidates given it, so
+    the batch is not redundant; a loop costs about ``batch_size * n_candidates`` fits, and a
+    whole run about as many as a run with batches of one. ``"top_k"`` takes the top-k of
+    single-record gains (one evaluation per loop, but the picks may be redundant). If
+    ``batch_size`` exceeds ``n_candidates``, ``batch_size`` candidates are evaluated.
 
     Parameters
     ----------
@@ -478,6 +480,8 @@ class OracleStrategy(QueryStrategy):
     warm_start : bool, default=True
         See :class:`LookaheadOracle`.
     candidate_selection : {"mixed", "random"}, default="mixed"
+    batch_mode : {"sequential", "top_k"}, default="sequential"
+        How a batch of more than one record is built (see above).
     missing_label : scalar, default=np.nan
 
     Notes
@@ -498,6 +502,7 @@ class OracleStrategy(QueryStrategy):
         *,
         warm_start: bool = True,
         candidate_selection: str = "mixed",
+        batch_mode: str = "sequential",
         missing_label: Any = np.nan,
     ) -> None:
         super().__init__(missing_label=missing_label, random_state=random_state)
@@ -506,6 +511,7 @@ class OracleStrategy(QueryStrategy):
         self.metric = metric
         self.warm_start = warm_start
         self.candidate_selection = candidate_selection
+        self.batch_mode = batch_mode
 
     def __repr__(self) -> str:
         params = {k: v for k, v in self.get_params().items() if k != "task"}
@@ -547,4 +553,18 @@ class OracleStrategy(QueryStrategy):
         cand = oracle.candidates(ctx.labeled, proba, ctx.rng, n_candidates=k)
         result = oracle.gains(ctx.labeled, cand, current_model=ctx.clf)
         self.last_gains_ = result
-        return cand[select_top(result.ranking_score(), batch_size, ctx.rng)]
+        if self.batch_mode == "top_k" or batch_size == 1:
+            return cand[select_top(result.ranking_score(), batch_size, ctx.rng)]
+        if self.batch_mode != "sequential":
+            raise InvalidInputError(f"batch_mode must be 'sequential' or 'top_k', got {self.batch_mode!r}")
+        labeled = ctx.labeled.copy()
+        remaining = cand
+        picks: list[int] = []
+        while True:
+            best = int(remaining[select_top(result.ranking_score(), 1, ctx.rng)[0]])
+            picks.append(best)
+            if len(picks) == batch_size:
+                return np.asarray(picks, dtype=np.int64)
+            labeled[best] = True  # the oracle knows its label: evaluate the rest given it
+            remaining = remaining[remaining != best]
+            result = oracle.gains(labeled, remaining)
