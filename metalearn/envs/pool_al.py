@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, SupportsFloat
@@ -11,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from metalearn.common.candidates import mixed_candidates
 from metalearn.common.validation import check_positive_int
 from metalearn.envs.common import (
     METRICS,
@@ -287,13 +287,7 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             chosen = rng.choice(available, size=k, replace=False)
         else:
             history = self.extractor.history
-            margin = history.latest(history.margin)[available].astype(np.float64)
-            n_uncertain = math.ceil(k / 2)
-            # Smallest margins first; the random secondary key breaks ties without favouring
-            # low pool indices (e.g. many records at margin 0 early on).
-            top = np.lexsort((rng.random(available.size), margin))[:n_uncertain]
-            rest = np.delete(available, top)
-            chosen = np.concatenate([available[top], rng.choice(rest, size=k - n_uncertain, replace=False)])
+            chosen = mixed_candidates(available, history.latest(history.margin)[available], k, rng)
         slots = np.full(k, -1, dtype=np.int64)
         slots[: chosen.size] = chosen
         # Shuffle all K slots so neither the selection rule nor padding sits at fixed positions.

@@ -23,7 +23,6 @@ from scratch.
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,7 @@ from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifie
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
+from metalearn.common.candidates import mixed_candidates
 from metalearn.common.uncertainty import margins
 from metalearn.common.validation import check_positive_int
 from metalearn.common.threads import limited_threads
@@ -240,14 +240,7 @@ class LookaheadOracle:
             )
         if proba.shape[0] == self.task.n_pool and proba.shape[0] != available.size:
             proba = proba[available]
-        margin = margins(proba)
-        n_uncertain = math.ceil(k / 2)
-        # Smallest margins first; a random secondary key breaks ties (many records share
-        # margin 0 early on) without favouring low pool indices.
-        top = np.lexsort((rng.random(available.size), margin))[:n_uncertain]
-        rest = np.delete(available, top)
-        chosen = np.concatenate([available[top], rng.choice(rest, size=k - n_uncertain, replace=False)])
-        return chosen.astype(np.int64)
+        return mixed_candidates(available, margins(proba), k, rng)
 
     def gains(self, labeled: Any, candidates: Any, current_model: Any = None) -> OracleGains:
         """Test-score gain of labeling each candidate, with its true label.

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metalearn.common.candidates import mixed_candidates
 from metalearn.common.threads import limited_threads
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
@@ -339,11 +340,7 @@ def select_candidates(extractor: Any, labeled: np.ndarray, k: int, rng: np.rando
     if available.size <= k:
         return available.astype(np.int64)
     history = extractor.history
-    margin = history.latest(history.margin)[available].astype(np.float64)
-    n_uncertain = math.ceil(k / 2)
-    top = np.lexsort((rng.random(available.size), margin))[:n_uncertain]
-    rest = np.delete(available, top)
-    return np.concatenate([available[top], rng.choice(rest, size=k - n_uncertain, replace=False)]).astype(np.int64)
+    return mixed_candidates(available, history.latest(history.margin)[available], k, rng)
 
 
 def _task_descriptors(task: Task) -> dict[str, Any]:
