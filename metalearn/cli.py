@@ -9,6 +9,8 @@ Subcommands:
 - ``metalearn features``: the feature schema, one line per feature.
 - ``metalearn inspect FILE_OR_NAME``: a policy file's model card (``--json``: raw metadata).
 - ``metalearn train --method imitation|lal|ppo --out DIR``: meta-train a policy file (resumable).
+- ``metalearn next-batch --data records.csv --labels labels.csv --out to_label.csv``: the next
+  records to label, with the policy's history kept in a state file beside the labels.
 """
 
 from __future__ import annotations
@@ -124,6 +126,32 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-tasks", type=int, default=None, help="tasks of the keep-the-best validation (0: off)")
     train.add_argument("--episodes", type=int, default=None, help="episodes collected per iteration (imitation, lal)")
     train.add_argument("--candidates", type=int, default=None, metavar="K", help="candidates scored per loop")
+
+    nb = sub.add_parser(
+        "next-batch",
+        help="pick the next records to label from a table of records and the labels so far",
+        description=(
+            "Read the records (an id column and feature columns) and the labels gathered so far (id and label, any "
+            "subset), fit the model on the labeled records and write the next records to label with their rank and "
+            "score. Run it again as labels come in: the policy's multi-loop history is kept in a state file beside "
+            "the labels (LABELS.metalearn-state), so every loop benefits from the earlier ones."
+        ),
+    )
+    nb.add_argument("--data", required=True, metavar="RECORDS", help="records table (CSV, TSV or Parquet) with an id column")
+    nb.add_argument("--labels", required=True, help="labels table: id and label columns, any subset of the records")
+    nb.add_argument("--out", required=True, help="where to write the records to label (CSV/TSV/Parquet by suffix)")
+    nb.add_argument("--model", default="rf", help="task model fitted on the labeled records (= query model)")
+    nb.add_argument("--batch-size", type=int, default=20, help="records to pick")
+    nb.add_argument(
+        "--policy", default="default", metavar="NAME|PATH|STRATEGY",
+        help="a released policy name, a policy file, or a classic strategy name such as margin or random",
+    )
+    nb.add_argument("--id-column", default="id")
+    nb.add_argument("--label-column", default="label")
+    nb.add_argument("--classes", type=_csv, default=None, help="allowed label values, comma-separated (typo guard)")
+    nb.add_argument("--state", default=None, help="state file (default: LABELS.metalearn-state)")
+    nb.add_argument("--seed", type=int, default=None, help="seed of the first run (later runs continue its stream)")
+    nb.add_argument("--budget", type=int, default=None, help="labels you intend to buy (default 100; kept in the state)")
     return parser
 
 
@@ -319,6 +347,26 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _next_batch(args: argparse.Namespace) -> int:
+    from metalearn.workflow import next_batch
+
+    result = next_batch(
+        args.data, args.labels, model=args.model, batch_size=args.batch_size, policy=args.policy, out=args.out,
+        state=args.state, id_column=args.id_column, label_column=args.label_column, classes=args.classes,
+        seed=args.seed, label_budget=args.budget,
+    )
+    for note in result.notes:
+        print(f"metalearn: note: {note}", file=sys.stderr)
+    history = f", history of {result.history_loops} loop(s)" if result.history_loops else ""
+    print(
+        f"loop {result.loop}: {len(result.table)} record(s) to label written to {result.out_path} "
+        f"({result.n_labeled} of {result.n_records} labeled, {len(result.classes)} classes; {result.strategy}{history})"
+    )
+    if result.state_path is not None:
+        print(f"state: {result.state_path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``metalearn`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -335,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _inspect(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "next-batch":
+            return _next_batch(args)
     except MetalearnError as exc:
         print(f"metalearn: error: {exc}", file=sys.stderr)
         return 2

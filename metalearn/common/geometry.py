@@ -14,6 +14,7 @@ __all__ = [
     "min_sq_distances",
     "typical_distance",
     "knn_reference_distance",
+    "knn_distance_to",
     "NearestLabeledDistance",
 ]
 
@@ -68,16 +69,27 @@ def typical_distance(X: np.ndarray, rng: np.random.Generator, n_pairs: int = 200
 
 
 def knn_reference_distance(
-    X: np.ndarray, rng: np.random.Generator, *, n_reference: int = 512, n_neighbors: int = 10
-) -> np.ndarray:
+    X: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    n_reference: int = 512,
+    n_neighbors: int = 10,
+    return_reference: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Mean distance from each row to its ``n_neighbors`` nearest rows of a random reference sample.
 
     A cheap, linear-time proxy of local density (small = dense): exact k-NN over the pool
     would be quadratic. The row itself is excluded when it is part of the reference sample.
 
+    Parameters
+    ----------
+    return_reference : bool
+        Also return the positions of the reference rows (sorted), so that records added to
+        the pool later can be measured against the same sample (:func:`knn_distance_to`).
+
     Returns
     -------
-    ndarray of shape (n,)
+    ndarray of shape (n,), or (that, ndarray of int of shape (m,)) with ``return_reference``
     """
     n = X.shape[0]
     m = min(n_reference, n)
@@ -100,7 +112,28 @@ def knn_reference_distance(
         part = np.partition(block, kk - 1, axis=1)[:, :kk]
         part = np.where(np.isfinite(part), part, np.nan)
         out[start:stop] = np.sqrt(np.nanmean(part, axis=1)) if kk else 0.0
-    return np.nan_to_num(out, nan=0.0)
+    out = np.nan_to_num(out, nan=0.0)
+    return (out, ref_idx) if return_reference else out
+
+
+def knn_distance_to(X: np.ndarray, reference: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Mean distance from each row of ``X`` (n, d) to its ``n_neighbors`` nearest rows of ``reference`` (m, d).
+
+    The counterpart of :func:`knn_reference_distance` for rows that are not part of the
+    reference sample (records added to a pool after the sample was drawn). Shape (n,).
+    """
+    n, m = X.shape[0], reference.shape[0]
+    out = np.zeros(n)
+    if n == 0 or m == 0:
+        return out
+    k = max(1, min(n_neighbors, m))
+    X_sq, R_sq = squared_norms(X), squared_norms(reference)
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        block = np.maximum(X_sq[start:stop, None] - 2.0 * (X[start:stop] @ reference.T) + R_sq[None, :], 0.0)
+        part = np.partition(block, k - 1, axis=1)[:, :k]
+        out[start:stop] = np.sqrt(part.mean(axis=1))
+    return out
 
 
 class NearestLabeledDistance:
@@ -139,6 +172,44 @@ class NearestLabeledDistance:
             self.sq_distance.fill(np.inf)
             self.labeled[:] = False
         self.add(np.flatnonzero(labeled_mask & ~self.labeled))
+
+    def reindex(self, old_positions: np.ndarray, X: np.ndarray) -> None:
+        """Follow records when the pool changes: rows moved, removed or added.
+
+        Parameters
+        ----------
+        old_positions : ndarray of int, shape (n_new,)
+            For each row of the new pool, its row in the old pool, or -1 for a record that is
+            new. Old rows not listed have left the pool.
+        X : ndarray of shape (n_new, n_features)
+            The new pool; kept records must have the same feature values as before.
+
+        Notes
+        -----
+        New records get their distance to the current labeled set; if a labeled record left
+        the pool the minimum cannot be un-taken, so the tracker starts over and the next
+        :meth:`sync` recomputes it.
+        """
+        old_positions = np.asarray(old_positions, dtype=np.int64)
+        kept = old_positions >= 0
+        source = np.where(kept, old_positions, 0)
+        remaining = np.zeros(self.labeled.shape[0], dtype=bool)
+        remaining[old_positions[kept]] = True
+        lost_labeled = bool(np.any(self.labeled & ~remaining))
+        self.X = X
+        self._X_sq = squared_norms(X)
+        if lost_labeled:
+            self.sq_distance = np.full(X.shape[0], np.inf)
+            self.labeled = np.zeros(X.shape[0], dtype=bool)
+            return
+        self.labeled = self.labeled[source] & kept
+        self.sq_distance = np.where(kept, self.sq_distance[source], np.inf)
+        new_rows = np.flatnonzero(~kept)
+        labeled_rows = np.flatnonzero(self.labeled)
+        if new_rows.size and labeled_rows.size:
+            self.sq_distance[new_rows] = min_sq_distances(
+                X[new_rows], X[labeled_rows], self._X_sq[new_rows], self._X_sq[labeled_rows]
+            )
 
     @property
     def distance(self) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metalearn.common.geometry import NearestLabeledDistance, knn_reference_distance, typical_distance
+from metalearn.common.geometry import NearestLabeledDistance, knn_distance_to, knn_reference_distance, typical_distance
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
 from metalearn.features.schema import POOL_SCHEMA, FeatureSchema
@@ -92,8 +92,15 @@ class PoolFeatureExtractor:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         rng = np.random.default_rng(seed)
         self.distance_scale = typical_distance(X, rng)
-        knn = knn_reference_distance(X, rng, n_reference=n_density_reference, n_neighbors=n_density_neighbors)
+        knn, reference = knn_reference_distance(
+            X, rng, n_reference=n_density_reference, n_neighbors=n_density_neighbors, return_reference=True
+        )
         median = float(np.median(knn))
+        # Kept so records that join the pool later (reindex) are measured on the same scale.
+        self._density_reference = X[reference]
+        self._density_median = median
+        m = reference.shape[0]
+        self._density_neighbors = max(1, min(n_density_neighbors, m - 1)) if m > 1 else 1
         ratio = knn / median if median > 0 else np.zeros_like(knn)
         self.density = 1.0 / (1.0 + ratio)
         self._density_sorted = np.sort(self.density)
@@ -137,6 +144,83 @@ class PoolFeatureExtractor:
         n_classes = self.history.classes.shape[0]
         known = y_index[labeled]
         self.label_counts = np.bincount(known[known >= 0], minlength=n_classes)
+        self._cache = {}
+
+    def reindex(self, old_positions: np.ndarray, X: np.ndarray) -> None:
+        """Follow records, not rows, when the pool changes between loops.
+
+        Parameters
+        ----------
+        old_positions : ndarray of int, shape (n_new,)
+            For each row of the new pool, its row in the old pool, or -1 for a record that is
+            new. Old rows not listed have left the pool (e.g. modAL removes labeled records).
+        X : ndarray of shape (n_new, n_features)
+            The new pool. Kept records must hold the same feature values as before.
+
+        Notes
+        -----
+        Each kept record keeps its metadata window, density and distance to the labeled set;
+        a new record gets an empty history (see :meth:`MetadataHistory.reindex`), its density
+        against the original reference sample and its distance to the labeled records. The
+        distance scale and the reference sample stay those of the first pool, so features keep
+        their meaning from loop to loop.
+        """
+        old_positions = np.asarray(old_positions, dtype=np.int64)
+        X = np.asarray(X)
+        if old_positions.ndim != 1 or old_positions.shape[0] != X.shape[0]:
+            raise InvalidInputError(
+                f"old_positions must have one entry per row of the new pool ({X.shape[0]}), got shape {old_positions.shape}"
+            )
+        if X.ndim != 2 or X.shape[1] != self.X.shape[1]:
+            raise InvalidInputError(f"the new pool must have {self.X.shape[1]} features, got shape {X.shape}")
+        kept = old_positions >= 0
+        if old_positions.size and (old_positions.max() >= self.n_pool or old_positions.min() < -1):
+            raise InvalidInputError(f"old_positions must lie in [-1, {self.n_pool - 1}]")
+        source = np.where(kept, old_positions, 0)
+        density = self.density[source].copy()
+        new_rows = np.flatnonzero(~kept)
+        if new_rows.size:
+            knn = knn_distance_to(X[new_rows], self._density_reference, self._density_neighbors)
+            ratio = knn / self._density_median if self._density_median > 0 else np.zeros_like(knn)
+            density[new_rows] = 1.0 / (1.0 + ratio)
+        self.density = density
+        self._density_sorted = np.sort(density)
+        self.nearest_labeled.reindex(old_positions, X)
+        if self.history is not None:
+            self.history.reindex(old_positions)
+        self.labeled = self.labeled[source] & kept
+        self.X = X
+        self._cache = {}
+
+    def history_state(self) -> tuple[dict[str, np.ndarray], dict[str, object]] | None:
+        """The multi-loop history as arrays and JSON-able metadata (None before the first loop)."""
+        if self.history is None:
+            return None
+        arrays, meta = self.history.state()
+        meta = {**meta, "n_initial_labeled": self.n_initial_labeled}
+        return arrays, meta
+
+    def load_history(self, arrays: dict[str, np.ndarray], meta: dict[str, object], old_positions: np.ndarray | None = None) -> None:
+        """Restore a history written by :meth:`history_state`, optionally following records.
+
+        Parameters
+        ----------
+        arrays, meta
+            As returned by :meth:`history_state`.
+        old_positions : ndarray of int, shape (n_pool,), optional
+            For each row of this pool, its row in the saved history, or -1 for a new record.
+            None: the saved history has exactly this pool's rows in this order.
+        """
+        history = MetadataHistory.from_state(arrays, meta)
+        if history.window != self.window:
+            raise InvalidInputError(f"the saved history has a window of {history.window} loops, this extractor {self.window}")
+        if old_positions is not None:
+            history.reindex(old_positions)
+        if history.n_records != self.n_pool:
+            raise InvalidInputError(f"the saved history holds {history.n_records} records but the pool has {self.n_pool}")
+        self.history = history
+        n_initial = meta.get("n_initial_labeled")
+        self.n_initial_labeled = None if n_initial is None else int(n_initial)  # type: ignore[call-overload]
         self._cache = {}
 
     # -- pool-wide arrays of the current loop, computed once per loop on first use ------------

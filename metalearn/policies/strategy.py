@@ -9,24 +9,135 @@ scorer ranks them. numpy only: no torch.
 
 from __future__ import annotations
 
-import math
 import os
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 
-from metalearn.common.validation import check_positive_int
-from metalearn.exceptions import InvalidInputError, InvalidTypeError
+from metalearn.common.candidates import mixed_candidates
+from metalearn.common.validation import check_pool_features, check_positive_int
+from metalearn.exceptions import InvalidInputError, InvalidTypeError, PoolChangedWarning
 from metalearn.features.pool_features import PoolFeatureExtractor
 from metalearn.policies.file import PolicyFile, read_policy
 from metalearn.strategies.base import QueryContext, QueryStrategy, select_top
 
-__all__ = ["PolicyStrategy", "CANDIDATE_SELECTIONS", "DEFAULT_N_CANDIDATES"]
+__all__ = [
+    "PolicyStrategy",
+    "CANDIDATE_SELECTIONS",
+    "DEFAULT_N_CANDIDATES",
+    "row_keys",
+    "record_keys",
+    "match_records",
+]
 
 #: How candidates are pre-selected from the unlabeled records.
 CANDIDATE_SELECTIONS: tuple[str, ...] = ("mixed", "random", "all")
 #: Candidates per query when neither the caller nor the policy file says.
 DEFAULT_N_CANDIDATES = 256
+
+
+# ------------------------------------------------------------------------------ record identity
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+# Entries of one (rows, columns) block of row hashing: bounds the temporary memory (32 MiB).
+_HASH_BLOCK = 2**22
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on a uint64 array (returns a new array; wraps modulo 2**64)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _MIX1
+    x ^= x >> np.uint64(27)
+    x *= _MIX2
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def _disambiguate(keys: np.ndarray) -> np.ndarray:
+    """Make repeated keys distinct: the k-th occurrence (k >= 1) of a key is mixed with k.
+
+    Identical records (same bytes) are interchangeable for the metadata history (same
+    predictions, same distances), so matching the k-th copy to the k-th copy is exact.
+    """
+    n = keys.shape[0]
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    if starts.all():
+        return keys
+    position = np.arange(n)
+    occurrence = position - np.maximum.accumulate(np.where(starts, position, 0))
+    occ = np.empty(n, dtype=np.uint64)
+    occ[order] = occurrence.astype(np.uint64)
+    return np.where(occ > 0, _mix64(keys ^ (occ * _GOLDEN)), keys)
+
+
+def row_keys(X: np.ndarray) -> np.ndarray:
+    """A 64-bit key per row of ``X`` from the bytes of its values, distinct for every row.
+
+    Vectorised (a loop over column blocks, never over rows). ``-0.0`` and ``0.0`` hash alike.
+    Rows with identical values get distinct keys by order of appearance (the first copy keeps
+    the plain hash), so each record of a pool has its own identity.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        Converted to float64.
+
+    Returns
+    -------
+    ndarray of uint64, shape (n,)
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64) + 0.0  # a fresh contiguous copy, -0.0 -> 0.0
+    n, d = X.shape
+    words = X.view(np.uint64)
+    salts = _mix64(np.arange(1, d + 1, dtype=np.uint64) * _GOLDEN)
+    h = np.zeros(n, dtype=np.uint64)
+    step = max(1, _HASH_BLOCK // max(n, 1))
+    for start in range(0, d, step):
+        stop = min(start + step, d)
+        block = words[:, start:stop] ^ salts[start:stop]  # a new array: mixed in place below
+        block *= _MIX1
+        block ^= block >> np.uint64(32)
+        block *= _MIX2
+        h += block.sum(axis=1, dtype=np.uint64)
+    return _disambiguate(_mix64(h ^ np.uint64(d)))
+
+
+def record_keys(record_ids: Any, n_rows: int) -> np.ndarray:
+    """64-bit keys of user-given record ids (ints, strings or any hashable values), shape (n_rows,).
+
+    Raises :class:`InvalidInputError` for a wrong length or repeated ids.
+    """
+    if hasattr(record_ids, "to_numpy"):
+        record_ids = record_ids.to_numpy()
+    ids = np.asarray(record_ids)
+    if ids.ndim != 1 or ids.shape[0] != n_rows:
+        raise InvalidInputError(f"record_ids must be 1-D with one id per row of X ({n_rows}), got shape {ids.shape}")
+    if ids.dtype.kind in "iub":
+        keys = _mix64(ids.astype(np.int64).view(np.uint64) ^ _GOLDEN)
+    else:
+        import pandas as pd
+
+        keys = pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False).astype(np.uint64)
+    if np.unique(keys).size != n_rows:
+        values, counts = np.unique(ids.astype(str), return_counts=True)
+        repeated = values[counts > 1][:5].tolist()
+        raise InvalidInputError(f"record_ids must be unique; repeated: {repeated or '(hash collision)'}")
+    return keys
+
+
+def match_records(old_keys: np.ndarray, new_keys: np.ndarray) -> np.ndarray:
+    """For each new key, the position of the same key among ``old_keys``, or -1; shape (n_new,)."""
+    order = np.argsort(old_keys, kind="stable")
+    ordered = old_keys[order]
+    position = np.searchsorted(ordered, new_keys)
+    position = np.minimum(position, max(ordered.shape[0] - 1, 0))
+    found = (ordered[position] == new_keys) if ordered.size else np.zeros(new_keys.shape[0], dtype=bool)
+    return np.where(found, order[position] if ordered.size else -1, -1).astype(np.int64)
 
 
 class PolicyStrategy(QueryStrategy):
@@ -59,11 +170,28 @@ class PolicyStrategy(QueryStrategy):
     last_scores_ : tuple of (ndarray of int, shape (k,), ndarray of float32, shape (k,))
         The candidates of the last query (pool indices) and their scores.
 
+    last_pick_scores_ : ndarray of float32, shape (batch_size,)
+        The score of each pick of the last query, when it was chosen (picks are re-scored
+        one at a time); only after a query with ``step_scores=True``.
+    last_step_scores_ : ndarray of float32, shape (batch_size, k)
+        The candidates' scores before each pick of the last query (``-inf`` for the earlier
+        picks); only after a query with ``step_scores=True``.
+    record_keys_ : ndarray of uint64, shape (n_pool,)
+        Identity of each row of the last pool (from ``record_ids`` or the row's bytes).
+
     Notes
     -----
     The batch is the top-``batch_size`` candidates of one scoring pass. X is used as given
     for the distance features (distance to the labeled set, density); standardise it as the
     task model does.
+
+    The history follows *records*, not row positions: when the pool changes between calls
+    (records removed, added or reordered, as modAL's shrinking pools do), each record is
+    recognised by its ``record_ids`` entry or, without ids, by a 64-bit hash of its feature
+    values, and keeps its own window; new records start with an empty history. Unlike the
+    classic strategies, a change of pool size therefore does not reset the policy. Only when
+    no record of the earlier pool remains does the history start over (with a
+    :class:`~metalearn.exceptions.PoolChangedWarning`).
     """
 
     name: ClassVar[str] = "policy"
@@ -85,6 +213,96 @@ class PolicyStrategy(QueryStrategy):
         self.candidate_selection = candidate_selection
         # Read once, kept across reset(): it is the constructor argument, not per-pool state.
         self._policy_file: PolicyFile | None = policy if isinstance(policy, PolicyFile) else None
+
+    # -- public API ----------------------------------------------------------------------
+    def query(  # type: ignore[override]
+        self,
+        X: Any,
+        y: Any,
+        clf: Any = None,
+        batch_size: int = 1,
+        *,
+        record_ids: Any = None,
+        candidates: Any = None,
+        step_scores: bool = False,
+    ) -> np.ndarray:
+        """Choose the next records to label (one call per loop).
+
+        Parameters
+        ----------
+        X, y, clf, batch_size
+            As :meth:`QueryStrategy.query`.
+        record_ids : array-like of shape (n_pool,), optional
+            A unique id per row (ints or strings). The history is matched to records by these
+            ids across calls; without them, by a hash of each row's feature values.
+        candidates : array-like of int, optional
+            Pool indices the picks must come from (all unlabeled); default: every unlabeled
+            row. The rest of the pool still shapes the features (ranks, distances).
+        step_scores : bool
+            Also record :attr:`last_step_scores_` and :attr:`last_pick_scores_`.
+
+        Returns
+        -------
+        ndarray of int64, shape (batch_size,)
+        """
+        self._pending = {"record_ids": record_ids, "candidates": candidates, "step_scores": bool(step_scores)}
+        try:
+            return super().query(X, y, clf, batch_size)
+        finally:
+            self._pending = {}
+
+    def history_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """The multi-loop history and record identities as arrays + JSON-able metadata.
+
+        None before the first query. :meth:`load_history_state` restores it into a fresh
+        strategy (e.g. in another process), following records by their keys.
+        """
+        extractor = getattr(self, "extractor_", None)
+        state = None if extractor is None else extractor.history_state()
+        if state is None:
+            return None
+        arrays, meta = state
+        arrays = {**arrays, "record_keys": self.record_keys_}
+        meta = {**meta, "n_queries": int(self.n_queries_), "label_budget": int(self.label_budget)}
+        return arrays, meta
+
+    def load_history_state(
+        self, X: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, record_ids: Any = None
+    ) -> int:
+        """Start from a saved history on the pool ``X`` (before the first query of this object).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_pool, n_features)
+            The pool the next :meth:`query` will receive.
+        arrays, meta
+            From :meth:`history_state`.
+        record_ids : array-like, optional
+            The ids of X's rows; must be given if the history was recorded with ids.
+
+        Returns
+        -------
+        int
+            How many records of the saved history are in ``X`` (the others are dropped; new
+            records start with an empty history).
+        """
+        X_arr = check_pool_features(X)
+        policy, _ = self._check_params()
+        self._pending = {"record_ids": record_ids}
+        try:
+            self.reset()
+            self._check_state(X_arr)
+        finally:
+            self._pending = {}
+        try:
+            saved_keys = np.asarray(arrays["record_keys"]).astype(np.uint64)
+        except KeyError:
+            raise InvalidInputError("the saved history has no record keys") from None
+        old_positions = match_records(saved_keys, self.record_keys_)
+        extractor = self._extractor(X_arr, policy)
+        extractor.load_history(arrays, meta, old_positions)
+        self.n_queries_ = int(meta.get("n_queries", 0))
+        return int((old_positions >= 0).sum())
 
     @property
     def policy_file(self) -> PolicyFile:
@@ -110,6 +328,51 @@ class PolicyStrategy(QueryStrategy):
         check_positive_int(self.label_budget, "label_budget")
         return policy, k
 
+    # -- records, not rows ----------------------------------------------------------------
+    def _keys(self, X: np.ndarray) -> np.ndarray:
+        ids = getattr(self, "_pending", {}).get("record_ids")
+        if ids is not None:
+            return record_keys(ids, X.shape[0])
+        cached = getattr(self, "_row_key_cache", None)
+        # The same array object of the same shape as last time: the same records (hashing a
+        # large pool costs about as much as one predict_proba of a linear model).
+        if cached is not None and cached[0] is X and cached[1] == X.shape and cached[2].shape[0] == X.shape[0]:
+            return cached[2]
+        keys = row_keys(X)
+        self._row_key_cache = (X, X.shape, keys)
+        return keys
+
+    def _check_state(self, X: np.ndarray) -> None:
+        keys = self._keys(X)
+        if not hasattr(self, "n_features_in_"):
+            super()._check_state(X)
+            self.record_keys_ = keys
+            return
+        if X.shape[1] != self.n_features_in_:
+            super()._check_state(X)  # raises: a different dataset
+        previous = self.record_keys_
+        if previous.shape == keys.shape and np.array_equal(previous, keys):
+            if hasattr(self, "extractor_") and self.extractor_.X is not X:
+                self.extractor_.X = X  # same records; keep the tracker's reference current
+                self.extractor_.nearest_labeled.X = X
+            return
+        old_positions = match_records(previous, keys)
+        self.record_keys_ = keys
+        self.n_pool_ = X.shape[0]
+        extractor = getattr(self, "extractor_", None)
+        if extractor is None:
+            return
+        if not np.any(old_positions >= 0):
+            warnings.warn(
+                f"none of the {previous.shape[0]} records of the earlier pool is in this one ({X.shape[0]} records); "
+                "starting a fresh metadata history",
+                PoolChangedWarning,
+                stacklevel=4,
+            )
+            del self.extractor_
+            return
+        extractor.reindex(old_positions, X)
+
     def _extractor(self, X: np.ndarray, policy: PolicyFile) -> PoolFeatureExtractor:
         if not hasattr(self, "extractor_"):
             self.extractor_ = PoolFeatureExtractor(
@@ -127,21 +390,40 @@ class PolicyStrategy(QueryStrategy):
             return unlabeled
         if self.candidate_selection == "random":
             return np.sort(rng.choice(unlabeled, size=k, replace=False))
-        n_uncertain = math.ceil(k / 2)
-        top = np.lexsort((rng.random(unlabeled.size), margin))[:n_uncertain]
-        rest = np.delete(unlabeled, top)
-        return np.concatenate([unlabeled[top], rng.choice(rest, size=k - n_uncertain, replace=False)])
+        return mixed_candidates(unlabeled, margin, k, rng)  # the rule the policy was trained with
+
+    def _eligible(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
+        """Pool indices the picks may come from: the given candidates, else every unlabeled row."""
+        given = getattr(self, "_pending", {}).get("candidates")
+        if given is None:
+            return ctx.unlabeled_indices
+        eligible = np.asarray(given)
+        if eligible.ndim != 1 or (eligible.size and eligible.dtype.kind not in "iu"):
+            raise InvalidInputError(f"candidates must be a 1-D array of pool indices, got shape {eligible.shape}")
+        eligible = np.unique(eligible.astype(np.int64))
+        n = ctx.X.shape[0]
+        if eligible.size and (eligible[0] < 0 or eligible[-1] >= n):
+            raise InvalidInputError(f"candidates must be pool indices in [0, {n - 1}]")
+        if ctx.labeled[eligible].any():
+            raise InvalidInputError(
+                f"candidates include labeled rows {eligible[ctx.labeled[eligible]][:5].tolist()}; only unlabeled rows can be queried"
+            )
+        if eligible.size < batch_size:
+            raise InvalidInputError(
+                f"batch_size={batch_size} is larger than the {eligible.size} candidate(s); ask for at most {eligible.size}"
+            )
+        return eligible
 
     def _select(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
         policy, k = self._check_params()
+        eligible = self._eligible(ctx, batch_size)
         extractor = self._extractor(ctx.X, policy)
         extractor.batch_size = batch_size
         extractor.update(ctx.proba, ctx.classes, ctx.labeled, ctx.label_indices())
         history = extractor.history
         assert history is not None  # update() created it
-        unlabeled = ctx.unlabeled_indices
-        margin = history.latest(history.margin)[unlabeled].astype(np.float64)
-        candidates = self._candidates(unlabeled, margin, max(k, batch_size), ctx.rng)
+        margin = history.latest(history.margin)[eligible].astype(np.float64)
+        candidates = self._candidates(eligible, margin, max(k, batch_size), ctx.rng)
         # Features are defined in [-1, 1]; training clipped them the same way.
         features = np.clip(extractor.candidate_features(candidates), -1.0, 1.0)
         context = np.clip(extractor.context_features(), -1.0, 1.0)
@@ -151,4 +433,14 @@ class PolicyStrategy(QueryStrategy):
             features, context, batch_size, lambda s: int(select_top(s.astype(np.float64), 1, ctx.rng)[0])
         )
         self.last_scores_ = (candidates, scores)
+        if getattr(self, "_pending", {}).get("step_scores"):
+            # The scores each pick was chosen from, recomputed with the earlier picks masked
+            # (the same numbers pick_sequentially compared).
+            steps = np.empty((batch_size, candidates.size), dtype=np.float32)
+            mask = np.ones(candidates.size, dtype=bool)
+            for i, pick in enumerate(picks):
+                steps[i] = policy.scorer.scores(features, context, mask)
+                mask[pick] = False
+            self.last_step_scores_ = steps
+            self.last_pick_scores_ = steps[np.arange(batch_size), picks]
         return candidates[picks]

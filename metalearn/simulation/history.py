@@ -65,6 +65,8 @@ class MetadataHistory:
         self.predicted = np.zeros((w, n), dtype=np.int32)
         self.loop_statistics = np.zeros((w, len(LOOP_STATISTICS)))
         self.n_loops = 0
+        # Records that joined the pool after the history started (see reindex): no past yet.
+        self.fresh = np.zeros(n, dtype=bool)
 
     @property
     def n_filled(self) -> int:
@@ -109,6 +111,112 @@ class MetadataHistory:
         self.predicted = position[self.predicted].astype(np.int32)
         self.classes = classes
 
+    def reindex(self, old_positions: np.ndarray) -> "MetadataHistory":
+        """Follow records, not rows, when the pool changes between loops.
+
+        Parameters
+        ----------
+        old_positions : ndarray of int, shape (n_new,)
+            For each row of the new pool, its row in the current history, or -1 for a record
+            that is new. Rows not listed (records that left the pool) are dropped.
+
+        Returns
+        -------
+        MetadataHistory
+            ``self``, now of ``n_new`` records. Each kept record carries its own window; a new
+            record has no past: at the next :meth:`record` its first values fill the whole
+            window, so its trends, flips and variances start at zero exactly as for every
+            record in a history's first loop. Loop statistics (pool-level) are kept.
+        """
+        old_positions = np.asarray(old_positions)
+        if old_positions.ndim != 1 or old_positions.dtype.kind not in "iu" or old_positions.size == 0:
+            raise InvalidInputError("old_positions must be a non-empty 1-D integer array (one entry per new row)")
+        old_positions = old_positions.astype(np.int64)
+        if old_positions.max() >= self.n_records or old_positions.min() < -1:
+            raise InvalidInputError(f"old_positions must lie in [-1, {self.n_records - 1}]")
+        kept = old_positions >= 0
+        if np.unique(old_positions[kept]).size != int(kept.sum()):
+            raise InvalidInputError("old_positions lists an old row twice: a record can only be in one place")
+        source = np.where(kept, old_positions, 0)
+        new_rows = ~kept
+        self.proba = self.proba[:, source]
+        self.margin = self.margin[:, source]
+        self.entropy = self.entropy[:, source]
+        self.predicted = self.predicted[:, source]
+        self.proba[:, new_rows] = 0.0
+        self.margin[:, new_rows] = 0.0
+        self.entropy[:, new_rows] = 0.0
+        self.predicted[:, new_rows] = 0
+        self.fresh = self.fresh[source] | new_rows
+        self.n_records = int(old_positions.size)
+        return self
+
+    def _backfill_fresh(self) -> None:
+        """Give records without a past their latest values in every filled slot of the window."""
+        rows = np.flatnonzero(self.fresh)
+        if rows.size and self.n_loops > 1:
+            latest = self._slot(0)
+            for age in range(1, self.n_filled):
+                slot = self._slot(age)
+                self.proba[slot, rows] = self.proba[latest, rows]
+                self.margin[slot, rows] = self.margin[latest, rows]
+                self.entropy[slot, rows] = self.entropy[latest, rows]
+                self.predicted[slot, rows] = self.predicted[latest, rows]
+        self.fresh[:] = False
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+        """The history as arrays and JSON-able metadata, for :meth:`from_state` (no pickle)."""
+        arrays = {
+            "proba": self.proba,
+            "margin": self.margin,
+            "entropy": self.entropy,
+            "predicted": self.predicted,
+            "loop_statistics": self.loop_statistics,
+            "fresh": self.fresh.astype(np.uint8),
+        }
+        meta: dict[str, object] = {
+            "window": self.window,
+            "n_loops": self.n_loops,
+            "n_records": self.n_records,
+            "classes": self.classes.tolist(),
+        }
+        return arrays, meta
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict[str, object]) -> "MetadataHistory":
+        """Rebuild a history written by :meth:`state`; checks every shape."""
+        try:
+            window, n_loops, n_records = int(meta["window"]), int(meta["n_loops"]), int(meta["n_records"])  # type: ignore[arg-type]
+            classes = np.asarray(meta["classes"])
+            history = cls(n_records, classes, window=window)
+            n_classes = classes.shape[0]
+            expected = {
+                "proba": (window, n_records, n_classes),
+                "margin": (window, n_records),
+                "entropy": (window, n_records),
+                "predicted": (window, n_records),
+                "loop_statistics": (window, len(LOOP_STATISTICS)),
+                "fresh": (n_records,),
+            }
+            for name, shape in expected.items():
+                value = np.asarray(arrays[name])
+                if value.shape != shape:
+                    raise InvalidInputError(f"history array {name!r} has shape {value.shape}, expected {shape}")
+            if n_loops < 0:
+                raise InvalidInputError(f"n_loops must be >= 0, got {n_loops}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"malformed metadata history: {exc}") from None
+        history.proba = np.asarray(arrays["proba"], dtype=np.float32).copy()
+        history.margin = np.asarray(arrays["margin"], dtype=np.float32).copy()
+        history.entropy = np.asarray(arrays["entropy"], dtype=np.float32).copy()
+        history.predicted = np.asarray(arrays["predicted"], dtype=np.int32).copy()
+        history.loop_statistics = np.asarray(arrays["loop_statistics"], dtype=np.float64).copy()
+        history.fresh = np.asarray(arrays["fresh"]).astype(bool)
+        history.n_loops = n_loops
+        if n_loops and (history.predicted.min() < 0 or history.predicted.max() >= max(classes.shape[0], 1)):
+            raise InvalidInputError("malformed metadata history: predicted class indices out of range")
+        return history
+
     def record(self, proba: np.ndarray, labeled: np.ndarray, y_labeled_index: np.ndarray, classes: np.ndarray) -> None:
         """Append one loop.
 
@@ -141,10 +249,14 @@ class MetadataHistory:
         self.margin[slot] = margin
         self.entropy[slot] = entropy
         self.predicted[slot] = predicted
+        fresh = self.fresh.copy()
+        self._backfill_fresh()
 
         unlabeled = ~labeled
-        n_unlabeled = max(int(unlabeled.sum()), 1)
-        changed = 0.0 if prev_predicted is None else float((predicted != prev_predicted)[unlabeled].sum() / n_unlabeled)
+        # Records without a previous prediction (new to the pool) cannot have changed.
+        compared = unlabeled & ~fresh
+        n_compared = max(int(compared.sum()), 1)
+        changed = 0.0 if prev_predicted is None else float((predicted != prev_predicted)[compared].sum() / n_compared)
         n_labeled = int(labeled.sum())
         accuracy = float((predicted[labeled] == y_labeled_index[labeled]).mean()) if n_labeled else 0.0
         self.loop_statistics[slot] = (

@@ -1,0 +1,574 @@
+"""A labeling workflow without a framework: ``metalearn next-batch``.
+
+Between labeling sessions a person has a table of records and a table of the labels gathered
+so far. :func:`next_batch` reads both, fits a task model on the labeled records, asks the
+strategy (a learned policy, by default the released ``default`` one, or a classic strategy)
+for the next records and writes them, with their scores, to a table to label. Run it again
+when the labels come in: the policy's multi-loop metadata history (the predictions of every
+earlier run) is kept in a small state file beside the labels, so every loop benefits from
+the earlier ones, as it would inside one program.
+
+Tables
+------
+- records (CSV, TSV or Parquet): an id column (``id`` by default) and the feature columns,
+  numeric or categorical, missing values allowed (``TabularPreprocessor`` imputes, one-hot
+  encodes and standardises them, fitted on all records). A column named like the label
+  column is ignored (never used as a feature).
+- labels: the id column and a label column (``label``), for any subset of the records, in
+  any order. Ids and labels are read as text (``007`` stays ``007``); rows with an empty label
+  are ignored (a way to skip a record); the same id twice with the same label is fine,
+  with two different labels an error.
+
+The state file
+--------------
+``<labels>.metalearn-state`` by default: a safetensors file (arrays and a JSON header, no
+pickle, nothing executable) with a fingerprint of the records (a 64-bit key per id and a hash
+of each record's raw values, the feature column names), the loop count, the seed and label
+budget of the first run, a log of each run (labeled count, picked ids) and, for a policy, its
+metadata history keyed by record id. Records may be added to or removed from the table
+between runs (the history follows ids; new records start with an empty history); a state
+whose ids are all absent, whose records' values changed, or whose columns differ belongs to
+another dataset and is refused (delete it, or pass another ``--state``, to start over).
+
+Classes
+-------
+Without ``classes``, any label value is a class, and a value seen for the first time is a new
+class (the model and the history widen to it). With ``classes``, a label outside that list
+is an error (a typo guard). At least two classes need labeled records before a model can be
+fitted; until then ``policy="random"`` picks a first batch without a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metalearn.exceptions import DatasetError, InvalidInputError, UnknownNameError
+from metalearn.policies.file import PolicyFile, read_policy
+from metalearn.policies.strategy import PolicyStrategy, match_records, record_keys
+from metalearn.strategies.base import QueryStrategy
+
+__all__ = ["next_batch", "NextBatch", "StateFileError", "default_state_path", "read_state", "STATE_SUFFIX"]
+
+#: Suffix appended to the labels file name for the default state file.
+STATE_SUFFIX = ".metalearn-state"
+_STATE_FORMAT = "metalearn-next-batch-state"
+_STATE_VERSION = 1
+_META_KEY = "metalearn"
+_TABLE_SUFFIXES = (".csv.gz", ".tsv.gz", ".csv", ".tsv", ".parquet", ".pq")
+_HISTORY_ARRAYS = ("proba", "margin", "entropy", "predicted", "loop_statistics", "fresh", "record_keys")
+
+
+class StateFileError(InvalidInputError):
+    """The state file is unreadable, from another dataset, or inconsistent with the labels."""
+
+
+@dataclass
+class NextBatch:
+    """The result of one :func:`next_batch` run.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        The records to label next: the id column, ``rank`` (1 = most useful) and ``score``
+        (the policy's score of each pick when it was chosen, higher = more useful; for
+        uncertainty strategies the uncertainty; NaN for strategies without scores).
+    loop : int
+        This run's loop number (1 for the first run with this state file).
+    n_records, n_labeled : int
+    classes : list of str
+        Classes with labeled records.
+    strategy : str
+        The strategy used (policy file path or strategy name).
+    history_loops : int
+        Loops in the policy's metadata history after this run (0 for classic strategies).
+    state_path : Path or None
+    out_path : Path or None
+    notes : list of str
+        Things worth telling the user (ignored empty labels, unlabeled previous picks...).
+    """
+
+    table: pd.DataFrame
+    loop: int
+    n_records: int
+    n_labeled: int
+    classes: list[str]
+    strategy: str
+    history_loops: int
+    state_path: Path | None
+    out_path: Path | None
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ tables
+def _suffix(path: Path) -> str | None:
+    lower = path.name.lower()
+    return next((s for s in _TABLE_SUFFIXES if lower.endswith(s)), None)
+
+
+def _read_table(source: Any, what: str, text_columns: Sequence[str]) -> tuple[pd.DataFrame, str]:
+    """A table from a path (CSV/TSV/Parquet) or a DataFrame, with ``text_columns`` as strings."""
+    if isinstance(source, pd.DataFrame):
+        frame, name = source.copy(), f"the {what} table"
+    else:
+        path = Path(source).expanduser()
+        name = str(path)
+        if not path.is_file():
+            hint = " (it may hold just the header line: id,label)" if what == "labels" else ""
+            raise DatasetError(f"{what} file {name} does not exist{hint}")
+        suffix = _suffix(path)
+        if suffix is None:
+            raise DatasetError(f"cannot read {name}: use a {', '.join(_TABLE_SUFFIXES)} file")
+        try:
+            if suffix in (".parquet", ".pq"):
+                frame = pd.read_parquet(path)
+            else:
+                sep = "\t" if suffix.startswith(".tsv") else ","
+                frame = pd.read_csv(path, sep=sep, dtype={c: str for c in text_columns}, keep_default_na=True)
+        except ImportError as exc:
+            raise DatasetError(f"cannot read {name}: {exc}; install pyarrow (pip install 'metalearn-al[parquet]')") from None
+        except Exception as exc:  # noqa: BLE001 - any parser or IO failure means an unreadable table
+            raise DatasetError(f"cannot read {name} as a {suffix} table: {type(exc).__name__}: {exc}") from None
+    frame.columns = [str(c) for c in frame.columns]
+    return frame, name
+
+
+def _text(values: pd.Series) -> np.ndarray:
+    """Values as stripped strings (object array), None where missing or blank."""
+    out = np.empty(len(values), dtype=object)
+    missing = values.isna().to_numpy()
+    for i, (value, miss) in enumerate(zip(values.astype(object).to_numpy(), missing)):
+        text = None if miss else str(value).strip()
+        out[i] = text if text else None
+    return out
+
+
+def _column(frame: pd.DataFrame, column: str, name: str, what: str) -> np.ndarray:
+    if column not in frame.columns:
+        option = "--id-column" if what == "id" else "--label-column"
+        raise DatasetError(
+            f"{name} has no {what} column {column!r}; its columns are {list(frame.columns)[:20]} "
+            f"(name the right one with {option})"
+        )
+    return _text(frame[column])
+
+
+def _records(data: Any, id_column: str, label_column: str) -> tuple[np.ndarray, pd.DataFrame, str, list[str]]:
+    frame, name = _read_table(data, "records", [id_column])
+    ids = _column(frame, id_column, name, "id")
+    missing = np.flatnonzero(np.array([v is None for v in ids], dtype=bool))
+    if missing.size:
+        raise DatasetError(f"{name}: {missing.size} record(s) have no id (first rows: {(missing[:5] + 1).tolist()})")
+    values, counts = np.unique(ids.astype(str), return_counts=True)
+    if (counts > 1).any():
+        repeated = values[counts > 1]
+        raise DatasetError(
+            f"{name}: ids must be unique, but {repeated.size} id(s) appear more than once: {repeated[:5].tolist()}"
+        )
+    notes = []
+    if label_column in frame.columns and label_column != id_column:
+        notes.append(f"column {label_column!r} of {name} is not used as a feature (labels come from the labels table)")
+    features = frame.drop(columns=[c for c in (id_column, label_column) if c in frame.columns])
+    if features.shape[1] == 0:
+        raise DatasetError(f"{name} has no feature column besides the id column {id_column!r}")
+    if len(frame) < 2:
+        raise DatasetError(f"{name} holds {len(frame)} record(s); active learning needs a pool of records")
+    return ids.astype(str), features, name, notes
+
+
+def _labels(
+    labels: Any, id_column: str, label_column: str, record_ids: np.ndarray, classes: Sequence[str] | None
+) -> tuple[np.ndarray, list[str]]:
+    """Labels aligned with the records (None where unlabeled) and notes."""
+    frame, name = _read_table(labels, "labels", [id_column, label_column])
+    ids = _column(frame, id_column, name, "id")
+    values = _column(frame, label_column, name, "label")
+    notes: list[str] = []
+    no_id = np.array([v is None for v in ids], dtype=bool)
+    if no_id.any():
+        raise DatasetError(f"{name}: {int(no_id.sum())} row(s) have a label but no id (first rows: {(np.flatnonzero(no_id)[:5] + 1).tolist()})")
+    empty = np.array([v is None for v in values], dtype=bool)
+    if empty.any():
+        notes.append(f"{int(empty.sum())} row(s) of {name} have an empty label and were ignored")
+    ids, values = ids[~empty].astype(str), values[~empty]
+    position = match_records(record_keys(record_ids, record_ids.shape[0]), _id_keys(ids))
+    unknown = np.flatnonzero(position < 0)
+    if unknown.size:
+        shown = ", ".join(repr(v) for v in ids[unknown][:5].tolist())
+        raise DatasetError(
+            f"{name}: {unknown.size} labeled id(s) are not in the records: {shown}"
+            + (" ..." if unknown.size > 5 else "")
+            + "; check the id column (ids are compared as text)"
+        )
+    aligned = np.full(record_ids.shape[0], None, dtype=object)
+    conflicts: list[str] = []
+    for pos, value in zip(position, values):
+        if aligned[pos] is not None and aligned[pos] != value:
+            conflicts.append(record_ids[pos])
+        aligned[pos] = value
+    if conflicts:
+        raise DatasetError(
+            f"{name}: {len(set(conflicts))} id(s) have two different labels: {sorted(set(conflicts))[:5]}; keep one label per id"
+        )
+    if classes is not None:
+        allowed = set(classes)
+        bad = sorted({v for v in aligned if v is not None and v not in allowed})
+        if bad:
+            raise DatasetError(
+                f"{name}: label(s) {bad[:5]} are not among the classes given ({', '.join(classes)}); "
+                "fix the labels, or add the class to --classes"
+            )
+    return aligned, notes
+
+
+def _id_keys(ids: np.ndarray) -> np.ndarray:
+    """64-bit keys of text ids; unlike :func:`record_keys`, repeated ids are allowed (labels)."""
+    return pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False).astype(np.uint64)
+
+
+def _record_hashes(features: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each record's raw feature values (independent of preprocessing).
+
+    Numbers are hashed as float64 and everything else as text, so a column that a later
+    table reads as float (an integer column that gained a missing value) hashes alike.
+    """
+    canonical = {}
+    for name, column in features.items():
+        if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+            canonical[name] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            canonical[name] = _text(column)
+    frame = pd.DataFrame(canonical, index=np.arange(len(features)))
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy().astype(np.uint64)
+
+
+def _write_table(table: pd.DataFrame, path: Path) -> None:
+    suffix = _suffix(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix in (".parquet", ".pq"):
+        table.to_parquet(path, index=False)
+    else:
+        table.to_csv(path, index=False, sep="\t" if suffix and suffix.startswith(".tsv") else ",")
+
+
+# ------------------------------------------------------------------------------------ state file
+def default_state_path(labels: str | os.PathLike[str]) -> Path:
+    """``<labels file>.metalearn-state``, beside the labels."""
+    path = Path(labels).expanduser()
+    return path.with_name(path.name + STATE_SUFFIX)
+
+
+def read_state(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a state file: its JSON metadata and its arrays (safetensors; no pickle).
+
+    Raises
+    ------
+    StateFileError
+        Unreadable, or not a next-batch state file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    path = Path(path)
+    where = f"state file {str(path)!r}"
+    try:
+        data = path.read_bytes()
+        arrays = load(data)
+        n_header = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + n_header])
+        meta = json.loads(header.get("__metadata__", {}).get(_META_KEY, "null"))
+    except (OSError, SafetensorError, ValueError, TypeError, AttributeError) as exc:
+        raise StateFileError(f"{where} cannot be read ({type(exc).__name__}: {exc}); delete it to start over") from None
+    if not isinstance(meta, dict) or meta.get("format") != _STATE_FORMAT:
+        raise StateFileError(f"{where} is not a metalearn next-batch state file")
+    if meta.get("version", 0) > _STATE_VERSION:
+        raise StateFileError(f"{where} was written by a newer metalearn (state version {meta.get('version')}); upgrade metalearn")
+    for key in ("id_keys", "record_hashes"):
+        if key not in arrays:
+            raise StateFileError(f"{where} lacks its {key!r} array (corrupted)")
+    return meta, arrays
+
+
+def _write_state(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    from safetensors.numpy import save
+
+    payload = save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={_META_KEY: json.dumps(meta)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_fingerprint(
+    meta: dict[str, Any], arrays: dict[str, np.ndarray], id_keys: np.ndarray, hashes: np.ndarray,
+    columns: list[str], record_ids: np.ndarray, state_path: Path, records_name: str,
+) -> np.ndarray:
+    """Positions of the current records in the state (-1 for new ones); refuses another dataset."""
+    fix = f"delete {state_path} (or pass another --state) to start a fresh history"
+    saved_columns = meta.get("columns")
+    if saved_columns != columns:
+        raise StateFileError(
+            f"state file {str(state_path)!r} was written for records with columns {saved_columns[:10] if isinstance(saved_columns, list) else saved_columns}, "
+            f"but {records_name} has {columns[:10]}: it belongs to another dataset; {fix}"
+        )
+    saved_keys = arrays["id_keys"].astype(np.uint64)
+    old = match_records(saved_keys, id_keys)
+    if not np.any(old >= 0):
+        raise StateFileError(
+            f"state file {str(state_path)!r} is from a different dataset: none of its {saved_keys.size} record ids "
+            f"is in {records_name}; {fix}"
+        )
+    kept = np.flatnonzero(old >= 0)
+    changed = kept[arrays["record_hashes"].astype(np.uint64)[old[kept]] != hashes[kept]]
+    if changed.size:
+        raise StateFileError(
+            f"state file {str(state_path)!r} does not match {records_name}: {changed.size} record(s) with the same id "
+            f"hold different values than when it was written (e.g. {record_ids[changed[:3]].tolist()}); "
+            f"it is from a different dataset or the records were edited; {fix}"
+        )
+    return old
+
+
+# ------------------------------------------------------------------------------------ strategy
+def _strategy(policy: Any, label_budget: int, seed: int) -> tuple[QueryStrategy, str]:
+    """A classic strategy by name, else a policy (file, path or released name)."""
+    from metalearn.strategies import get_strategy_class, strategy_names
+
+    if isinstance(policy, PolicyFile):
+        return PolicyStrategy(policy, label_budget=label_budget, missing_label=None, random_state=seed), str(policy.path)
+    text = os.fspath(policy)
+    if not Path(text).expanduser().exists():
+        try:
+            cls = get_strategy_class(text)
+        except UnknownNameError:
+            pass
+        else:
+            return cls(missing_label=None, random_state=seed), cls.name
+    try:
+        policy_file = read_policy(text)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{exc}; nor is it a strategy name ({', '.join(strategy_names())})") from None
+    strategy = PolicyStrategy(policy_file, label_budget=label_budget, missing_label=None, random_state=seed)
+    return strategy, str(policy_file.path)
+
+
+def _loop_seed(seed: int, loop: int) -> int:
+    """The seed of one run: a stream of independent seeds from the first run's seed."""
+    return int(np.random.SeedSequence([int(seed), int(loop)]).generate_state(1)[0])
+
+
+# ------------------------------------------------------------------------------------ the workflow
+def next_batch(
+    data: str | os.PathLike[str] | pd.DataFrame,
+    labels: str | os.PathLike[str] | pd.DataFrame,
+    *,
+    model: str = "rf",
+    batch_size: int = 20,
+    policy: str | os.PathLike[str] | PolicyFile = "default",
+    out: str | os.PathLike[str] | None = None,
+    state: str | os.PathLike[str] | None = None,
+    id_column: str = "id",
+    label_column: str = "label",
+    classes: Sequence[str] | None = None,
+    seed: int | None = None,
+    label_budget: int | None = None,
+) -> NextBatch:
+    """Pick the next records to label from the records and the labels gathered so far.
+
+    Parameters
+    ----------
+    data : path or DataFrame
+        The records: an id column and feature columns (CSV, TSV or Parquet).
+    labels : path or DataFrame
+        Labels gathered so far: the id column and the label column, any subset of records.
+    model : str
+        Task model of the zoo (``rf``, ``logreg``, ``hgb``, ``svm``, ``knn``, ``mlp``, ``nb``),
+        fitted on the labeled records; it is also the query model.
+    batch_size : int
+        Records to pick (at most the number of unlabeled records).
+    policy : str, path-like or PolicyFile
+        A released policy name (``"default"``), a policy file, or a classic strategy name
+        (``margin``, ``random``...). A strategy name wins over a policy of the same name
+        unless a file of that name exists.
+    out : path, optional
+        Where to write the table of records to label (CSV/TSV/Parquet by suffix).
+    state : path, optional
+        The state file; default ``<labels>.metalearn-state`` (required when ``labels`` is a
+        DataFrame and the history should persist; without it nothing is persisted).
+    id_column, label_column : str
+        Column names.
+    classes : sequence of str, optional
+        The allowed label values; a label outside them is an error.
+    seed : int, optional
+        Seed of the first run (default 0); later runs continue the state's seed stream (a
+        different value is ignored with a note).
+    label_budget : int, optional
+        Labels you intend to buy (default 100; kept in the state): scales the policy's
+        ``budget_used`` feature.
+
+    Returns
+    -------
+    NextBatch
+
+    Raises
+    ------
+    DatasetError
+        Unreadable tables, missing columns, duplicate or missing ids, labeled ids not in the
+        records, two labels for one id, labels outside ``classes``.
+    StateFileError
+        A state file from another dataset (no common id, changed records or columns), or
+        unreadable.
+    InvalidInputError
+        Fewer than two classes labeled (for a strategy that needs a model), a batch larger
+        than the unlabeled records, or a class that lost all its labels since the last run.
+    """
+    from metalearn.common.validation import check_positive_int
+    from metalearn.strategies.uncertainty import UncertaintySampling
+    from metalearn.tasks.models import make_model
+    from metalearn.tasks.preprocessing import TabularPreprocessor
+
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if classes is not None:
+        classes = [str(c).strip() for c in classes if str(c).strip()]
+        if len(set(classes)) < 2:
+            raise InvalidInputError(f"classes must list at least two distinct values, got {classes}")
+    ids, features, records_name, notes = _records(data, id_column, label_column)
+    y, label_notes = _labels(labels, id_column, label_column, ids, classes)
+    notes += label_notes
+    labeled = np.array([v is not None for v in y], dtype=bool)
+    n_records, n_labeled = ids.shape[0], int(labeled.sum())
+    n_unlabeled = n_records - n_labeled
+    if n_unlabeled == 0:
+        raise InvalidInputError(f"every one of the {n_records} records is labeled: nothing left to pick")
+    if batch_size > n_unlabeled:
+        raise InvalidInputError(f"batch_size={batch_size} but only {n_unlabeled} record(s) are unlabeled; ask for at most {n_unlabeled}")
+
+    if state is None and not isinstance(labels, pd.DataFrame):
+        state = default_state_path(labels)
+    state_path = None if state is None else Path(state).expanduser()
+    id_keys = record_keys(ids, n_records)
+    hashes = _record_hashes(features)
+    columns = [str(c) for c in features.columns]
+    saved: dict[str, Any] | None = None
+    saved_arrays: dict[str, np.ndarray] = {}
+    old_positions = None
+    if state_path is not None and state_path.exists():
+        saved, saved_arrays = read_state(state_path)
+        old_positions = _check_fingerprint(saved, saved_arrays, id_keys, hashes, columns, ids, state_path, records_name)
+        n_new, n_gone = int((old_positions < 0).sum()), saved_arrays["id_keys"].size - int((old_positions >= 0).sum())
+        if n_new or n_gone:
+            notes.append(f"records changed since the last run: {n_new} new, {n_gone} removed (the history follows ids)")
+    first_seed = 0 if seed is None else int(seed)
+    if saved is not None:
+        if seed is not None and int(seed) != int(saved.get("seed", 0)):
+            notes.append(f"--seed {seed} ignored: this state continues the seed stream of its first run (seed {saved.get('seed')})")
+        first_seed = int(saved.get("seed", 0))
+    budget = int(saved.get("label_budget", 100)) if saved is not None else 100
+    if label_budget is not None:
+        budget = check_positive_int(label_budget, "label_budget")
+    loop = int(saved.get("loops", 0)) + 1 if saved is not None else 1
+    run_seed = _loop_seed(first_seed, loop)
+
+    strategy, strategy_name = _strategy(policy, budget, run_seed)
+    label_values = sorted({v for v in y if v is not None})
+    X = TabularPreprocessor().fit_transform(features)
+    clf = None
+    if strategy.requires_classifier:
+        if len(label_values) < 2:
+            raise InvalidInputError(
+                f"the model needs labeled records of at least two classes, but the labels hold {n_labeled} labeled "
+                f"record(s) of {len(label_values)} class(es) {label_values[:5]}; label a few records of another class "
+                "(a first batch without a model: --policy random)"
+            )
+        clf = make_model(model, random_state=run_seed).fit(X[labeled], y[labeled].astype(str))
+
+    history_meta = saved.get("history") if saved is not None else None
+    if isinstance(strategy, PolicyStrategy) and history_meta is not None:
+        lost = sorted(set(history_meta.get("classes", [])) - set(label_values))
+        if lost:
+            raise StateFileError(
+                f"class(es) {lost[:5]} had labeled records in earlier runs but have none now (labels removed or changed?); "
+                f"restore them, or delete {state_path} to start a fresh history"
+            )
+        history_arrays = {name: saved_arrays[name] for name in _HISTORY_ARRAYS if name in saved_arrays}
+        if set(history_arrays) != set(_HISTORY_ARRAYS):
+            raise StateFileError(f"state file {str(state_path)!r} lacks history arrays (corrupted); delete it to start over")
+        if int(history_meta.get("window", -1)) != strategy.policy_file.window:
+            notes.append(
+                f"the saved history has a window of {history_meta.get('window')} loops but this policy uses "
+                f"{strategy.policy_file.window}: starting a fresh history"
+            )
+        else:
+            strategy.load_history_state(X, history_arrays, history_meta, record_ids=ids)
+
+    previous_picks = (saved.get("log") or [{}])[-1].get("picked", []) if saved is not None else []
+    if previous_picks:
+        unlabeled_ids = set(ids[~labeled].tolist())
+        if all(i in unlabeled_ids for i in previous_picks):
+            notes.append(f"none of the {len(previous_picks)} records picked in the previous run has a label yet")
+
+    if isinstance(strategy, PolicyStrategy):
+        picks = strategy.query(X, y, clf, batch_size=batch_size, record_ids=ids, step_scores=True)
+        scores = strategy.last_pick_scores_.astype(np.float64)
+    else:
+        picks = strategy.query(X, y, clf, batch_size=batch_size)
+        if isinstance(strategy, UncertaintySampling) and clf is not None:
+            scores = np.asarray(type(strategy).uncertainty(clf.predict_proba(X[picks])), dtype=np.float64)
+        else:
+            scores = np.full(picks.shape[0], np.nan)
+    table = pd.DataFrame({id_column: ids[picks], "rank": np.arange(1, picks.shape[0] + 1), "score": scores})
+
+    out_path = None if out is None else Path(out).expanduser()
+    if out_path is not None:
+        _write_table(table, out_path)
+
+    history_loops = 0
+    arrays: dict[str, np.ndarray] = {"id_keys": id_keys, "record_hashes": hashes}
+    meta: dict[str, Any] = {
+        "format": _STATE_FORMAT,
+        "version": _STATE_VERSION,
+        "columns": columns,
+        "n_records": n_records,
+        "id_column": id_column,
+        "label_column": label_column,
+        "seed": first_seed,
+        "label_budget": budget,
+        "loops": loop,
+        "history": None,
+        "log": list(saved.get("log", [])) if saved is not None else [],
+    }
+    if isinstance(strategy, PolicyStrategy):
+        exported = strategy.history_state()
+        if exported is not None:
+            history_arrays, history_meta = exported
+            arrays.update(history_arrays)
+            meta["history"] = history_meta
+            history_loops = int(history_meta["n_loops"])
+    elif history_meta is not None and saved is not None:
+        # A classic strategy this run: keep the policy's history for later runs, following ids.
+        kept = {name: saved_arrays[name] for name in _HISTORY_ARRAYS if name in saved_arrays}
+        arrays.update(kept)
+        meta["history"] = history_meta
+    meta["log"].append(
+        {"loop": loop, "strategy": strategy_name, "model": model, "n_labeled": n_labeled, "n_records": n_records,
+         "picked": ids[picks].tolist()}
+    )
+    if state_path is not None:
+        _write_state(state_path, meta, arrays)
+    return NextBatch(
+        table=table, loop=loop, n_records=n_records, n_labeled=n_labeled, classes=label_values,
+        strategy=strategy_name, history_loops=history_loops, state_path=state_path, out_path=out_path, notes=notes,
+    )
