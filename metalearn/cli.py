@@ -227,12 +227,10 @@ def _benchmark(args: argparse.Namespace) -> int:
         return 130
     out = result.out_dir
     assert out is not None
-    if args.format == "parquet":
-        result.runs.to_parquet(out / "runs.parquet", index=False)
-        result.curves.to_parquet(out / "curves.parquet", index=False)
-    else:
-        result.runs.to_csv(out / "runs.csv", index=False)
-        result.curves.to_csv(out / "curves.csv", index=False)
+    from metalearn.benchmark.storage import write_table
+
+    write_table(result.runs, out / f"runs.{args.format}")  # atomic: a full disk leaves no truncated table
+    write_table(result.curves, out / f"curves.{args.format}")
     ok = result.runs[result.runs["status"] == "ok"]
     print(
         f"\n{len(result.runs)} runs ({result.computed} computed now, {len(result.failed)} failed) "

@@ -2,12 +2,19 @@
 
 Runs execute with joblib on local processes, or on a Dask distributed cluster. Only this
 process writes to the result folder, one file per finished run, so a killed worker can
-neither corrupt nor duplicate a result: its runs are simply executed again.
+neither corrupt nor duplicate a result: its runs are simply executed again. When a worker
+dies (SIGKILL, out of memory), joblib gives up the whole pool and Dask may lose the data a
+task needs; the runner then resubmits the runs it has not received yet, at most
+:data:`MAX_WORKER_RESTARTS` times, and otherwise stops with a clear error (finished runs stay
+stored, and rerunning resumes).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
+from concurrent.futures import CancelledError
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -18,11 +25,31 @@ from tqdm.auto import tqdm
 from metalearn.benchmark.config import BenchmarkConfig, RunKey, resolve_datasets, task_seed
 from metalearn.benchmark.execute import execute_run
 from metalearn.benchmark.storage import ResultStore, tables_from_records
-from metalearn.exceptions import InvalidInputError
+from metalearn.exceptions import InvalidInputError, MetalearnError
 from metalearn.tasks.datasets import Dataset
 from metalearn.tasks.task import make_task
 
-__all__ = ["BenchmarkResult", "run_benchmark", "check_feasible"]
+__all__ = ["BenchmarkResult", "run_benchmark", "check_feasible", "MAX_WORKER_RESTARTS"]
+
+#: Times a benchmark resubmits its unfinished runs after losing workers, before it gives up.
+MAX_WORKER_RESTARTS = 3
+
+
+def _lost_worker_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean a worker died, not that a run failed (runs never raise).
+
+    joblib/loky raises ``TerminatedWorkerError`` (a ``BrokenProcessPool``) for the whole
+    pool; Dask raises ``KilledWorker`` for a task that took down too many workers, and
+    cancels futures whose inputs were lost with a worker (a ``CancelledError``).
+    """
+    errors: list[type[BaseException]] = [BrokenProcessPool, CancelledError]
+    try:
+        from distributed import KilledWorker
+    except ImportError:  # pragma: no cover - dask is optional
+        pass
+    else:
+        errors.append(KilledWorker)
+    return tuple(errors)
 
 
 @dataclass
@@ -122,7 +149,9 @@ def _dask_results(
         futures = []
         for dataset, key in jobs:
             if dataset.name not in scattered:
-                scattered[dataset.name] = client.scatter(dataset, broadcast=False)
+                # A replica on every worker: scattered data has no task to recompute it from,
+                # so a single copy would die with its worker and take the pending runs along.
+                scattered[dataset.name] = client.scatter(dataset, broadcast=True)
             # pure=False: the key is ours to choose; retries re-run a task whose worker died.
             futures.append(client.submit(execute_run, scattered[dataset.name], key, config, key=key.run_id, retries=2))
         for future in as_completed(futures):
@@ -185,6 +214,8 @@ def run_benchmark(
     pending = [k for k in keys if done.get(k.run_id) != ("ok", versions[k.strategy])]
     retried: set[str] = set()
     computed = 0
+    restarts = 0
+    lost_worker = _lost_worker_errors()
 
     bar = tqdm(total=len(keys), initial=len(keys) - len(pending), desc="benchmark runs", unit="run", disable=not progress)
     while pending:
@@ -192,22 +223,48 @@ def run_benchmark(
         results = _dask_results(jobs, config, dask) if dask else _joblib_results(jobs, config, n_jobs)
         failed_now: list[RunKey] = []
         by_id = {k.run_id: k for k in pending}
-        for record in results:
-            summary = record["summary"]
-            key = by_id[summary["run_id"]]
-            if summary["status"] != "ok" and key.run_id not in retried:
-                retried.add(key.run_id)  # a failed run gets one more try before it is reported
-                failed_now.append(key)
-                continue
-            computed += 1
-            summary["strategy_version"] = versions[key.strategy]
-            if store is not None:
-                store.write(record)
-            else:
-                records.append(record)
-            if on_result is not None:
-                on_result(record)
-            bar.update()
+        received: set[str] = set()
+        try:
+            for record in results:
+                summary = record["summary"]
+                key = by_id[summary["run_id"]]
+                if key.run_id in received:  # delivered twice (a resubmitted task): stored once
+                    continue
+                received.add(key.run_id)
+                if summary["status"] != "ok" and key.run_id not in retried:
+                    retried.add(key.run_id)  # a failed run gets one more try before it is reported
+                    failed_now.append(key)
+                    continue
+                computed += 1
+                summary["strategy_version"] = versions[key.strategy]
+                if store is not None:
+                    store.write(record)
+                else:
+                    records.append(record)
+                if on_result is not None:
+                    on_result(record)
+                bar.update()
+        except lost_worker as exc:
+            # A worker died: the runs it (or, for joblib, the whole pool) had in flight are lost.
+            # Nothing of theirs was stored, so resubmitting them duplicates nothing.
+            restarts += 1
+            unfinished = [k for k in pending if k.run_id not in received]
+            if restarts > MAX_WORKER_RESTARTS:
+                bar.close()
+                where = f"; the {computed} finished run(s) are stored in {store.out_dir}, rerun to resume" if store else ""
+                raise MetalearnError(
+                    f"benchmark workers died {restarts} times ({type(exc).__name__}: {exc}); gave up with "
+                    f"{len(unfinished) + len(failed_now)} run(s) unfinished{where}. A run that kills its worker "
+                    "(e.g. out of memory) needs more memory per worker or fewer --jobs"
+                ) from exc
+            warnings.warn(
+                f"a benchmark worker died ({type(exc).__name__}); resubmitting {len(unfinished)} unfinished run(s) "
+                f"(restart {restarts} of at most {MAX_WORKER_RESTARTS})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            pending = unfinished + failed_now
+            continue
         pending = failed_now
     bar.close()
 

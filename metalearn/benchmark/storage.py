@@ -27,7 +27,7 @@ import pandas as pd
 from metalearn.benchmark.config import BenchmarkConfig
 from metalearn.exceptions import InvalidInputError
 
-__all__ = ["ResultStore", "RUN_COLUMNS", "tables_from_records"]
+__all__ = ["ResultStore", "RUN_COLUMNS", "tables_from_records", "write_table"]
 
 _CONFIG_FILE = "benchmark.json"
 #: Columns of the runs table, in order (failed runs have NaN metrics).
@@ -56,12 +56,49 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _write_error(what: str, folder: Path, exc: OSError) -> InvalidInputError:
+    """The project's error for a result file that cannot be written (disk full, read-only...)."""
+    reason = exc.strerror or str(exc)
+    return InvalidInputError(
+        f"cannot write {what} to {folder}: {reason}; free space or choose a writable --out folder, then rerun "
+        "the same command (finished runs are kept, no partial file is left)"
+    )
+
+
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if hasattr(value, "item"):  # numpy scalars
         return _json_safe(value.item())
     return value
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a results table atomically: Parquet for a ``.parquet`` path, else CSV.
+
+    A disk that fills up while writing leaves the previous table (or none), never a truncated
+    one, and raises :class:`InvalidInputError` naming the folder.
+    """
+    path = Path(path)
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        if path.suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise _write_error(f"table {path.name}", path.parent, exc) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    return path
 
 
 class ResultStore:
@@ -108,7 +145,10 @@ class ResultStore:
                     f"{self.out_dir} holds results of a different benchmark (changed: {', '.join(changed) or 'settings'}); "
                     "use another --out folder, or the same settings to resume"
                 )
-        _atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "config": config.to_dict()}, indent=2))
+        try:
+            _atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "config": config.to_dict()}, indent=2))
+        except OSError as exc:
+            raise _write_error("the benchmark configuration", self.out_dir, exc) from None
 
     def path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"
@@ -126,10 +166,18 @@ class ResultStore:
         return out
 
     def write(self, record: dict[str, Any]) -> None:
-        """Store one run (summary and curve) under its run id, atomically."""
+        """Store one run (summary and curve) under its run id, atomically.
+
+        Raises :class:`InvalidInputError` naming the folder when the file cannot be written
+        (disk full, folder made read-only); the temporary file is removed, so the folder only
+        ever holds complete run files.
+        """
         summary = {k: _json_safe(v) for k, v in record["summary"].items()}
         text = json.dumps({"summary": summary, "curve": record["curve"]}, allow_nan=False)
-        _atomic_write_text(self.path(summary["run_id"]), text)
+        try:
+            _atomic_write_text(self.path(summary["run_id"]), text)
+        except OSError as exc:
+            raise _write_error(f"the result of run {summary['run_id']}", self.runs_dir, exc) from None
 
     @staticmethod
     def _read(path: Path) -> dict[str, Any] | None:

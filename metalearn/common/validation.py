@@ -120,8 +120,12 @@ def check_labels(y: Any, n_samples: int, missing_label: Any = np.nan) -> tuple[n
     return labeled, y_arr
 
 
-def check_classifier(clf: Any, *, require_fitted: bool = True) -> None:
-    """Check that ``clf`` is a classifier with ``predict_proba`` (and is fitted)."""
+def check_classifier(clf: Any, *, require_fitted: bool = True, n_features: int | None = None) -> None:
+    """Check that ``clf`` is a classifier with ``predict_proba`` (and is fitted).
+
+    With ``n_features``, a fitted classifier that records another number of input features
+    (scikit-learn's ``n_features_in_``) is refused: it was fitted on another dataset.
+    """
     if clf is None:
         raise InvalidTypeError("clf is None; pass a fitted scikit-learn classifier with predict_proba")
     if not callable(getattr(clf, "predict_proba", None)):
@@ -139,8 +143,16 @@ def check_classifier(clf: Any, *, require_fitted: bool = True) -> None:
             raise NotFittedClassifierError(
                 f"{type(clf).__name__} is not fitted; fit it on the labeled records before calling query"
             ) from None
-        except TypeError:
-            pass  # not a scikit-learn estimator: trust the duck type
+        except (TypeError, AttributeError):
+            # Not a scikit-learn estimator (scikit-learn >= 1.6 raises AttributeError for an
+            # object without __sklearn_tags__): trust the duck type.
+            pass
+    expected = getattr(clf, "n_features_in_", None)
+    if n_features is not None and isinstance(expected, (numbers.Integral, np.integer)) and expected != n_features:
+        raise InvalidInputError(
+            f"{type(clf).__name__} was fitted on {int(expected)} features but the pool has {n_features}; "
+            "fit it on the pool's features (the same columns, in the same order)"
+        )
 
 
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:

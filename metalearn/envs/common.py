@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -19,6 +21,7 @@ __all__ = [
     "REWARDS",
     "METRICS",
     "check_choice",
+    "check_discrete_action",
     "check_task_source",
     "resolve_task_suite",
     "sample_task",
@@ -47,6 +50,28 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise InvalidInputError(f"unknown {name} {value!r}; valid values: {', '.join(choices)}")
     return value
+
+
+def check_discrete_action(action: Any, n: int, expected: str) -> int:
+    """Return ``action`` as an int in ``[0, n)``, else raise a project error saying what was expected.
+
+    Accepts Python and numpy integers (bools included), integral floats such as ``1.0`` and
+    one-element arrays of those; refuses fractions, NaN, infinities, strings, ``None`` and
+    several values, rather than truncating them to some other action.
+    """
+    try:
+        value = np.asarray(action).item()
+    except (TypeError, ValueError):  # not a single value
+        raise InvalidInputError(f"action must be {expected}, got {action!r}") from None
+    if isinstance(value, (bool, numbers.Integral)):
+        integer = int(value)
+    elif isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+        integer = int(value)
+    else:
+        raise InvalidInputError(f"action must be {expected}, got {action!r}")
+    if not 0 <= integer < n:
+        raise InvalidInputError(f"action {integer} is outside the action space [0, {n}): it must be {expected}")
+    return integer
 
 
 def check_task_source(task_suite: Any, tasks: Sequence[Task] | None) -> tuple[_SamplesTasks | None, tuple[Task, ...] | None]:

@@ -16,6 +16,7 @@ from metalearn.envs.common import (
     METRICS,
     REWARDS,
     check_choice,
+    check_discrete_action,
     check_task_source,
     curve_scores,
     loop_reward,
@@ -69,7 +70,8 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     action on a masked slot (padding, or already picked in this batch) is replaced by the
     lowest-index valid slot and ``info["invalid_action"]`` is ``True``; this keeps random
     agents and environment checkers working and every episode finite. An action outside
-    ``[0, K)`` raises :class:`~metalearn.exceptions.InvalidInputError`.
+    ``[0, K)``, or one that is not an integer (a fraction, NaN, a string...), raises
+    :class:`~metalearn.exceptions.InvalidInputError`; integral floats such as ``1.0`` are accepted.
 
     ## Observation Space
 
@@ -251,13 +253,7 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
 
     # -- internals ----------------------------------------------------------------------------
     def _check_action(self, action: Any) -> int:
-        try:
-            value = int(np.asarray(action).item())
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"action must be an integer slot in [0, {self.n_candidates}), got {action!r}") from None
-        if not 0 <= value < self.n_candidates:
-            raise InvalidInputError(f"action {value} is outside the action space [0, {self.n_candidates})")
-        return value
+        return check_discrete_action(action, self.n_candidates, f"an integer slot in [0, {self.n_candidates})")
 
     def _batch_target(self) -> int:
         assert self.process is not None and self.task is not None

@@ -15,6 +15,7 @@ from metalearn.envs.common import (
     METRICS,
     REWARDS,
     check_choice,
+    check_discrete_action,
     check_task_source,
     curve_scores,
     loop_reward,
@@ -59,7 +60,8 @@ class StreamALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     ## Action Space
 
     ``Discrete(2)``: 0 skips the arriving record, 1 keeps it (adds it to the batch to label).
-    Any other value raises :class:`~metalearn.exceptions.InvalidInputError`.
+    ``True``/``False`` and integral floats are accepted; any other value (2, 0.5, NaN, a
+    string...) raises :class:`~metalearn.exceptions.InvalidInputError`.
 
     ## Observation Space
 
@@ -221,13 +223,7 @@ class StreamALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     # -- internals ----------------------------------------------------------------------------
     @staticmethod
     def _check_action(action: Any) -> bool:
-        try:
-            value = int(np.asarray(action).item())
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"action must be 0 (skip) or 1 (keep), got {action!r}") from None
-        if value not in (0, 1):
-            raise InvalidInputError(f"action must be 0 (skip) or 1 (keep), got {value}")
-        return value == 1
+        return check_discrete_action(action, 2, "0 (skip) or 1 (keep)") == 1
 
     def _retrain(self) -> float:
         """LABEL the kept records, TRAIN a fresh model, score it, INFER on the pool; return the reward."""

@@ -96,7 +96,7 @@ class ALBL(QueryStrategy):
         if not rows:
             return 0.0
         weights = np.asarray([w for i, w in zip(self.queried_, self.inverse_probability_) if ctx.labeled[i]])
-        correct = ctx.clf.predict(ctx.X[rows]) == ctx.y[rows]
+        correct = np.asarray(ctx.call_classifier("predict", ctx.X[rows])) == ctx.y[rows]
         return float((weights * correct).sum() / ctx.X.shape[0] / self.n_queries)
 
     def _update_weights(self, reward: float, n_arms: int) -> None:

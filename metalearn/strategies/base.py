@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from metalearn.common.validation import check_batch_size, check_classifier, check_labels, check_pool_features
-from metalearn.exceptions import InvalidInputError, PoolChangedWarning
+from metalearn.exceptions import InvalidInputError, InvalidTypeError, PoolChangedWarning
 
 __all__ = ["QueryStrategy", "QueryContext", "select_top"]
 
@@ -78,6 +78,22 @@ class QueryContext:
         self._proba: np.ndarray | None = None
         self._proba_unlabeled: np.ndarray | None = None
 
+    def call_classifier(self, method: str, X: np.ndarray) -> Any:
+        """Call the classifier's ``method`` (``"predict_proba"``, ``"predict"``) on rows ``X``.
+
+        The classifier is the user's: when it cannot predict rows of a valid pool (e.g. a
+        decision tree casts to float32, where finite values past 3.4e38 become infinite), its
+        exception becomes an :class:`InvalidInputError` that says so.
+        """
+        try:
+            return getattr(self.clf, method)(X)
+        except (InvalidInputError, InvalidTypeError):
+            raise
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise InvalidInputError(
+                f"the classifier's {method} failed on the pool: {type(exc).__name__}: {exc}"
+            ) from exc
+
     @staticmethod
     def _checked_proba(proba: Any, n_rows: int) -> np.ndarray:
         proba = np.asarray(proba, dtype=float)
@@ -93,7 +109,7 @@ class QueryContext:
     def proba(self) -> np.ndarray:
         """Class probabilities on the whole pool, shape (n_pool, n_classes)."""
         if self._proba is None:
-            self._proba = self._checked_proba(self.clf.predict_proba(self.X), self.X.shape[0])
+            self._proba = self._checked_proba(self.call_classifier("predict_proba", self.X), self.X.shape[0])
         return self._proba
 
     @property
@@ -107,7 +123,7 @@ class QueryContext:
             return self._proba[self.unlabeled_indices]
         if self._proba_unlabeled is None:
             rows = self.unlabeled_indices
-            self._proba_unlabeled = self._checked_proba(self.clf.predict_proba(self.X[rows]), rows.size)
+            self._proba_unlabeled = self._checked_proba(self.call_classifier("predict_proba", self.X[rows]), rows.size)
         return self._proba_unlabeled
 
     @property
@@ -204,7 +220,7 @@ class QueryStrategy(ABC):
         labeled, y_arr = check_labels(y, X_arr.shape[0], self.missing_label)
         batch_size = check_batch_size(batch_size, int((~labeled).sum()))
         if self.requires_classifier:
-            check_classifier(clf)
+            check_classifier(clf, n_features=X_arr.shape[1])
         self._check_state(X_arr)
         ctx = QueryContext(X_arr, y_arr, labeled, clf, self.rng_)
         picks = np.asarray(self._select(ctx, batch_size), dtype=np.int64)

@@ -61,7 +61,14 @@ class QueryByCommittee(QueryStrategy):
                 ) from None
             if "random_state" in member.get_params():
                 member.set_params(random_state=int(ctx.rng.integers(2**31 - 1)))
-            members.append(member.fit(ctx.X[sample], ctx.y[sample]))
+            try:
+                members.append(member.fit(ctx.X[sample], ctx.y[sample]))
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                # The user's classifier cannot be fitted on the pool (e.g. float32 overflow).
+                raise InvalidInputError(
+                    f"query by committee could not fit a copy of {type(ctx.clf).__name__} on the labeled records: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
         return members
 
     def disagreement(self, X: np.ndarray) -> np.ndarray:
@@ -85,5 +92,10 @@ class QueryByCommittee(QueryStrategy):
         if self.method not in _METHODS:
             raise InvalidInputError(f"method must be one of {_METHODS}, got {self.method!r}")
         self.committee_ = self._members(ctx)
-        scores = self.disagreement(ctx.X[ctx.unlabeled_indices])
+        try:
+            scores = self.disagreement(ctx.X[ctx.unlabeled_indices])
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise InvalidInputError(
+                f"the committee's copies of {type(ctx.clf).__name__} failed to predict the pool: {type(exc).__name__}: {exc}"
+            ) from exc
         return ctx.unlabeled_indices[select_top(scores, batch_size, ctx.rng)]

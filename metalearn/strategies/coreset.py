@@ -38,11 +38,16 @@ class KCenterGreedy(QueryStrategy):
         X = ctx.X
         picks: list[int] = []
         candidates = ctx.unlabeled_indices
+        available = np.ones(candidates.size, dtype=bool)
         for _ in range(batch_size):
-            d = sq[candidates].copy()
-            d[np.isin(candidates, picks)] = -np.inf
+            # Choose among the records not picked yet: masking picks with -inf is not enough
+            # when distances are NaN (squares of huge finite values overflow), which select_top
+            # also ranks last, so a pick could repeat.
+            positions = np.flatnonzero(available)
             # With nothing labeled every distance is inf: the tie-break makes the first pick random.
-            pick = int(candidates[select_top(d, 1, ctx.rng)[0]])
+            position = int(positions[select_top(sq[candidates[positions]], 1, ctx.rng)[0]])
+            available[position] = False
+            pick = int(candidates[position])
             picks.append(pick)
             np.minimum(sq, min_sq_distances(X, X[[pick]]), out=sq)
         return np.asarray(picks, dtype=np.int64)

@@ -68,6 +68,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "checkpoint_exists",
+    "prepare_out_dir",
     "generator_to_state",
     "generator_from_state",
     "torch_rng_to_array",
@@ -650,6 +651,25 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def prepare_out_dir(out: str | os.PathLike[str]) -> Path:
+    """Create a run's folder and check that files can be written there, before any training.
+
+    Raises :class:`InvalidInputError` naming the folder when it is a file, read-only, or on a
+    full disk, rather than failing after the first iteration's work.
+    """
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot write the training run to {out}: {exc.strerror or exc}; choose a writable --out folder"
+        ) from None
+    return out
+
+
 def checkpoint_exists(directory: str | os.PathLike[str]) -> bool:
     """Whether ``directory`` holds a checkpoint written by :func:`save_checkpoint`."""
     return (Path(directory) / _CHECKPOINT_JSON).is_file()
@@ -673,28 +693,43 @@ def save_checkpoint(directory: str | os.PathLike[str], tensors: Mapping[str, np.
     state : dict
         JSON-serialisable values (numpy scalars are converted).
     """
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     previous = _read_checkpoint_json(directory)
     step = int(previous["step"]) + 1 if previous else 0
     name = f"checkpoint-{step:06d}.safetensors"
     tmp = directory / f".{name}.tmp"
-    # np.ascontiguousarray would turn 0-d arrays (Adam's step) into 1-d ones.
-    save_file({k: np.asarray(v, order="C") for k, v in tensors.items()}, str(tmp))
-    _fsync_replace(tmp, directory / name)
-    payload = {
-        "format": _CHECKPOINT_FORMAT,
-        "version": _CHECKPOINT_VERSION,
-        "step": step,
-        "tensor_file": name,
-        "tensor_sha256": _sha256(directory / name),
-        "state": _jsonable(state),
-    }
     tmp_json = directory / f".{_CHECKPOINT_JSON}.tmp"
-    tmp_json.write_text(json.dumps(payload, indent=1, sort_keys=True))
-    _fsync_replace(tmp_json, directory / _CHECKPOINT_JSON)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        # np.ascontiguousarray would turn 0-d arrays (Adam's step) into 1-d ones.
+        save_file({k: np.asarray(v, order="C") for k, v in tensors.items()}, str(tmp))
+        _fsync_replace(tmp, directory / name)
+        payload = {
+            "format": _CHECKPOINT_FORMAT,
+            "version": _CHECKPOINT_VERSION,
+            "step": step,
+            "tensor_file": name,
+            "tensor_sha256": _sha256(directory / name),
+            "state": _jsonable(state),
+        }
+        tmp_json.write_text(json.dumps(payload, indent=1, sort_keys=True))
+        _fsync_replace(tmp_json, directory / _CHECKPOINT_JSON)
+    except (OSError, SafetensorError) as exc:
+        # Disk full or folder gone read-only: drop this save's files. checkpoint.json still
+        # names the previous, complete tensor file, so the previous checkpoint stays usable.
+        for path in (tmp, tmp_json, directory / name):
+            if path.name != (previous or {}).get("tensor_file"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        reason = getattr(exc, "strerror", None) or str(exc)
+        kept = f"the checkpoint of step {previous['step']} is kept" if previous else "no checkpoint was written"
+        raise InvalidInputError(
+            f"cannot write the training checkpoint to {directory}: {reason}; {kept}. Free space (or fix the "
+            "folder's permissions) and rerun with --resume"
+        ) from None
     for old in directory.glob("checkpoint-*.safetensors"):
         if old.name != name:
             with contextlib.suppress(OSError):

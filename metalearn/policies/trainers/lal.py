@@ -56,6 +56,7 @@ from metalearn.policies.trainers.common import (
     TrainingResult,
     check_resumable,
     checkpoint_exists,
+    prepare_out_dir,
     collect_episode,
     config_settings,
     deterministic_torch,
@@ -224,7 +225,7 @@ def train_lal(config: LALConfig, resume: bool = False, progress: bool = True) ->
         raise InvalidInputError(
             f"{out} already holds a training run; pass resume=True (CLI: --resume) to continue it, or choose another folder"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out)  # a folder that cannot be written fails here, before any training
     settings = config_settings(config)
     # The policy file records how it was trained, not where or on how many workers.
     policy_settings = {k: v for k, v in settings.items() if k not in ("out_dir", "n_jobs", "dask")}

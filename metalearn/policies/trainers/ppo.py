@@ -81,6 +81,7 @@ from metalearn.policies.trainers.common import (
     TrainingResult,
     check_resumable,
     checkpoint_exists,
+    prepare_out_dir,
     config_settings,
     deterministic_torch,
     episode_seed,
@@ -562,7 +563,7 @@ def train_ppo(config: PPOConfig, resume: bool = False, progress: bool = True) ->
         if saved.get("trainer") != METHOD:
             raise InvalidInputError(f"{checkpoint_dir} holds a {saved.get('trainer')!r} checkpoint, not a PPO one")
         check_resumable(saved["settings"], config)  # the budget (total_timesteps, time) may change
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out_dir)  # a folder that cannot be written fails here, before any training
 
     init = None
     if config.init_policy is not None and saved is None:
