@@ -433,8 +433,6 @@ def _score_predictions(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, m
     return float(f1.mean())
 
 
-
-
 def _warm_copy(base: Any) -> Any:
     """An unfitted-in-spirit copy of a fitted model that continues from its weights on the next fit."""
     model = copy.deepcopy(base)
