@@ -6,7 +6,7 @@ Subcommands:
   classic strategies on scikit-learn data, printed as a table).
 - ``metalearn benchmark``: the evaluation protocol (paired runs, statistics, report).
 - ``metalearn strategies``: the registered strategies and their parameters.
-- ``metalearn features``: the feature schema, one line per feature.
+- ``metalearn features``: the feature schemas, one line per feature.
 - ``metalearn inspect FILE_OR_NAME``: a policy file's model card (``--json``: raw metadata).
 - ``metalearn train --method imitation|lal|ppo --out DIR``: meta-train a policy file (resumable).
 - ``metalearn next-batch --data records.csv --labels labels.csv --out to_label.csv``: the next
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-report", action="store_true", help="skip the Markdown/HTML report and plots")
 
     sub.add_parser("strategies", help="list the registered strategies")
-    sub.add_parser("features", help="describe the feature schema")
+    sub.add_parser("features", help="describe the feature schemas (pool, proba)")
 
     inspect = sub.add_parser(
         "inspect",
@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-tasks", type=int, default=None, help="tasks of the keep-the-best validation (0: off)")
     train.add_argument("--episodes", type=int, default=None, help="episodes collected per iteration (imitation, lal)")
     train.add_argument("--candidates", type=int, default=None, metavar="K", help="candidates scored per loop")
+    train.add_argument(
+        "--schema", choices=["pool", "proba"], default="pool",
+        help=(
+            "feature schema of the policy: pool (feature values, labels, multi-loop history) or proba (class "
+            "probabilities only, for baal heuristics; imitation and lal)"
+        ),
+    )
 
     nb = sub.add_parser(
         "next-batch",
@@ -256,13 +263,17 @@ def _strategies() -> int:
 
 
 def _features() -> int:
-    from metalearn.features import POOL_SCHEMA
+    from metalearn.features import SCHEMAS
 
-    print(f"schema {POOL_SCHEMA.id}")
-    for group, names in (("candidate", POOL_SCHEMA.candidate_features), ("context", POOL_SCHEMA.context_features)):
-        print(f"\n{group} features:")
-        for name in names:
-            print(f"  {name:32s} {POOL_SCHEMA.descriptions[name]}")
+    for i, versions in enumerate(SCHEMAS.values()):
+        for schema in versions.values():
+            if i:
+                print()
+            print(f"schema {schema.id}: {schema.summary}" if schema.summary else f"schema {schema.id}")
+            for group, names in (("candidate", schema.candidate_features), ("context", schema.context_features)):
+                print(f"\n{group} features:")
+                for name in names:
+                    print(f"  {name:32s} {schema.descriptions[name]}")
     return 0
 
 
@@ -286,6 +297,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.time_budget is not None:
         common["time_budget_seconds"] = args.time_budget
     if args.method in ("imitation", "lal"):
+        common["schema"] = args.schema
         if args.method == "imitation":
             from metalearn.policies.trainers.imitation import ImitationConfig as Config
             from metalearn.policies.trainers.imitation import train_imitation as trainer
@@ -301,6 +313,13 @@ def _train(args: argparse.Namespace) -> int:
             common["validation_tasks"] = args.validation_tasks
         config = Config(**common)  # type: ignore[arg-type]
     else:
+        if args.schema != "pool":
+            print(
+                f"metalearn: error: --method ppo trains on the PoolAL-v0 environment, whose observations are the pool "
+                f"schema; --schema {args.schema} needs --method imitation or --method lal",
+                file=sys.stderr,
+            )
+            return 2
         try:
             from metalearn.policies.trainers.ppo import PPOConfig, train_ppo
         except ImportError as exc:

@@ -1,6 +1,22 @@
-"""Dataset-agnostic features of candidates and loops, computed from the metadata history."""
+"""Dataset-agnostic features of candidates and loops, computed from the metadata history.
+
+Two schemas: ``pool`` (:class:`PoolFeatureExtractor`: feature values, labels and the
+multi-loop history) and ``proba`` (:class:`ProbaFeatureExtractor`: class probabilities of the
+unlabeled records alone, for libraries such as baal that hand a strategy nothing else).
+"""
 
 from metalearn.features.pool_features import PoolFeatureExtractor, window_slope
-from metalearn.features.schema import POOL_SCHEMA, SCHEMAS, FeatureSchema, get_schema
+from metalearn.features.proba_features import ProbaFeatureExtractor, ProbaPoolFeatures
+from metalearn.features.schema import POOL_SCHEMA, PROBA_SCHEMA, SCHEMAS, FeatureSchema, get_schema
 
-__all__ = ["FeatureSchema", "POOL_SCHEMA", "SCHEMAS", "get_schema", "PoolFeatureExtractor", "window_slope"]
+__all__ = [
+    "FeatureSchema",
+    "POOL_SCHEMA",
+    "PROBA_SCHEMA",
+    "SCHEMAS",
+    "get_schema",
+    "PoolFeatureExtractor",
+    "ProbaFeatureExtractor",
+    "ProbaPoolFeatures",
+    "window_slope",
+]

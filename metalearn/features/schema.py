@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from metalearn.exceptions import FeatureSchemaError
 
-__all__ = ["FeatureSchema", "POOL_SCHEMA", "get_schema", "SCHEMAS"]
+__all__ = ["FeatureSchema", "POOL_SCHEMA", "PROBA_SCHEMA", "get_schema", "SCHEMAS"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,12 @@ class FeatureSchema:
         Names of the per-loop context features, in order.
     descriptions : dict
         One sentence per feature: what it measures and how it is scaled.
+    probabilities_only : bool
+        True when every feature is computed from the model's class probabilities on the
+        unlabeled records alone (no feature values, labels or record identities), so a policy
+        of this schema can serve libraries that hand a strategy predictions only (baal).
+    summary : str
+        One line: what the schema needs and what it is for (``metalearn features`` prints it).
     """
 
     name: str
@@ -38,6 +44,8 @@ class FeatureSchema:
     candidate_features: tuple[str, ...]
     context_features: tuple[str, ...]
     descriptions: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    probabilities_only: bool = field(default=False, compare=False)
+    summary: str = field(default="", compare=False)
 
     @property
     def n_candidate_features(self) -> int:
@@ -109,10 +117,78 @@ POOL_SCHEMA = FeatureSchema(
     candidate_features=tuple(_CANDIDATE),
     context_features=tuple(_CONTEXT),
     descriptions={**_CANDIDATE, **_CONTEXT},
+    summary=(
+        "the pool's feature values, the labels and the multi-loop history of every record "
+        "(metalearn.features.PoolFeatureExtractor)"
+    ),
+)
+
+# -- proba@1: class probabilities of the unlabeled records only -------------------------------
+# "Predictions" have shape (n, C) or (n, C, T): T stochastic passes (MC dropout), ensemble or
+# committee members. The probabilities p are their mean over T (as baal's heuristics take it).
+_PROBA_CANDIDATE = {
+    "margin": "Top-1 minus top-2 of the mean class probabilities p; 0 = undecided, 1 = certain.",
+    "least_confidence": "1 - max p, times C/(C-1) so it spans [0, 1] for any number of classes C.",
+    "entropy": "Entropy of p divided by log C, in [0, 1].",
+    "margin_rank": "Rank of the margin among the scored records (the pool), in [0, 1]; 0 = smallest margin.",
+    "entropy_rank": "Rank of the entropy among the pool, in [0, 1]; 1 = highest entropy.",
+    "predicted_class_share": (
+        "Share of the pool predicted as this record's predicted class (argmax p) times C, as x/(1+x): "
+        "0.5 = as common as under a balanced prediction, near 0 = a rarely predicted class."
+    ),
+    "bald": (
+        "Mutual information between the prediction and the pass (entropy of p minus the mean entropy "
+        "of the T passes, BALD) over log C, in [0, 1]; 0 with one pass."
+    ),
+    "bald_rank": "Rank of BALD among the pool, in [0, 1]; 1 = most disagreement; 0 with one pass.",
+    "variation_ratio": (
+        "1 - share of the T passes whose argmax is the most frequent one, over its maximum 1 - 1/min(T, C), "
+        "in [0, 1]; 0 with one pass."
+    ),
+    "top_class_std": (
+        "Standard deviation over the T passes of the probability of the predicted class, times 2, "
+        "in [0, 1]; 0 with one pass."
+    ),
+}
+
+_PROBA_CONTEXT = {
+    "inverse_n_classes": "1 / C, the number of classes as a bounded value.",
+    "pool_size_log": "log(1 + unlabeled records) / log(1 + 10^6), clipped to [0, 1].",
+    "mean_margin": "Mean margin over the pool.",
+    "margin_std": "Standard deviation of the margin over the pool, times 2, in [0, 1].",
+    "mean_entropy": "Mean normalised entropy over the pool.",
+    "low_margin_fraction": "Fraction of the pool with margin below 0.2.",
+    "predicted_class_balance": "Entropy of the predicted class distribution on the pool over log C; 1 = balanced.",
+    "mean_bald": "Mean normalised BALD over the pool; 0 with one pass.",
+    "disagreement_available": (
+        "1 when the predictions hold at least two passes (the four disagreement features are defined), else 0."
+    ),
+    "labeled_known": "1 when the caller gave the number of labeled records, else 0 (baal heuristics get none).",
+    "labeled_per_class": "log(1 + labeled records per class) / log(1 + 200), clipped to [0, 1]; 0 when unknown.",
+    "labeled_fraction": "Labeled records over labeled plus unlabeled records, in [0, 1]; 0 when unknown.",
+}
+
+#: The probabilities-only schema, version 1: 10 candidate and 12 context features computed from
+#: the predictions on the unlabeled records alone, for one loop (no history: baal gives no
+#: record ids to follow records across loops).
+PROBA_SCHEMA = FeatureSchema(
+    name="proba",
+    version=1,
+    candidate_features=tuple(_PROBA_CANDIDATE),
+    context_features=tuple(_PROBA_CONTEXT),
+    descriptions={**_PROBA_CANDIDATE, **_PROBA_CONTEXT},
+    probabilities_only=True,
+    summary=(
+        "class probabilities of the unlabeled records only, shape (n, C) or (n, C, T passes), one loop, no "
+        "history (metalearn.features.ProbaFeatureExtractor; for baal: metalearn.integrations.baal)"
+    ),
 )
 
 #: Every schema this release can compute, by name, then version.
-SCHEMAS: dict[str, dict[int, FeatureSchema]] = {POOL_SCHEMA.name: {POOL_SCHEMA.version: POOL_SCHEMA}}
+SCHEMAS: dict[str, dict[int, FeatureSchema]] = {
+    POOL_SCHEMA.name: {POOL_SCHEMA.version: POOL_SCHEMA},
+    PROBA_SCHEMA.name: {PROBA_SCHEMA.version: PROBA_SCHEMA},
+}
 
 
 def get_schema(name: str, version: int | None = None) -> FeatureSchema:

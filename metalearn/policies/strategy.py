@@ -5,6 +5,12 @@ probabilities on the whole pool are appended to the metadata history (kept acros
 candidates are pre-selected among the unlabeled records as during training, their features
 and the loop's context features are computed (the policy's feature schema), and the policy's
 scorer ranks them. numpy only: no torch.
+
+The extractor follows the schema recorded in the policy file: ``pool`` policies use
+:class:`~metalearn.features.pool_features.PoolFeatureExtractor` (feature values, labels,
+multi-loop history); ``proba`` policies use
+:class:`~metalearn.features.proba_features.ProbaPoolFeatures` (the classifier's probabilities on
+the unlabeled rows, per tree for a random forest, as in their training; no history).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from metalearn.common.candidates import mixed_candidates
 from metalearn.common.validation import check_pool_features, check_positive_int
 from metalearn.exceptions import InvalidInputError, InvalidTypeError, PoolChangedWarning
 from metalearn.features.pool_features import PoolFeatureExtractor
+from metalearn.features.proba_features import ProbaPoolFeatures, ensemble_predictions
 from metalearn.policies.file import PolicyFile, read_policy
 from metalearn.strategies.base import QueryContext, QueryStrategy, select_top
 
@@ -166,7 +173,10 @@ class PolicyStrategy(QueryStrategy):
     Attributes
     ----------
     extractor_ : PoolFeatureExtractor
-        The pool's metadata history and distance trackers, created at the first query.
+        The pool's metadata history and distance trackers, created at the first query
+        (``pool`` policies).
+    proba_features_ : ProbaPoolFeatures
+        The last loop's probabilities-only features (``proba`` policies, which keep no history).
     last_scores_ : tuple of (ndarray of int, shape (k,), ndarray of float32, shape (k,))
         The candidates of the last query (pool indices) and their scores.
 
@@ -284,10 +294,13 @@ class PolicyStrategy(QueryStrategy):
         -------
         int
             How many records of the saved history are in ``X`` (the others are dropped; new
-            records start with an empty history).
+            records start with an empty history); 0 for a probabilities-only (``proba``)
+            policy, which keeps no history.
         """
         X_arr = check_pool_features(X)
         policy, _ = self._check_params()
+        if policy.schema.probabilities_only:
+            return 0  # a probabilities-only policy keeps no multi-loop history: nothing to restore
         self._pending = {"record_ids": record_ids}
         try:
             self.reset()
@@ -414,9 +427,29 @@ class PolicyStrategy(QueryStrategy):
             )
         return eligible
 
+    def _proba_update(self, ctx: QueryContext) -> ProbaPoolFeatures:
+        """The ``proba`` features of this loop: the classifier's predictions on the unlabeled rows."""
+        features = getattr(self, "proba_features_", None)
+        if features is None:
+            features = self.proba_features_ = ProbaPoolFeatures(reveal_labeled=True)
+        rows = ctx.unlabeled_indices
+        try:
+            predictions = ensemble_predictions(ctx.clf, ctx.X[rows])  # per tree for a forest, as in training
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise InvalidInputError(f"the classifier's members failed to predict the pool: {type(exc).__name__}: {exc}") from exc
+        features.update(ctx.proba_unlabeled if predictions is None else predictions, ctx.labeled)
+        return features
+
     def _select(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
         policy, k = self._check_params()
         eligible = self._eligible(ctx, batch_size)
+        if policy.schema.probabilities_only:
+            proba_features = self._proba_update(ctx)
+            margin = proba_features.margin_of(eligible)
+            candidates = self._candidates(eligible, margin, max(k, batch_size), ctx.rng)
+            features = np.clip(proba_features.candidate_features(candidates), -1.0, 1.0)
+            context = np.clip(proba_features.context_features(), -1.0, 1.0)
+            return self._pick(policy, candidates, features, context, batch_size, ctx)
         extractor = self._extractor(ctx.X, policy)
         extractor.batch_size = batch_size
         extractor.update(ctx.proba, ctx.classes, ctx.labeled, ctx.label_indices())
@@ -427,6 +460,18 @@ class PolicyStrategy(QueryStrategy):
         # Features are defined in [-1, 1]; training clipped them the same way.
         features = np.clip(extractor.candidate_features(candidates), -1.0, 1.0)
         context = np.clip(extractor.context_features(), -1.0, 1.0)
+        return self._pick(policy, candidates, features, context, batch_size, ctx)
+
+    def _pick(
+        self,
+        policy: PolicyFile,
+        candidates: np.ndarray,
+        features: np.ndarray,
+        context: np.ndarray,
+        batch_size: int,
+        ctx: QueryContext,
+    ) -> np.ndarray:
+        """Score the candidates and fill the batch; pool indices of the picks."""
         # One pick at a time, each re-scored without the earlier picks: the way the policy
         # filled batches in training (PoolAL-v0 masks a picked slot and asks again).
         picks, scores = policy.scorer.pick_sequentially(

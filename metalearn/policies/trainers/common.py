@@ -43,7 +43,7 @@ from metalearn.common.candidates import mixed_candidates
 from metalearn.common.threads import limited_threads
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
-from metalearn.features.schema import POOL_SCHEMA
+from metalearn.features.schema import POOL_SCHEMA, FeatureSchema, get_schema
 from metalearn.policies.architecture import ScorerArchitecture
 from metalearn.tasks.task import Task
 
@@ -83,6 +83,9 @@ __all__ = [
     "RESUMABLE_FIELDS",
     "VALIDATION_SEED",
     "CHECKPOINT_DIR",
+    "TRAINABLE_SCHEMAS",
+    "trainable_schema",
+    "PROBA_HIDE_LABELED",
 ]
 
 #: Default seed of the validation tasks: one fixed set, whatever the training seed, so runs
@@ -90,6 +93,18 @@ __all__ = [
 VALIDATION_SEED: int = 1_000_003
 #: Sub-folder of a run's ``out_dir`` holding the checkpoint.
 CHECKPOINT_DIR: str = "checkpoint"
+#: Feature schemas the imitation and LAL trainers can train a policy for (by name, newest version).
+TRAINABLE_SCHEMAS: tuple[str, ...] = ("pool", "proba")
+#: Probability, per episode, that a ``proba`` episode hides the labeled count from the features
+#: (``labeled_known`` = 0), as a baal heuristic given no dataset sees it.
+PROBA_HIDE_LABELED: float = 0.5
+
+
+def trainable_schema(name: Any) -> FeatureSchema:
+    """The newest version of a schema the trainers support; raises :class:`InvalidInputError` otherwise."""
+    if name not in TRAINABLE_SCHEMAS:
+        raise InvalidInputError(f"unknown feature schema {name!r} to train for; valid values: {', '.join(TRAINABLE_SCHEMAS)}")
+    return get_schema(str(name))
 
 
 # =============================================================================================
@@ -264,6 +279,8 @@ class EpisodeSpec:
         Warm-start the oracle's look-ahead fits from the current model (logreg, MLP).
     task : Task or None
         Play this task instead of drawing one from the suite.
+    schema : str
+        Feature schema of the states: ``"pool"`` or ``"proba"`` (:data:`TRAINABLE_SCHEMAS`).
     """
 
     suite: Any
@@ -277,6 +294,7 @@ class EpisodeSpec:
     metric: str = "accuracy"
     oracle_warm_start: bool = True
     task: Task | None = field(default=None, compare=False)
+    schema: str = "pool"
 
 
 @dataclass
@@ -340,6 +358,9 @@ def select_candidates(extractor: Any, labeled: np.ndarray, k: int, rng: np.rando
     available = np.flatnonzero(~labeled)
     if available.size <= k:
         return available.astype(np.int64)
+    margin_of = getattr(extractor, "margin_of", None)  # ProbaPoolFeatures
+    if margin_of is not None:
+        return mixed_candidates(available, margin_of(available), k, rng)
     history = extractor.history
     return mixed_candidates(available, history.latest(history.margin)[available], k, rng)
 
@@ -375,10 +396,17 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
        scorer) b uniform candidates; ties at random;
     5. label them, retrain the task model, score it, and update the metadata history.
 
+    With ``spec.schema == "proba"`` the features are those of the ``proba`` schema, from the
+    current model's predictions on the unlabeled records: per tree for a random forest (the
+    disagreement features), one pass otherwise; the labeled count is hidden from them in a
+    fraction :data:`PROBA_HIDE_LABELED` of the episodes (drawn once per episode).
+
     Everything random derives from ``episode_seed(spec.seed, *spec.key)``: a task stream
     and an episode stream, so the same spec gives identical arrays in any process.
     """
     from metalearn.envs.common import process_aulc, start_process, update_extractor
+    from metalearn.features.proba_features import ProbaPoolFeatures
+    from metalearn.simulation.process import ActiveLearningProcess
     from metalearn.policies.numpy_scorer import NumpyScorer
     from metalearn.simulation.oracle import LookaheadOracle
     from metalearn.strategies.base import select_top
@@ -396,7 +424,8 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
             raise InvalidInputError("an EpisodeSpec with params needs arch")
         scorer = NumpyScorer(ScorerArchitecture.from_dict(spec.arch), spec.params)
 
-    n_f, n_g = POOL_SCHEMA.n_candidate_features, POOL_SCHEMA.n_context_features
+    schema = trainable_schema(spec.schema)
+    n_f, n_g = schema.n_candidate_features, schema.n_context_features
     cand_rows: list[np.ndarray] = []
     ctx_rows: list[np.ndarray] = []
     mask_rows: list[np.ndarray] = []
@@ -406,7 +435,27 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
     from_oracle: list[bool] = []
     oracle_seconds = 0.0
     with limited_threads():
-        process, extractor = start_process(task, spec.window, rng)
+        if schema.name == "proba":
+            process = ActiveLearningProcess(task)
+            if process.done:
+                raise InvalidInputError(
+                    f"task {task.name!r} has nothing to query: its pool has no unlabeled record beyond the initial set"
+                )
+            process.fit()
+            process.evaluate()
+            extractor: Any = ProbaPoolFeatures(reveal_labeled=bool(rng.random() >= PROBA_HIDE_LABELED))
+
+            def update() -> None:
+                if not process.done:  # after the last loop the pool may hold no unlabeled record
+                    extractor.update_from_model(process.model, task.X_pool, process.labeled)
+
+            update()
+        else:
+            process, extractor = start_process(task, spec.window, rng)
+
+            def update() -> None:
+                update_extractor(extractor, process)
+
         oracle = LookaheadOracle(
             task, n_candidates=k, metric=spec.metric, candidate_selection="mixed", warm_start=spec.oracle_warm_start
         )
@@ -452,7 +501,7 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
             process.label(slots[picks])
             process.fit()
             process.evaluate()
-            update_extractor(extractor, process)
+            update()
 
     def _stack(rows: list[np.ndarray], shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         return np.stack(rows).astype(dtype) if rows else np.zeros((0, *shape), dtype=dtype)
@@ -486,8 +535,8 @@ class SampleBuffer:
 
     FIELDS: tuple[str, ...] = ("candidates", "context", "mask", "gains", "log_loss_gains", "iteration")
 
-    def __init__(self, n_candidates: int, max_size: int | None = None) -> None:
-        k, f, g = n_candidates, POOL_SCHEMA.n_candidate_features, POOL_SCHEMA.n_context_features
+    def __init__(self, n_candidates: int, max_size: int | None = None, schema: FeatureSchema = POOL_SCHEMA) -> None:
+        k, f, g = n_candidates, schema.n_candidate_features, schema.n_context_features
         self.max_size = max_size
         self.arrays: dict[str, np.ndarray] = {
             "candidates": np.zeros((0, k, f), np.float32),
@@ -558,22 +607,33 @@ def validation_tasks(suite: "str | os.PathLike[str] | TaskSuite", n_tasks: int, 
     return resolve_suite(suite).tasks(n_tasks, seed=seed)
 
 
-def _policy_file(arch: ScorerArchitecture, params: Mapping[str, np.ndarray], window: int, n_candidates: int) -> Any:
+def _policy_file(
+    arch: ScorerArchitecture,
+    params: Mapping[str, np.ndarray],
+    window: int,
+    n_candidates: int,
+    schema: FeatureSchema = POOL_SCHEMA,
+) -> Any:
     """The policy as an in-memory :class:`~metalearn.policies.file.PolicyFile` (no file written)."""
     from metalearn.policies.file import PolicyFile
 
-    metadata = {"feature_schema": POOL_SCHEMA.to_dict(), "window": int(window), "n_candidates": int(n_candidates)}
+    metadata = {"feature_schema": schema.to_dict(), "window": int(window), "n_candidates": int(n_candidates)}
     return PolicyFile(arch=arch, params={k: np.asarray(v, dtype=np.float32) for k, v in params.items()}, metadata=metadata)
 
 
-def _evaluate_task(job: tuple[dict[str, Any], dict[str, np.ndarray], Task, int, int, int]) -> dict[str, Any]:
-    """AULC of the policy, margin and random on one task, paired (same task, same seeds)."""
+def _evaluate_task(job: tuple[Any, ...]) -> dict[str, Any]:
+    """AULC of the policy, margin and random on one task, paired (same task, same seeds).
+
+    ``job``: ``(arch_dict, params, task, window, n_candidates, seed[, schema_name])``; without
+    the schema name, the pool schema.
+    """
     from metalearn.policies.strategy import PolicyStrategy
     from metalearn.simulation.loop import simulate
     from metalearn.strategies.registry import make_strategy
 
-    arch_dict, params, task, window, n_candidates, seed = job
-    policy = _policy_file(ScorerArchitecture.from_dict(arch_dict), params, window, n_candidates)
+    arch_dict, params, task, window, n_candidates, seed = job[:6]
+    schema = get_schema(str(job[6])) if len(job) > 6 else POOL_SCHEMA
+    policy = _policy_file(ScorerArchitecture.from_dict(arch_dict), params, window, n_candidates, schema)
     strategy = PolicyStrategy(policy, n_candidates=n_candidates, label_budget=task.label_budget, random_state=seed)
     scores: dict[str, Any] = {"task": task.name, "model": task.model.name, "batch_size": int(task.batch_size)}
     scores["policy"] = float(simulate(task, strategy).aulc_accuracy)
@@ -593,11 +653,13 @@ def evaluate_policy(
     dask: str | None = None,
     seed: int = 0,
     desc: str | None = None,
+    schema: FeatureSchema = POOL_SCHEMA,
 ) -> dict[str, Any]:
     """Simulate the policy, margin and random sampling on every task (paired) and compare.
 
     Each task runs the three strategies with the same split, initial labeled set, task model
-    and strategy seed; the query model is the task model.
+    and strategy seed; the query model is the task model. ``schema`` is the policy's feature
+    schema (a ``proba`` policy queries from the task model's predictions, per tree for a forest).
 
     Returns
     -------
@@ -613,7 +675,8 @@ def evaluate_policy(
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(len(tasks))]
     arch_dict = arch.to_dict()
     plain = {name: np.asarray(value, dtype=np.float32) for name, value in params.items()}
-    jobs = [(arch_dict, plain, task, int(window), int(n_candidates), s) for task, s in zip(tasks, seeds)]
+    extra = () if schema == POOL_SCHEMA else (schema.name,)  # pool jobs keep their original form
+    jobs = [(arch_dict, plain, task, int(window), int(n_candidates), s, *extra) for task, s in zip(tasks, seeds)]
     per_task = parallel_map(_evaluate_task, jobs, n_jobs=n_jobs, dask=dask, desc=desc)
     policy = np.array([r["policy"] for r in per_task])
     margin = np.array([r["margin"] for r in per_task])
@@ -903,8 +966,16 @@ RESUMABLE_FIELDS: tuple[str, ...] = ("iterations", "total_timesteps", "time_budg
 
 
 def check_resumable(saved: Mapping[str, Any], config: Any) -> None:
-    """Refuse to resume a checkpoint made with different settings (budget and resources may change)."""
+    """Refuse to resume a checkpoint made with different settings (budget and resources may change).
+
+    A setting the checkpoint does not record (one added to the configuration after it was
+    written, such as ``schema``) counts as its default value.
+    """
     now = config_settings(config)
+    defaults = {
+        f.name: _jsonable(f.default) for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING
+    }
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
     changed = sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_FIELDS and saved.get(k) != now.get(k))
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
@@ -942,10 +1013,11 @@ def write_policy(
     n_candidates: int,
     training: Mapping[str, Any],
     validation: Mapping[str, Any] | None,
+    schema: FeatureSchema = POOL_SCHEMA,
 ) -> Path:
     """Write a policy file with the standard trainer metadata (atomic, via ``save_policy``).
 
-    Metadata: ``feature_schema`` (the pool schema), ``window``, ``n_candidates``, ``trainer``
+    Metadata: ``feature_schema`` (``schema``, the pool schema by default), ``window``, ``n_candidates``, ``trainer``
     (``{"method", "settings"}``), ``task_suite``, ``seed``, ``training`` (iteration,
     samples, losses...) and ``validation`` (the figures of :func:`evaluate_policy` without
     the per-task list, or None).
@@ -956,7 +1028,7 @@ def write_policy(
     if validation is not None:
         validation_summary = {k: v for k, v in validation.items() if k != "per_task"}
     metadata = {
-        "feature_schema": POOL_SCHEMA.to_dict(),
+        "feature_schema": schema.to_dict(),
         "window": int(window),
         "n_candidates": int(n_candidates),
         "trainer": {"method": str(method), "settings": _jsonable(dict(settings))},

@@ -55,7 +55,6 @@ import numpy as np
 
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
-from metalearn.features.schema import POOL_SCHEMA
 from metalearn.policies.architecture import ScorerArchitecture
 from metalearn.policies.trainers.common import (
     CHECKPOINT_DIR,
@@ -67,6 +66,7 @@ from metalearn.policies.trainers.common import (
     check_resumable,
     checkpoint_exists,
     prepare_out_dir,
+    trainable_schema,
     collect_episode,
     config_settings,
     deterministic_torch,
@@ -160,9 +160,13 @@ class ImitationConfig:
     """Local worker processes for episodes and validation (1: inline)."""
     dask: str | None = None
     """Dask scheduler address, or "local[:N]" (overrides n_jobs)."""
+    schema: str = "pool"
+    """Feature schema of the policy: "pool" (feature values, labels, multi-loop history) or "proba" (class
+    probabilities of the unlabeled records only, for baal heuristics; see metalearn.features.proba_features)."""
 
     def validate(self) -> "ImitationConfig":
         check_positive_int(self.seed, "seed", minimum=0)
+        trainable_schema(self.schema)
         check_positive_int(self.n_candidates, "n_candidates")
         check_positive_int(self.window, "window", minimum=2)
         check_positive_int(self.hidden, "hidden")
@@ -288,7 +292,8 @@ def train_imitation(config: ImitationConfig, resume: bool = False, progress: boo
     settings = config_settings(config)
     # The policy file records how it was trained, not where or on how many workers.
     policy_settings = {k: v for k, v in settings.items() if k not in ("out_dir", "n_jobs", "dask")}
-    arch = ScorerArchitecture(POOL_SCHEMA.n_candidate_features, POOL_SCHEMA.n_context_features, hidden=config.hidden)
+    schema = trainable_schema(config.schema)
+    arch = ScorerArchitecture(schema.n_candidate_features, schema.n_context_features, hidden=config.hidden)
     log = ProgressLog(out / "progress.csv", PROGRESS_FIELDS)
     policy_path, last_path = out / "policy.safetensors", out / "last.safetensors"
     val_tasks = validation_tasks(config.validation_suite or config.suite, config.validation_tasks, config.validation_seed)
@@ -298,7 +303,7 @@ def train_imitation(config: ImitationConfig, resume: bool = False, progress: boo
         torch.manual_seed(config.seed)
         model = TorchScorer(arch)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        data = SampleBuffer(config.n_candidates, config.max_dataset_size)
+        data = SampleBuffer(config.n_candidates, config.max_dataset_size, schema=schema)
         shuffle_rng = np.random.default_rng(episode_seed(config.seed, 1 << 20))  # minibatch order
         loop: dict[str, Any] = {
             "iteration": 0,  # next iteration to run
@@ -361,7 +366,7 @@ def train_imitation(config: ImitationConfig, resume: bool = False, progress: boo
             return write_policy(
                 path, arch, model.arrays(), method="imitation", settings=policy_settings, suite=config.suite,
                 seed=config.seed, window=config.window, n_candidates=config.n_candidates,
-                training=training, validation=validation,
+                training=training, validation=validation, schema=schema,
             )
 
         def validate(iteration: int) -> tuple[dict[str, Any], bool]:
@@ -369,7 +374,7 @@ def train_imitation(config: ImitationConfig, resume: bool = False, progress: boo
             result = evaluate_policy(
                 arch, model.arrays(), val_tasks, window=config.window, n_candidates=config.n_candidates,
                 n_jobs=config.n_jobs, dask=config.dask, seed=config.validation_seed,
-                desc=f"iteration {iteration}: validation" if progress else None,
+                desc=f"iteration {iteration}: validation" if progress else None, schema=schema,
             )
             loop["last_validated"] = iteration
             summary = {k: v for k, v in result.items() if k != "per_task"}
@@ -391,7 +396,7 @@ def train_imitation(config: ImitationConfig, resume: bool = False, progress: boo
                 EpisodeSpec(
                     suite=config.suite, seed=config.seed, key=(i, e), n_candidates=config.n_candidates,
                     window=config.window, beta=beta, arch=arch.to_dict() if params is not None else None, params=params,
-                    metric=config.metric,
+                    metric=config.metric, schema=config.schema,
                 )
                 for e in range(config.episodes_per_iteration)
             ]

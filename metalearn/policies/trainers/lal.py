@@ -45,7 +45,6 @@ import numpy as np
 
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
-from metalearn.features.schema import POOL_SCHEMA
 from metalearn.policies.architecture import ScorerArchitecture
 from metalearn.policies.trainers.common import (
     CHECKPOINT_DIR,
@@ -57,6 +56,7 @@ from metalearn.policies.trainers.common import (
     check_resumable,
     checkpoint_exists,
     prepare_out_dir,
+    trainable_schema,
     collect_episode,
     config_settings,
     deterministic_torch,
@@ -149,9 +149,13 @@ class LALConfig:
     """Local worker processes for episodes and validation (1: inline)."""
     dask: str | None = None
     """Dask scheduler address, or "local[:N]" (overrides n_jobs)."""
+    schema: str = "pool"
+    """Feature schema of the policy: "pool" (feature values, labels, multi-loop history) or "proba" (class
+    probabilities of the unlabeled records only, for baal heuristics; see metalearn.features.proba_features)."""
 
     def validate(self) -> "LALConfig":
         check_positive_int(self.seed, "seed", minimum=0)
+        trainable_schema(self.schema)
         check_positive_int(self.n_candidates, "n_candidates")
         check_positive_int(self.window, "window", minimum=2)
         check_positive_int(self.hidden, "hidden")
@@ -229,7 +233,8 @@ def train_lal(config: LALConfig, resume: bool = False, progress: bool = True) ->
     settings = config_settings(config)
     # The policy file records how it was trained, not where or on how many workers.
     policy_settings = {k: v for k, v in settings.items() if k not in ("out_dir", "n_jobs", "dask")}
-    arch = ScorerArchitecture(POOL_SCHEMA.n_candidate_features, POOL_SCHEMA.n_context_features, hidden=config.hidden)
+    schema = trainable_schema(config.schema)
+    arch = ScorerArchitecture(schema.n_candidate_features, schema.n_context_features, hidden=config.hidden)
     log = ProgressLog(out / "progress.csv", PROGRESS_FIELDS)
     policy_path, last_path = out / "policy.safetensors", out / "last.safetensors"
     val_tasks = validation_tasks(config.validation_suite or config.suite, config.validation_tasks, config.validation_seed)
@@ -239,7 +244,7 @@ def train_lal(config: LALConfig, resume: bool = False, progress: bool = True) ->
         torch.manual_seed(config.seed)
         model = TorchScorer(arch)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        data = SampleBuffer(config.n_candidates, config.max_dataset_size)
+        data = SampleBuffer(config.n_candidates, config.max_dataset_size, schema=schema)
         shuffle_rng = np.random.default_rng(episode_seed(config.seed, 1 << 20))  # minibatch order
         loop: dict[str, Any] = {
             "iteration": 0,  # next iteration to run
@@ -303,7 +308,7 @@ def train_lal(config: LALConfig, resume: bool = False, progress: bool = True) ->
             return write_policy(
                 path, arch, model.arrays(), method="lal", settings=policy_settings, suite=config.suite,
                 seed=config.seed, window=config.window, n_candidates=config.n_candidates,
-                training=training, validation=validation,
+                training=training, validation=validation, schema=schema,
             )
 
         def validate(iteration: int) -> tuple[dict[str, Any], bool]:
@@ -311,7 +316,7 @@ def train_lal(config: LALConfig, resume: bool = False, progress: bool = True) ->
             result = evaluate_policy(
                 arch, model.arrays(), val_tasks, window=config.window, n_candidates=config.n_candidates,
                 n_jobs=config.n_jobs, dask=config.dask, seed=config.validation_seed,
-                desc=f"iteration {iteration}: validation" if progress else None,
+                desc=f"iteration {iteration}: validation" if progress else None, schema=schema,
             )
             loop["last_validated"] = iteration
             summary = {k: v for k, v in result.items() if k != "per_task"}
@@ -332,7 +337,7 @@ def train_lal(config: LALConfig, resume: bool = False, progress: bool = True) ->
                 EpisodeSpec(
                     suite=config.suite, seed=config.seed, key=(i, e), n_candidates=config.n_candidates,
                     window=config.window, beta=0.0, arch=arch.to_dict() if params is not None else None,
-                    params=params, metric=config.metric,
+                    params=params, metric=config.metric, schema=config.schema,
                 )
                 for e in range(config.episodes_per_iteration)
             ]
