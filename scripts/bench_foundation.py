@@ -89,27 +89,17 @@ def bench_query(n_pool: int, n_features: int, n_classes: int, repeats: int, wind
 
 
 def bench_env(steps: int, n_pool: int, n_candidates: int) -> dict[str, float]:
-    import gymnasium as gym
+    from bench_throughput import env_steps_per_second  # scripts/ is on sys.path when run as a script
 
-    import metalearn  # noqa: F401  (registers the environments)
     from metalearn.tasks.task import make_task
 
     X, y = make_classification(n_samples=int(n_pool / 0.7) + 1, n_features=20, n_informative=8, random_state=0)
     results = {}
     for batch_size in (1, 10):
         task = make_task(X, y, model="logreg", regime="cold", label_budget=10**6, batch_size=batch_size, seed=0)
-        env = gym.make("metalearn/PoolAL-v0", tasks=[task], n_candidates=n_candidates)
-        env.reset(seed=0)
-        rng = np.random.default_rng(0)
-        start = time.perf_counter()
-        done_steps = 0
-        while done_steps < steps:
-            mask = env.unwrapped.action_masks()
-            _, _, terminated, truncated, _ = env.step(int(rng.choice(np.flatnonzero(mask))))
-            done_steps += 1
-            if terminated or truncated:
-                env.reset()
-        results[f"steps_per_s_batch{batch_size}"] = done_steps / (time.perf_counter() - start)
+        results[f"steps_per_s_batch{batch_size}"] = env_steps_per_second(
+            "metalearn/PoolAL-v0", task, steps, n_candidates=n_candidates
+        )
         results["n_pool"] = task.n_pool
     return results
 
