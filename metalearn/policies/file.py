@@ -29,7 +29,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import site
 import stat
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -635,8 +637,16 @@ def read_policy(path_or_name: str | os.PathLike[str]) -> PolicyFile:
 
 # ------------------------------------------------------------------------------------ names
 def policy_search_dirs() -> list[Path]:
-    """Folders searched for named policies: the repository's ``policies/``, then ``$METALEARN_POLICY_DIR``."""
+    """Folders searched for named policies, first match wins.
+
+    The source checkout's ``policies/`` (editable installs), then the copy a wheel installs
+    under ``<prefix>/share/metalearn/policies`` (the environment's, then the user's), then each
+    folder of ``$METALEARN_POLICY_DIR``.
+    """
     dirs = [_REPO_ROOT / "policies"]
+    for prefix in (sys.prefix, site.USER_BASE or ""):
+        if prefix:
+            dirs.append(Path(prefix) / "share" / "metalearn" / "policies")
     extra = os.environ.get(POLICY_DIR_ENV, "")
     dirs += [Path(part).expanduser() for part in extra.split(os.pathsep) if part.strip()]
     return dirs
@@ -779,7 +789,7 @@ def format_model_card(policy: PolicyFile) -> str:
         f"  feature schema: {schema.id} ({schema.n_candidate_features} candidate, "
         f"{schema.n_context_features} context features; `metalearn features` describes them)"
     )
-    lines.append(f"  window: {policy.window} loops")
+    lines.append(f"  window: {policy.window} loops" + (" (unused: the schema keeps no history)" if schema.probabilities_only else ""))
     lines.append(f"  candidates per query: {policy.n_candidates if policy.n_candidates is not None else 'not recorded'}")
     validation = meta.get("validation")
     if isinstance(validation, dict) and validation:
