@@ -2,8 +2,9 @@
 
 Subcommands:
 
-- ``metalearn demo``: the main job on embedded defaults (a paired comparison of the
-  classic strategies on scikit-learn data, printed as a table).
+- ``metalearn demo``: the main job on embedded defaults: a short meta-training run on the
+  synthetic suite, then a benchmark of the fresh policy (and the released default) against
+  random and margin on scikit-learn data, with its table, report and plots (resumable).
 - ``metalearn benchmark``: the evaluation protocol (paired runs, statistics, report).
 - ``metalearn strategies``: the registered strategies and their parameters.
 - ``metalearn features``: the feature schemas, one line per feature.
@@ -25,9 +26,6 @@ from metalearn.exceptions import MetalearnError
 
 __all__ = ["main", "build_parser"]
 
-DEMO_DATASETS = ("breast_cancer", "wine", "digits")
-
-
 def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -36,17 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metalearn", description="Learn and compare active-learning strategies.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="compare the classic strategies on scikit-learn data (embedded defaults)")
-    demo.add_argument("--datasets", type=_csv, default=list(DEMO_DATASETS), help="bundled dataset names, comma-separated")
-    demo.add_argument("--strategies", type=_csv, default=None, help="strategy names (default: all registered)")
-    demo.add_argument("--model", default="logreg", help="task model (= query model)")
-    demo.add_argument("--regime", default="cold", choices=["cold", "warm"])
-    demo.add_argument("--budget", type=int, default=60, help="labels to buy per run")
-    demo.add_argument("--batch-size", type=int, default=5)
-    demo.add_argument("--seeds", type=int, default=5, help="paired seeds per dataset")
-    demo.add_argument("--seed", type=int, default=0, help="master seed")
-    demo.add_argument("--jobs", type=int, default=-1, help="parallel workers (-1: all cores)")
-    demo.add_argument("--out", default=None, help="write the per-run results to this CSV file")
+    demo = sub.add_parser(
+        "demo",
+        help="the main job: train a policy for a few minutes, benchmark it against random and margin, report",
+        description=(
+            "Meta-train a querying policy by imitation of the look-ahead oracle on the synthetic task suite for a "
+            "few minutes (OUT/train), then benchmark it, and the released default policy if there is one, against "
+            "random and margin sampling on scikit-learn datasets with logistic regression and random forests "
+            "(OUT/benchmark); print the summary table and write the report with its plots. Rerunning resumes: a "
+            "finished training run and stored benchmark runs are reused."
+        ),
+    )
+    demo.add_argument("--out", default=None, help="demo folder (default out/demo; with --quick out/demo-quick)")
+    demo.add_argument("--seed", type=int, default=0, help="master seed of training and benchmark")
+    demo.add_argument(
+        "--train-minutes", type=float, default=None, metavar="M",
+        help="meta-training budget in minutes over all sessions (default 3; a larger one continues the run)",
+    )
+    demo.add_argument("--jobs", type=int, default=-1, help="local worker processes (-1: all cores)")
+    demo.add_argument(
+        "--quick", action="store_true",
+        help="seconds instead of minutes: one training iteration on the tiny smoke suite and a tiny benchmark",
+    )
 
     bench = sub.add_parser(
         "benchmark",
@@ -133,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
             "probabilities only, for baal heuristics; imitation and lal)"
         ),
     )
+    train.add_argument(
+        "--residual", action="store_true",
+        help=(
+            "residual scorer (architecture deepsets v2): the score is a margin prior plus a learned correction that "
+            "starts at zero, so training starts from margin sampling's ranking"
+        ),
+    )
 
     nb = sub.add_parser(
         "next-batch",
@@ -163,40 +179,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from metalearn.demo import DemoConfig, run_demo
 
-    from metalearn.simulation.compare import compare_strategies, summarize_comparison
-    from metalearn.strategies import strategy_names
-    from metalearn.tasks.datasets import load_sklearn_dataset
-    from metalearn.tasks.task import make_task
-
-    strategies = args.strategies or strategy_names()
-    datasets = [load_sklearn_dataset(name) for name in args.datasets]
-    tasks = [
-        make_task(
-            ds.X, ds.y, name=ds.name, model=args.model, regime=args.regime,
-            label_budget=args.budget, batch_size=args.batch_size, seed=args.seed + s,
+    config = DemoConfig(seed=args.seed, n_jobs=args.jobs, quick=args.quick)
+    config.out_dir = args.out or ("out/demo-quick" if args.quick else config.out_dir)
+    if args.train_minutes is not None:
+        if args.quick:
+            print("metalearn: note: --quick trains one iteration; --train-minutes is not used", file=sys.stderr)
+        config.train_minutes = args.train_minutes
+    try:
+        result = run_demo(config, progress=True)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished work is stored in {config.out_dir}; rerun the same command to resume",
+            file=sys.stderr,
         )
-        for ds in datasets
-        for s in range(args.seeds)
-    ]
-    print(
-        f"metalearn demo: {len(strategies)} strategies x {len(datasets)} datasets x {args.seeds} paired seeds; "
-        f"model={args.model}, {args.regime} start, budget={args.budget}, batch={args.batch_size}",
-        flush=True,
-    )
-    start = time.perf_counter()
-    runs = compare_strategies(tasks, strategies, seed=args.seed, n_jobs=args.jobs)
-    elapsed = time.perf_counter() - start
-    if args.out:
-        runs.to_csv(args.out, index=False)
-    per_dataset = runs.pivot_table(index="strategy", columns="task", values="aulc_accuracy", aggfunc="mean")
-    summary = summarize_comparison(runs).join(100 * per_dataset)
-    summary[["aulc_accuracy", "aulc_macro_f1", "final_accuracy"]] *= 100
-    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.2f}".format):
-        print("\nArea under the learning curve (x100, mean over paired seeds), best first:")
-        print(summary.to_string())
-    print(f"\n{len(runs)} runs in {elapsed:.1f} s." + (f" Per-run results: {args.out}" if args.out else ""))
+        return 130
+    print(f"\ndemo done in {result.wall_seconds:.0f} s")
     return 0
 
 
@@ -296,6 +295,8 @@ def _train(args: argparse.Namespace) -> int:
         common["n_candidates"] = args.candidates
     if args.time_budget is not None:
         common["time_budget_seconds"] = args.time_budget
+    if args.residual:
+        common["residual"] = True
     if args.method in ("imitation", "lal"):
         common["schema"] = args.schema
         if args.method == "imitation":

@@ -287,10 +287,15 @@ def _bad_files(tmp_path: Path, good: bytes) -> dict[str, tuple[bytes | None, typ
             PolicyFileError,
             "unknown scorer architecture",
         ),
-        "architecture_version_2": (
+        "architecture_version_3": (
+            raw_policy(_arrays(), full_meta(architecture=dict(ARCH.to_dict(), version=3))),
+            PolicyFileError,
+            "version 3 is not supported",
+        ),
+        "architecture_version_2_without_prior": (
             raw_policy(_arrays(), full_meta(architecture=dict(ARCH.to_dict(), version=2))),
             PolicyFileError,
-            "version 2",
+            "needs 'prior_feature'",
         ),
         "architecture_not_a_dict": (raw_policy(_arrays(), full_meta(architecture="deepsets")), PolicyFileError, "architecture"),
         "schema_version_99": (
@@ -364,7 +369,8 @@ def _bad_files(tmp_path: Path, good: bytes) -> dict[str, tuple[bytes | None, typ
 BAD_NAMES = [
     "empty", "seven_bytes", "huge_header_length", "header_17_mib", "header_longer_than_file", "header_not_json",
     "header_not_an_object", "int32_weights", "wrong_shape", "missing_weight", "nan_weights", "inf_weights",
-    "unknown_architecture", "architecture_version_2", "architecture_not_a_dict", "schema_version_99", "unknown_schema",
+    "unknown_architecture", "architecture_version_3", "architecture_version_2_without_prior", "architecture_not_a_dict",
+    "schema_version_99", "unknown_schema",
     "schema_features_reordered", "metadata_not_json", "metadata_a_list", "metadata_nan_constant", "wrong_format",
     "newer_format_version", "no_window", "bad_window", "plain_safetensors", "other_metadata_key",
     "offsets_beyond_file", "offsets_inconsistent_with_shape", "overlapping_tensors", "duplicate_keys", "bf16_dtype",

@@ -18,7 +18,8 @@ H); trainers add ``n_candidates``, ``trainer`` (``{"method", "settings"}``), ``t
 :func:`read_policy` checks the raw bytes itself (sizes, header length, JSON, dtypes, shapes,
 offsets, metadata) before the safetensors library sees them, then checks the architecture
 against :data:`~metalearn.policies.architecture.ARCHITECTURES`, the feature schema against
-:func:`~metalearn.features.schema.get_schema`, and the weights (shapes, finiteness). Any
+:func:`~metalearn.features.schema.get_schema` (and a residual scorer's prior feature against
+the schema's candidate features), and the weights (shapes, finiteness). Any
 problem raises :class:`~metalearn.exceptions.PolicyFileError` (or
 :class:`~metalearn.exceptions.FeatureSchemaError` for a schema this release cannot compute)
 naming the file. Only numpy is needed: reading a policy never imports torch.
@@ -237,7 +238,24 @@ def _check_schema(recorded: Any, arch: ScorerArchitecture, where: str) -> Featur
             f"context features but schema {schema.id} has {schema.n_candidate_features} and "
             f"{schema.n_context_features}"
         )
+    if arch.residual:
+        _check_prior(arch, schema, where)
     return schema
+
+
+def _check_prior(arch: ScorerArchitecture, schema: FeatureSchema, where: str) -> None:
+    """A residual (version 2) scorer's prior must name a candidate feature of the schema, at its column."""
+    feature, index = arch.prior_feature, arch.prior_index
+    if feature not in schema.candidate_features:
+        raise PolicyFileError(
+            f"{where}: its scorer's prior feature {feature!r} is not a candidate feature of schema {schema.id} "
+            f"(which has: {', '.join(schema.candidate_features)})"
+        )
+    if schema.candidate_features.index(feature) != index:
+        raise PolicyFileError(
+            f"{where}: its scorer's prior reads column {index} as {feature!r}, but schema {schema.id} has "
+            f"{feature!r} at column {schema.candidate_features.index(feature)}"
+        )
 
 
 def _check_window(value: Any, where: str) -> int:
@@ -784,6 +802,12 @@ def format_model_card(policy: PolicyFile) -> str:
         f"  architecture: {arch.name} v{arch.version}, {arch.n_candidate_features} candidate + "
         f"{arch.n_context_features} context features, hidden {arch.hidden}, {policy.n_parameters} parameters"
     )
+    if arch.residual:
+        sign = "+" if arch.prior_sign == 1 else "-"
+        scale = float(policy.params["prior_scale"][0])
+        lines.append(
+            f"  residual prior: score = {sign}{scale:.4g} x {arch.prior_feature} (raw feature) + learned correction"
+        )
     schema = policy.schema
     lines.append(
         f"  feature schema: {schema.id} ({schema.n_candidate_features} candidate, "

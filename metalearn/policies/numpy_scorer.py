@@ -1,4 +1,8 @@
-"""Inference of the ``deepsets`` scorer with numpy alone (loading a policy never imports torch)."""
+"""Inference of the ``deepsets`` scorer with numpy alone (loading a policy never imports torch).
+
+Versions 1 and 2 (residual: a prior feature term plus the learned score); see
+:mod:`metalearn.policies.architecture`.
+"""
 
 from __future__ import annotations
 
@@ -52,13 +56,20 @@ class NumpyScorer:
     def _dense(self, name: str, x: np.ndarray) -> np.ndarray:
         return x @ self.params[f"{name}.weight"].T + self.params[f"{name}.bias"]
 
-    def _encode(self, candidates: np.ndarray, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _encode(self, candidates: np.ndarray, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Per-candidate encodings (k, H), normalised context (G,), and the prior term (k,) or None."""
         p = self.params
-        c = (np.asarray(candidates, dtype=np.float32) - p["cand_mean"]) / p["cand_std"]
+        raw = np.asarray(candidates, dtype=np.float32)
+        c = (raw - p["cand_mean"]) / p["cand_std"]
         g = (np.asarray(context, dtype=np.float32) - p["ctx_mean"]) / p["ctx_std"]
         x = np.concatenate([c, np.broadcast_to(g, (c.shape[0], g.shape[0]))], axis=1)
         h = _relu(self._dense("encoder.1", _relu(self._dense("encoder.0", x))))
-        return h, g
+        prior = None
+        if self.arch.residual:  # from the raw feature, before normalisation (as the torch scorer)
+            assert self.arch.prior_index is not None and self.arch.prior_sign is not None
+            scale = np.float32(self.arch.prior_sign) * p["prior_scale"][0]
+            prior = (scale * raw[:, self.arch.prior_index]).astype(np.float32)
+        return h, g, prior
 
     def scores(self, candidates: np.ndarray, context: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Score every candidate; higher = more worth labeling.
@@ -74,10 +85,10 @@ class NumpyScorer:
         -------
         ndarray of float32, shape (k,)
         """
-        h, g = self._encode(candidates, context)
-        return self._head(h, g, np.ones(h.shape[0], dtype=bool) if mask is None else np.asarray(mask, dtype=bool))
+        h, g, prior = self._encode(candidates, context)
+        return self._head(h, g, np.ones(h.shape[0], dtype=bool) if mask is None else np.asarray(mask, dtype=bool), prior)
 
-    def _head(self, h: np.ndarray, g: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _head(self, h: np.ndarray, g: np.ndarray, mask: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
         k = h.shape[0]
         if not mask.any():
             return np.full(k, -np.inf, dtype=np.float32)
@@ -86,6 +97,8 @@ class NumpyScorer:
         rest = np.broadcast_to(np.concatenate([pooled, g]), (k, pooled.shape[0] + g.shape[0]))
         z = _relu(self._dense("head.0", np.concatenate([h, rest], axis=1)))
         s = self._dense("head.1", z)[:, 0]
+        if prior is not None:
+            s = prior + s
         return np.where(mask, s, -np.inf).astype(np.float32)
 
     def pick_sequentially(
@@ -112,15 +125,15 @@ class NumpyScorer:
         first_scores : ndarray of float32, shape (k,)
             Scores before the first pick.
         """
-        h, g = self._encode(candidates, context)
+        h, g, prior = self._encode(candidates, context)
         mask = np.ones(h.shape[0], dtype=bool)
         picks = np.empty(n_picks, dtype=np.int64)
         first: np.ndarray | None = None
         for i in range(n_picks):
-            scores = self._head(h, g, mask)
+            scores = self._head(h, g, mask, prior)
             if first is None:
                 first = scores
             picks[i] = choose(scores)
             mask[picks[i]] = False
         assert first is not None or n_picks == 0
-        return picks, (first if first is not None else self._head(h, g, mask))
+        return picks, (first if first is not None else self._head(h, g, mask, prior))

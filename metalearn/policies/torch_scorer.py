@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metalearn.policies.architecture import ScorerArchitecture, parameter_shapes
+from metalearn.policies.architecture import DEFAULT_PRIOR_SCALE, ScorerArchitecture, parameter_shapes
 
 __all__ = ["TorchScorer", "MASKED_SCORE"]
 
@@ -20,9 +20,13 @@ class TorchScorer(nn.Module):
     Parameters
     ----------
     arch : ScorerArchitecture
+    prior_scale : float
+        Version 2 (residual) only: initial value of the learned ``prior_scale``. A version-2
+        scorer also starts with ``head.1`` (the last layer of the learned score) at zero, so
+        its scores are the prior alone: margin sampling's ranking for the trainers' prior.
     """
 
-    def __init__(self, arch: ScorerArchitecture) -> None:
+    def __init__(self, arch: ScorerArchitecture, prior_scale: float = DEFAULT_PRIOR_SCALE) -> None:
         super().__init__()
         self.arch = arch.validate()
         F, G, H = arch.n_candidate_features, arch.n_context_features, arch.hidden
@@ -33,6 +37,24 @@ class TorchScorer(nn.Module):
         self.encoder = nn.ModuleList([nn.Linear(F + G, H), nn.Linear(H, H)])
         self.head = nn.ModuleList([nn.Linear(3 * H + G, H), nn.Linear(H, 1)])
         self.value = nn.ModuleList([nn.Linear(2 * H + G, H), nn.Linear(H, 1)])
+        if arch.residual:
+            # Registered last and initialised without drawing random numbers, so the other
+            # layers get the same initial weights as a version-1 scorer from the same seed.
+            self.prior_scale = nn.Parameter(torch.full((1,), float(prior_scale)))
+            self.zero_residual()
+
+    def zero_residual(self) -> None:
+        """Set the learned score's last layer (``head.1``) to zero: the scores become the prior."""
+        with torch.no_grad():
+            self.head[1].weight.zero_()
+            self.head[1].bias.zero_()
+
+    def prior(self, candidates: torch.Tensor) -> torch.Tensor | None:
+        """The prior term (B, K) of a version-2 scorer, from the raw (unnormalised) features; None for version 1."""
+        if not self.arch.residual:
+            return None
+        assert self.arch.prior_index is not None and self.arch.prior_sign is not None
+        return (float(self.arch.prior_sign) * self.prior_scale) * candidates[..., self.arch.prior_index]
 
     def set_normalization(
         self, cand_mean: np.ndarray, cand_std: np.ndarray, ctx_mean: np.ndarray, ctx_std: np.ndarray
@@ -75,6 +97,9 @@ class TorchScorer(nn.Module):
         k = h.shape[1]
         rest = torch.cat([pooled, g], dim=-1).unsqueeze(1).expand(-1, k, -1)
         scores = self.head[1](torch.relu(self.head[0](torch.cat([h, rest], dim=-1)))).squeeze(-1)
+        prior = self.prior(candidates)
+        if prior is not None:
+            scores = prior + scores
         scores = scores.masked_fill(~mask, MASKED_SCORE)
         value = self.value[1](torch.relu(self.value[0](torch.cat([pooled, g], dim=-1)))).squeeze(-1)
         return scores, value

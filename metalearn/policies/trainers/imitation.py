@@ -14,6 +14,10 @@ One training run, top to bottom (:func:`train_imitation`):
 3. **Train.** ``epochs`` passes of Adam over the dataset with the ListNet listwise loss
    (Cao et al. 2007): cross-entropy between the target distribution
    ``softmax(u / temperature)`` over the valid candidates and ``softmax(scores)``.
+   With ``residual=True`` the scorer is the residual ``deepsets`` v2: ``scores = -prior_scale x
+   margin + correction``, the correction's last layer zero at the start, so training starts
+   from margin sampling's ranking and ListNet learns both the correction and the prior's
+   scale.
 4. **Validate** every ``validate_every`` iterations: the policy, margin and random sampling
    are simulated, paired, on a fixed set of validation tasks; the best policy by AULC
    difference to margin is kept as ``policy.safetensors``.
@@ -163,6 +167,10 @@ class ImitationConfig:
     schema: str = "pool"
     """Feature schema of the policy: "pool" (feature values, labels, multi-loop history) or "proba" (class
     probabilities of the unlabeled records only, for baal heuristics; see metalearn.features.proba_features)."""
+    residual: bool = False
+    """Residual scorer (architecture deepsets v2): score = -prior_scale x margin + a learned correction whose last
+    layer starts at zero, so the initial policy ranks the candidates exactly as margin sampling; prior_scale starts
+    at DEFAULT_PRIOR_SCALE (10, about as peaked as the ListNet targets) and is learned (CLI: --residual)."""
 
     def validate(self) -> "ImitationConfig":
         check_positive_int(self.seed, "seed", minimum=0)
@@ -176,6 +184,8 @@ class ImitationConfig:
         check_positive_int(self.max_dataset_size, "max_dataset_size")
         check_positive_int(self.validate_every, "validate_every")
         check_positive_int(self.validation_tasks, "validation_tasks", minimum=0)
+        if not isinstance(self.residual, (bool, np.bool_)):
+            raise InvalidInputError(f"residual must be True or False, got {self.residual!r}")
         if self.iterations is None and self.time_budget_seconds is None:
             raise InvalidInputError("give iterations or time_budget_seconds (or both)")
         if self.iterations is not None:
@@ -293,7 +303,7 @@ def train_imitation(config: ImitationConfig, resume: bool = False, progress: boo
     # The policy file records how it was trained, not where or on how many workers.
     policy_settings = {k: v for k, v in settings.items() if k not in ("out_dir", "n_jobs", "dask")}
     schema = trainable_schema(config.schema)
-    arch = ScorerArchitecture(schema.n_candidate_features, schema.n_context_features, hidden=config.hidden)
+    arch = ScorerArchitecture.for_schema(schema, hidden=config.hidden, residual=config.residual)
     log = ProgressLog(out / "progress.csv", PROGRESS_FIELDS)
     policy_path, last_path = out / "policy.safetensors", out / "last.safetensors"
     val_tasks = validation_tasks(config.validation_suite or config.suite, config.validation_tasks, config.validation_seed)

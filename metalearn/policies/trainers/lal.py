@@ -21,6 +21,10 @@ One training run, top to bottom (:func:`train_lal`):
 3. **Train.** ``epochs`` passes of Adam with a Huber (or squared) loss between the scores
    and ``100 * gain`` over every valid candidate. Gains are not standardised per state: the
    regressor must predict the *size* of the improvement, which is what LAL ranks by.
+   With ``residual=True`` the regressor is the residual scorer (version 2): a margin prior
+   (``-prior_scale x margin``, fitted like any weight) plus a learned correction that starts
+   at zero. A linear-in-margin baseline is a sensible prior for a gain too (and the ranking
+   starts as margin's); its scale starts at :data:`LAL_PRIOR_SCALE`, in points.
 4. **Validate** every ``validate_every`` iterations against margin and random sampling on a
    fixed set of tasks; keep the best policy by AULC difference to margin.
 5. **Checkpoint** at the iteration boundary (weights, Adam moments, dataset, RNG states,
@@ -77,10 +81,17 @@ from metalearn.policies.trainers.common import (
     write_policy,
 )
 
-__all__ = ["LALConfig", "train_lal", "regression_loss", "PROGRESS_FIELDS", "LOSSES"]
+__all__ = ["LALConfig", "train_lal", "regression_loss", "PROGRESS_FIELDS", "LOSSES", "LAL_PRIOR_SCALE"]
 
 #: Regression losses.
 LOSSES: tuple[str, ...] = ("huber", "mse")
+#: Initial ``prior_scale`` of a residual regressor (``residual=True``), in points per unit of margin.
+#: The regression target fixes the scores' scale (oracle gains in points: on the synthetic suite
+#: about -0.5 +- 2.6, and nearly flat in the margin), so the prior must not dominate it the way
+#: the listwise trainers' temperature-like scale of 10 would (initial predictions down to -10).
+#: At 1 the initial predictions lie in [-1, 0], the initial Huber loss stays near that of
+#: predicting 0, and the ranking is still exactly margin's; the slope is then fitted.
+LAL_PRIOR_SCALE = 1.0
 #: Columns of ``progress.csv``.
 PROGRESS_FIELDS: tuple[str, ...] = (
     "iteration",
@@ -152,6 +163,11 @@ class LALConfig:
     schema: str = "pool"
     """Feature schema of the policy: "pool" (feature values, labels, multi-loop history) or "proba" (class
     probabilities of the unlabeled records only, for baal heuristics; see metalearn.features.proba_features)."""
+    residual: bool = False
+    """Residual regressor (architecture deepsets v2): predicted gain = -prior_scale x margin + a learned correction
+    whose last layer starts at zero, so the first roll-outs with the regressor rank as margin sampling. Here the
+    scores are gains in points, so prior_scale starts at LAL_PRIOR_SCALE (1 point per unit of margin: initial
+    predictions in [-1, 0], inside the spread of the gains) rather than the listwise trainers' 10 (CLI: --residual)."""
 
     def validate(self) -> "LALConfig":
         check_positive_int(self.seed, "seed", minimum=0)
@@ -165,6 +181,8 @@ class LALConfig:
         check_positive_int(self.max_dataset_size, "max_dataset_size")
         check_positive_int(self.validate_every, "validate_every")
         check_positive_int(self.validation_tasks, "validation_tasks", minimum=0)
+        if not isinstance(self.residual, (bool, np.bool_)):
+            raise InvalidInputError(f"residual must be True or False, got {self.residual!r}")
         if self.iterations is None and self.time_budget_seconds is None:
             raise InvalidInputError("give iterations or time_budget_seconds (or both)")
         if self.iterations is not None:
@@ -234,7 +252,7 @@ def train_lal(config: LALConfig, resume: bool = False, progress: bool = True) ->
     # The policy file records how it was trained, not where or on how many workers.
     policy_settings = {k: v for k, v in settings.items() if k not in ("out_dir", "n_jobs", "dask")}
     schema = trainable_schema(config.schema)
-    arch = ScorerArchitecture(schema.n_candidate_features, schema.n_context_features, hidden=config.hidden)
+    arch = ScorerArchitecture.for_schema(schema, hidden=config.hidden, residual=config.residual)
     log = ProgressLog(out / "progress.csv", PROGRESS_FIELDS)
     policy_path, last_path = out / "policy.safetensors", out / "last.safetensors"
     val_tasks = validation_tasks(config.validation_suite or config.suite, config.validation_tasks, config.validation_seed)
@@ -242,7 +260,7 @@ def train_lal(config: LALConfig, resume: bool = False, progress: bool = True) ->
     with deterministic_torch(n_threads=1):
         # -- 1. the regressor, its optimiser and the aggregated dataset (fresh or resumed) ----
         torch.manual_seed(config.seed)
-        model = TorchScorer(arch)
+        model = TorchScorer(arch, prior_scale=LAL_PRIOR_SCALE)  # the prior's scale is used by residual=True only
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         data = SampleBuffer(config.n_candidates, config.max_dataset_size, schema=schema)
         shuffle_rng = np.random.default_rng(episode_seed(config.seed, 1 << 20))  # minibatch order

@@ -8,7 +8,11 @@ One training run, readable top to bottom (CleanRL style) in :func:`train_ppo`:
    (:class:`DeepSetsMaskablePolicy`); invalid slots are masked out of the categorical;
 3. the weights start from a policy file (``init_policy``, e.g. imitation-trained; its input
    normalisation included) or fresh, with the input normalisation estimated from a short
-   random-policy rollout and then frozen;
+   random-policy rollout and then frozen. With ``residual`` (deepsets v2) the actor's logits
+   are ``-prior_scale x margin + correction``; fresh weights start with the correction's last
+   layer at zero (not ortho-initialised) and ``prior_scale`` at 10, so the initial policy is a
+   softened margin sampling (about 88% of the probability on the smaller-margin half of the
+   candidates) rather than uniform. An ``init_policy`` of version 2 makes the run residual.
 4. training proceeds in chunks of ``n_steps * n_envs`` environment steps (one PPO rollout and
    one update each). After each chunk: a progress row, a validation every ``validate_every``
    chunks (and after the last) on fixed validation tasks, keeping the best ``delta_vs_margin``,
@@ -72,7 +76,8 @@ from metalearn.envs import POOL_AL_ID
 from metalearn.envs.common import METRICS, REWARDS
 from metalearn.envs.pool_al import CANDIDATE_SELECTIONS
 from metalearn.exceptions import InvalidInputError
-from metalearn.policies.architecture import ScorerArchitecture
+from metalearn.features.schema import POOL_SCHEMA
+from metalearn.policies.architecture import RESIDUAL_VERSION, ScorerArchitecture
 from metalearn.policies.torch_scorer import TorchScorer
 from metalearn.policies.trainers.common import (
     CHECKPOINT_DIR,
@@ -138,6 +143,9 @@ class PPOConfig:
     """How the K slots are pre-selected from the pool: ``mixed`` or ``random``."""
     hidden: int | None = None
     """Width of the scorer's hidden layers; None: the init policy's width, else 64."""
+    residual: bool | None = None
+    """Residual actor (deepsets v2: logits = -prior_scale x margin + a learned correction starting at zero, so the
+    initial policy is margin-like); None: as the init policy (its architecture version), else False."""
     init_policy: str | None = None
     """Policy file (e.g. imitation-trained) whose weights and normalisation initialise actor and critic."""
     n_normalization_steps: int = 256
@@ -214,6 +222,8 @@ class PPOConfig:
         integer("validation_seed", 0)
         integer("validate_every", 0)
         integer("hidden", optional=True)
+        if self.residual is not None and not isinstance(self.residual, (bool, np.bool_)):
+            raise InvalidInputError(f"PPOConfig.residual must be True, False or None, got {self.residual!r}")
         integer("total_timesteps", optional=True)
         if self.n_steps * self.n_envs < 2:
             raise InvalidInputError("PPOConfig: n_steps * n_envs must be at least 2 (one PPO rollout)")
@@ -274,7 +284,9 @@ class _DictPassthrough(BaseFeaturesExtractor):
         return observations
 
 
-def _architecture(observation_space: spaces.Space, action_space: spaces.Space, hidden: int) -> ScorerArchitecture:
+def _architecture(
+    observation_space: spaces.Space, action_space: spaces.Space, hidden: int, residual: bool = False
+) -> ScorerArchitecture:
     if not (
         isinstance(observation_space, spaces.Dict)
         and {"candidates", "context", "mask"} <= set(observation_space.spaces)
@@ -287,9 +299,18 @@ def _architecture(observation_space: spaces.Space, action_space: spaces.Space, h
     k, n_features = observation_space["candidates"].shape
     if int(action_space.n) != k:
         raise InvalidInputError(f"action space Discrete({action_space.n}) does not match {k} candidate slots")
+    n_context = int(observation_space["context"].shape[0])
+    if residual:
+        # PoolAL-v0 observes the pool schema; the residual prior is that schema's.
+        if (int(n_features), n_context) != (POOL_SCHEMA.n_candidate_features, POOL_SCHEMA.n_context_features):
+            raise InvalidInputError(
+                f"a residual actor needs the {POOL_SCHEMA.id} observation ({POOL_SCHEMA.n_candidate_features} candidate "
+                f"and {POOL_SCHEMA.n_context_features} context features), got {n_features} and {n_context}"
+            )
+        return ScorerArchitecture.for_schema(POOL_SCHEMA, hidden=int(hidden), residual=True)
     return ScorerArchitecture(
         n_candidate_features=int(n_features),
-        n_context_features=int(observation_space["context"].shape[0]),
+        n_context_features=n_context,
         hidden=int(hidden),
     ).validate()
 
@@ -312,7 +333,10 @@ class DeepSetsMaskablePolicy(MaskableActorCriticPolicy):
         Width of the scorer's hidden layers.
     ortho_init : bool
         Orthogonal initialisation: gain sqrt(2) for hidden layers, 0.01 for the logit layer
-        (a near-uniform initial policy), 1 for the value output.
+        (a near-uniform initial policy), 1 for the value output. A residual actor keeps its
+        logit layer (the correction's) at zero: the initial logits are the margin prior.
+    residual : bool
+        Build the residual (version 2) scorer.
     optimizer_class, optimizer_kwargs
         The optimiser (Adam with eps 1e-5 by default).
 
@@ -330,10 +354,12 @@ class DeepSetsMaskablePolicy(MaskableActorCriticPolicy):
         lr_schedule: Schedule,
         hidden: int = 64,
         ortho_init: bool = True,
+        residual: bool = False,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.hidden = int(hidden)
+        self.residual = bool(residual)
         super().__init__(
             observation_space,
             action_space,
@@ -350,7 +376,7 @@ class DeepSetsMaskablePolicy(MaskableActorCriticPolicy):
 
     # -- construction ------------------------------------------------------------------------
     def _build(self, lr_schedule: Schedule) -> None:
-        self.arch = _architecture(self.observation_space, self.action_space, self.hidden)
+        self.arch = _architecture(self.observation_space, self.action_space, self.hidden, self.residual)
         self.scorer = TorchScorer(self.arch)
         if self.ortho_init:
             gains = (
@@ -362,6 +388,8 @@ class DeepSetsMaskablePolicy(MaskableActorCriticPolicy):
             )
             for module, gain in gains:
                 module.apply(partial(self.init_weights, gain=gain))
+            if self.arch.residual:
+                self.scorer.zero_residual()  # the initial logits are the margin prior exactly
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -369,6 +397,7 @@ class DeepSetsMaskablePolicy(MaskableActorCriticPolicy):
         for key in ("net_arch", "activation_fn", "features_extractor_class", "features_extractor_kwargs"):
             data.pop(key, None)
         data["hidden"] = self.hidden
+        data["residual"] = self.residual
         return data
 
     # -- the networks ------------------------------------------------------------------------
@@ -579,6 +608,12 @@ def train_ppo(config: PPOConfig, resume: bool = False, progress: bool = True) ->
         hidden = config.hidden
     else:
         hidden = int(saved["arch"]["hidden"]) if saved else init.arch.hidden if init else 64
+    if config.residual is not None:
+        residual = bool(config.residual)
+    elif saved:
+        residual = int(saved["arch"].get("version", 1)) >= RESIDUAL_VERSION
+    else:
+        residual = init is not None and init.arch.residual
 
     # ---- fixed validation tasks, drawn once
     val_tasks = []
@@ -606,7 +641,7 @@ def train_ppo(config: PPOConfig, resume: bool = False, progress: bool = True) ->
                 vf_coef=config.vf_coef,
                 max_grad_norm=config.max_grad_norm,
                 target_kl=config.target_kl,
-                policy_kwargs={"hidden": hidden, "ortho_init": config.ortho_init},
+                policy_kwargs={"hidden": hidden, "ortho_init": config.ortho_init, "residual": residual},
                 seed=config.seed,
                 device="cpu",
                 verbose=0,
@@ -635,7 +670,8 @@ def train_ppo(config: PPOConfig, resume: bool = False, progress: bool = True) ->
                     if init.arch != arch:
                         raise InvalidInputError(
                             f"init_policy {config.init_policy!r} has architecture {init.arch.to_dict()}, "
-                            f"this run builds {arch.to_dict()} (leave hidden=None to take the policy's width)"
+                            f"this run builds {arch.to_dict()} (leave hidden=None and residual=None to take the "
+                            "policy's width and version)"
                         )
                     policy.scorer.load_arrays(init.params)
                     init_source = {"policy": str(config.init_policy), "normalization": "init_policy"}

@@ -1,0 +1,352 @@
+"""The main job on embedded defaults (``metalearn demo``, ``make demo``).
+
+Three steps, each resumable, into one folder ``OUT``:
+
+1. **Meta-train** a querying policy by imitation of the greedy look-ahead oracle (DAgger,
+   :mod:`metalearn.policies.trainers.imitation`) on the built-in ``synthetic`` task suite
+   (its tasks of batch sizes 5 and 10, see :attr:`DemoConfig.train_batch_sizes`) for a
+   wall-clock budget of a few minutes, into ``OUT/train``. Rerunning continues an
+   interrupted run or reuses the finished one; a larger budget trains on.
+2. **Benchmark** the fresh policy (and the released ``default`` policy, when this
+   installation has one) against random and margin sampling on scikit-learn's bundled
+   datasets with :func:`metalearn.benchmark.run_benchmark` (paired runs, logistic regression
+   and random forest, cold start), into ``OUT/benchmark``. Rerunning computes only missing
+   runs; the policy's runs are recomputed only if its file changed.
+3. **Report**: the summary table (printed), the runs and curves tables, and the Markdown/HTML
+   report with its plots (:func:`metalearn.benchmark.write_report`) in ``OUT/benchmark``.
+
+``DemoConfig(quick=True)`` shrinks both steps to seconds (one DAgger iteration on the tiny
+``smoke`` suite, a few runs on iris) for tests and a first look.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from metalearn.exceptions import InvalidInputError
+
+__all__ = ["DemoConfig", "DemoResult", "run_demo", "FRESH_LABEL", "DEFAULT_LABEL", "DEFAULT_POLICY"]
+
+#: Name of the fresh policy in the demo's tables and plots.
+FRESH_LABEL = "fresh policy"
+#: Name of the released default policy in the demo's tables and plots.
+DEFAULT_LABEL = "default policy"
+#: The released policy the demo benchmarks beside the fresh one, when it exists.
+DEFAULT_POLICY = "default"
+
+
+@dataclass
+class DemoConfig:
+    """Settings of the demo (CLI: ``metalearn demo``); the defaults take about 5 minutes on 2 cores."""
+
+    out_dir: str = "out/demo"
+    """Folder of the demo: ``train/`` (the training run) and ``benchmark/`` (runs, tables, report, plots)."""
+    seed: int = 0
+    """Master seed of the training run and of the benchmark."""
+    train_minutes: float = 3.0
+    """Wall-clock budget of the meta-training, in minutes over all sessions (checked at iteration boundaries)."""
+    n_jobs: int = -1
+    """Local worker processes for training episodes and benchmark runs (-1: all cores)."""
+    quick: bool = False
+    """Seconds instead of minutes: one DAgger iteration on the ``smoke`` suite and a tiny benchmark (for tests)."""
+    suite: str = "synthetic"
+    """Task suite the policy is trained on (the built-in synthetic suite)."""
+    train_batch_sizes: list[int] | None = field(default_factory=lambda: [5, 10])
+    """Batch sizes of the training tasks, replacing the suite's (None keeps them). The synthetic suite's batch
+    size 1 makes the oracle retrain once per candidate for every single label: one such episode with a random
+    forest costs minutes, longer than the whole training budget."""
+    episodes_per_iteration: int = 8
+    """Training episodes per DAgger iteration (the trainer's default is 16): a short budget runs several iterations."""
+    validation_tasks: int = 4
+    """Fixed tasks on which each iteration's policy is validated; the best one is kept."""
+    datasets: list[str] = field(
+        default_factory=lambda: ["sklearn:breast_cancer", "sklearn:digits", "sklearn:wine", "sklearn:iris"]
+    )
+    """Benchmark datasets (specs as in ``metalearn benchmark --datasets``)."""
+    models: list[str] = field(default_factory=lambda: ["logreg", "rf"])
+    """Task models of the benchmark (each is also the query model)."""
+    regime: str = "cold"
+    """Start of each benchmark run: ``cold`` (one label per class) or ``warm``."""
+    batch_size: int = 10
+    """Records per query in the benchmark."""
+    label_budget: int = 80
+    """Labels bought per benchmark run."""
+    n_seeds: int = 10
+    """Paired seeds per (dataset, model); at least 6 let the per-problem Wilcoxon test reach significance."""
+    include_default: bool = True
+    """Also benchmark the released ``default`` policy when this installation has one."""
+
+    def validate(self) -> "DemoConfig":
+        """Check the settings the steps do not check themselves; returns self."""
+        if not self.train_minutes > 0:
+            raise InvalidInputError(f"train_minutes must be positive, got {self.train_minutes}")
+        if self.n_jobs == 0:
+            raise InvalidInputError("n_jobs must be a positive number of workers or -1 (all cores), got 0")
+        return self
+
+    @property
+    def train_dir(self) -> Path:
+        """``OUT/train``: the training run."""
+        return Path(self.out_dir) / "train"
+
+    @property
+    def benchmark_dir(self) -> Path:
+        """``OUT/benchmark``: the benchmark's runs, tables, report and plots."""
+        return Path(self.out_dir) / "benchmark"
+
+    @property
+    def policy_path(self) -> Path:
+        """The fresh policy file (the best by validation)."""
+        return self.train_dir / "policy.safetensors"
+
+    def training_suite(self) -> Any:
+        """The task suite of step 1: :attr:`suite` with :attr:`train_batch_sizes` (a name when unchanged)."""
+        if not self.train_batch_sizes:
+            return self.suite
+        from metalearn.tasks.suite import TaskSuite, load_task_suite
+
+        base = load_task_suite(self.suite)
+        definition = base.to_dict()
+        sizes = [int(b) for b in self.train_batch_sizes]
+        if sorted(sizes) == sorted(definition["settings"]["batch_sizes"]):
+            return self.suite
+        definition["settings"]["batch_sizes"] = sizes
+        definition["name"] = f"{base.name} (batch sizes {', '.join(map(str, sizes))})"
+        return TaskSuite.from_dict(definition, base_dir=base.base_dir)
+
+    def training_config(self) -> Any:
+        """The :class:`~metalearn.policies.trainers.imitation.ImitationConfig` of step 1."""
+        from metalearn.policies.trainers.imitation import ImitationConfig
+
+        if self.quick:
+            return ImitationConfig(
+                suite="smoke", seed=self.seed, out_dir=str(self.train_dir), n_candidates=8, window=3, hidden=16,
+                iterations=1, episodes_per_iteration=2, epochs=2, batch_size=8, validation_tasks=1, n_jobs=self.n_jobs,
+            )
+        return ImitationConfig(
+            suite=self.training_suite(), seed=self.seed, out_dir=str(self.train_dir), iterations=None,
+            time_budget_seconds=60.0 * float(self.train_minutes), episodes_per_iteration=self.episodes_per_iteration,
+            validation_tasks=self.validation_tasks, n_jobs=self.n_jobs,
+        )
+
+    def benchmark_config(self, strategies: list[str]) -> Any:
+        """The :class:`~metalearn.benchmark.BenchmarkConfig` of step 2 for these strategy names."""
+        from metalearn.benchmark import BenchmarkConfig
+
+        if self.quick:
+            return BenchmarkConfig(
+                strategies=strategies, datasets=["sklearn:iris"], models=["logreg"], regimes=["cold"],
+                batch_sizes=[5], label_budget=10, n_seeds=2, seed=self.seed,
+            )
+        return BenchmarkConfig(
+            strategies=strategies, datasets=list(self.datasets), models=list(self.models), regimes=[self.regime],
+            batch_sizes=[self.batch_size], label_budget=self.label_budget, n_seeds=self.n_seeds, seed=self.seed,
+        )
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` produced.
+
+    Attributes
+    ----------
+    training : TrainingResult
+        The training run (over all sessions).
+    trained_iterations : int
+        DAgger iterations run by this call (0: the finished run was reused).
+    benchmark : BenchmarkResult
+        The benchmark (``computed`` = runs computed by this call).
+    labels : dict of str to str
+        Display name of each benchmarked strategy (``policy:...`` specs become
+        :data:`FRESH_LABEL` and :data:`DEFAULT_LABEL`).
+    table : pandas.DataFrame
+        The summary table, one row per strategy, best mean rank first.
+    report : dict of str to Path
+        The report files (``md``, ``html``, and one entry per PNG).
+    wall_seconds : float
+        Wall time of this call.
+    """
+
+    training: Any
+    trained_iterations: int
+    benchmark: Any
+    labels: dict[str, str]
+    table: pd.DataFrame
+    report: dict[str, Path]
+    wall_seconds: float
+
+    @property
+    def plots(self) -> list[Path]:
+        """The PNG plots of the report."""
+        return [p for p in self.report.values() if p.suffix == ".png"]
+
+
+def _iterations_done(last_path: Path) -> int:
+    """Iterations recorded in a training run's ``last.safetensors`` (0 when there is none yet)."""
+    if not last_path.is_file():
+        return 0
+    from metalearn.policies.file import read_policy
+
+    try:
+        return int(read_policy(last_path).metadata.get("training", {}).get("iterations", 0))
+    except Exception:  # an unreadable last policy: the trainer's resume decides what to do
+        return 0
+
+
+def summary_table(runs: pd.DataFrame, reference: str = "margin") -> pd.DataFrame:
+    """The demo's table: paired comparison with the reference, pooled scores, and AULC per dataset.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        The benchmark's runs table (strategy names as they should be displayed).
+    reference : str
+        The strategy the paired differences refer to.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by strategy, best mean rank first; columns ``mean_rank``, ``mean_diff``
+        (points to the reference, mean over problems), ``wins``/``ties``/``losses`` (problems),
+        ``aulc_accuracy``, ``final_accuracy``, ``query_ms`` and one AULC column per dataset
+        (points).
+    """
+    from metalearn.benchmark.stats import overall_comparison, strategy_summary
+
+    ok = runs[runs["status"] == "ok"]
+    overall = overall_comparison(runs, reference=reference).set_index("strategy")
+    pooled = strategy_summary(runs).set_index("strategy")
+    per_dataset = 100.0 * ok.pivot_table(index="strategy", columns="dataset", values="aulc_accuracy", aggfunc="mean")
+    table = overall[["mean_rank", "mean_diff", "wins", "ties", "losses"]].join(
+        pooled[["aulc_accuracy", "final_accuracy", "query_ms"]]
+    )
+    return table.join(per_dataset)
+
+
+def run_demo(
+    config: DemoConfig | None = None, *, progress: bool = True, echo: Callable[[str], None] | None = print
+) -> DemoResult:
+    """Train a policy, benchmark it against random and margin, and write the report.
+
+    Parameters
+    ----------
+    config : DemoConfig, optional
+        The settings (default: ``DemoConfig()``).
+    progress : bool
+        Show the trainer's and the benchmark's progress bars.
+    echo : callable or None
+        Receives each line of the narrative and the final table (None: silent).
+
+    Returns
+    -------
+    DemoResult
+
+    Raises
+    ------
+    InvalidInputError
+        When ``OUT`` holds a training run or a benchmark made with other settings (another
+        seed, or ``quick`` against the full demo): choose another ``out_dir``.
+    """
+    from metalearn.benchmark import format_table, run_benchmark, write_report
+    from metalearn.benchmark.config import POLICY_PREFIX
+    from metalearn.benchmark.storage import write_table
+    from metalearn.policies.file import released_policy_names
+    from metalearn.policies.trainers.common import suite_label
+    from metalearn.policies.trainers.imitation import train_imitation
+
+    config = (config or DemoConfig()).validate()
+    say = echo or (lambda _line: None)
+    start = time.perf_counter()
+    train_config = config.training_config()
+
+    # -- 1. meta-train (resumable: continues or reuses OUT/train) ------------------------------
+    budget = (
+        f"{train_config.iterations} iteration" if config.quick else f"a {config.train_minutes:g}-minute budget"
+    )
+    say(
+        f"[1/3] meta-training: imitation of the look-ahead oracle (DAgger) on the '{suite_label(train_config.suite)}' "
+        f"task suite, "
+        f"{budget} -> {config.train_dir}"
+    )
+    before = _iterations_done(config.train_dir / "last.safetensors")
+    training = train_imitation(train_config, resume=True, progress=progress)
+    trained = training.iterations - before
+    if trained:
+        say(f"      trained {trained} iteration(s) now, {training.iterations} in all, in {training.wall_seconds:.0f} s")
+    else:
+        more = "" if config.quick else "; a larger --train-minutes trains on"
+        say(f"      reused the finished run ({training.iterations} iteration(s), {training.wall_seconds:.0f} s){more}")
+    best = training.best_validation
+    if best:
+        say(
+            f"      policy: iteration {training.best_iteration}, best on {best.get('n_tasks')} validation task(s): "
+            f"{best['delta_vs_margin']:+.2f} AULC points vs margin"
+        )
+
+    # -- 2. benchmark the fresh (and released default) policy against random and margin -------
+    fresh = f"{POLICY_PREFIX}{config.policy_path}"
+    strategies = ["random", "margin", fresh]
+    labels = {fresh: FRESH_LABEL}
+    if config.include_default:
+        if DEFAULT_POLICY in released_policy_names():
+            default = f"{POLICY_PREFIX}{DEFAULT_POLICY}"
+            strategies.append(default)
+            labels[default] = DEFAULT_LABEL
+        else:
+            say(f"      no released policy named '{DEFAULT_POLICY}' in this installation: the fresh one only")
+    bench_config = config.benchmark_config(strategies)
+    b = bench_config
+    say(
+        f"\n[2/3] benchmark: {', '.join(labels.get(s, s) for s in strategies)} on {', '.join(b.datasets)}; "
+        f"models {', '.join(b.models)}, {b.regimes[0]} start, batch {b.batch_sizes[0]}, budget {b.label_budget}, "
+        f"{b.n_seeds} paired seeds -> {config.benchmark_dir}"
+    )
+    bench = run_benchmark(bench_config, config.benchmark_dir, n_jobs=config.n_jobs, progress=progress)
+    out = config.benchmark_dir
+    write_table(bench.runs, out / "runs.csv")  # the stored strategy names, as `metalearn benchmark` writes them
+    write_table(bench.curves, out / "curves.csv")
+    n_failed = len(bench.failed)
+    say(
+        f"      {len(bench.runs)} runs ({bench.computed} computed now, {len(bench.runs) - bench.computed} reused, "
+        f"{n_failed} failed) in {bench.wall_seconds:.0f} s"
+    )
+
+    # -- 3. table and report (display names for the policies) ---------------------------------
+    runs = bench.runs.assign(strategy=bench.runs["strategy"].replace(labels))
+    curves = bench.curves.assign(strategy=bench.curves["strategy"].replace(labels))
+    ok = runs[runs["status"] == "ok"]
+    if ok.empty:
+        raise InvalidInputError(f"every benchmark run failed; the errors are in {out / 'runs.csv'}")
+    table = summary_table(runs, reference=bench_config.reference)
+    report = write_report(
+        runs, curves, out, reference=bench_config.reference,
+        title="metalearn demo: a freshly meta-trained policy against random and margin sampling",
+    )
+    say(
+        f"\n[3/3] area under the accuracy learning curve (x100; per dataset: mean over models and seeds), "
+        f"best mean rank first; vs {bench_config.reference}: mean paired difference in points, "
+        "W/T/L: problems won, tied, lost\n"
+    )
+    headers = {
+        "mean_rank": "mean rank", "mean_diff": f"vs {bench_config.reference}", "wins": "W", "ties": "T", "losses": "L",
+        "aulc_accuracy": "AULC acc.", "final_accuracy": "final acc.", "query_ms": "query ms",
+    }
+    headers.update({c: str(c) for c in table.columns if c not in headers})
+    say(format_table(table.reset_index(), headers=headers))
+    say(f"\n{FRESH_LABEL}: {config.policy_path}   (model card: metalearn inspect {config.policy_path})")
+    if DEFAULT_LABEL in labels.values():
+        say(f"{DEFAULT_LABEL}: the released policy '{DEFAULT_POLICY}'")
+    documents = [str(report[k]) for k in ("html", "md") if k in report]
+    plots = [p for p in report.values() if p.suffix == ".png"]
+    say(f"report: {', '.join(documents)}")
+    say(f"plots:  {', '.join(str(p) for p in plots)}")
+    say(f"tables: {out / 'runs.csv'}, {out / 'curves.csv'}")
+    return DemoResult(
+        training=training, trained_iterations=trained, benchmark=bench, labels=labels, table=table, report=report,
+        wall_seconds=time.perf_counter() - start,
+    )
