@@ -12,17 +12,14 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
 from metalearn import load_policy
 from metalearn.exceptions import InvalidInputError, PoolChangedWarning
 from metalearn.features import POOL_SCHEMA
-from metalearn.policies.architecture import ScorerArchitecture
-from metalearn.policies.file import POLICY_DIR_ENV, save_policy
+from metalearn.policies.file import read_policy
 from metalearn.policies.strategy import PolicyStrategy, match_records, record_keys, row_keys
-from metalearn.policies.torch_scorer import TorchScorer
 
 N_LOOPS = 5
 
@@ -31,13 +28,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:small_text.*
 
 
 @pytest.fixture(scope="module")
-def policy_path(tmp_path_factory):
-    """A policy file with random weights (no policy is released yet)."""
-    torch.manual_seed(0)
-    arch = ScorerArchitecture(16, 16, 16)
-    model = TorchScorer(arch)
-    path = tmp_path_factory.mktemp("policies") / "default.safetensors"
-    return save_policy(path, arch, model.arrays(), {"feature_schema": POOL_SCHEMA.to_dict(), "window": 5, "n_candidates": 64})
+def policy_path():
+    """The released ``default`` policy (policies/default.safetensors): each adapter runs it."""
+    return read_policy("default").path
 
 
 @pytest.fixture
@@ -473,8 +466,7 @@ def test_small_text_sparse_text_features(policy_path):
 
 
 # ------------------------------------------------------------------------------ plain code
-def test_plain_code_contract_by_released_name(policy_path, data, monkeypatch):
-    monkeypatch.setenv(POLICY_DIR_ENV, str(policy_path.parent))
+def test_plain_code_contract_by_released_name(data):
     X, y_true = data
     y = np.full(X.shape[0], np.nan)
     start = _initial(y_true)

@@ -494,6 +494,8 @@ def test_released_names_resolve_from_the_policy_dir(tmp_path, model, monkeypatch
 def test_unknown_name_says_when_nothing_is_released(tmp_path, monkeypatch):
     monkeypatch.setenv(POLICY_DIR_ENV, str(tmp_path / "empty"))
     monkeypatch.setattr(policy_file_module, "_REPO_ROOT", tmp_path)
+    monkeypatch.setattr(policy_file_module.sys, "prefix", str(tmp_path))  # no wheel-installed copies either
+    monkeypatch.setattr(policy_file_module.site, "USER_BASE", str(tmp_path))
     with pytest.raises(UnknownNameError, match="no released policies"):
         resolve_policy_path("default")
 

@@ -824,9 +824,38 @@ def format_model_card(policy: PolicyFile) -> str:
         lines.append(f"  validation: {_short(validation) if validation is not None else 'not recorded'}")
     known = {
         *_STANDARD_METADATA, *_REQUIRED_METADATA, "n_candidates", "task_suite", "trainer", "seed", "training",
-        "validation",
+        "validation", "release",
     }
     for key in meta:
         if key not in known:
             lines.append(f"  {key}: {_short(meta[key])}")
+    release = meta.get("release")
+    if isinstance(release, dict):
+        lines.extend(_release_lines(release))
     return "\n".join(lines)
+
+
+def _release_lines(release: Mapping[str, Any]) -> list[str]:
+    """The ``release`` section (scripts/release_policy.py): name, choice and validation table."""
+    lines = [f"  released as: {release.get('name', '?')} on {release.get('released', '?')}"]
+    if release.get("chosen_by"):
+        lines.append(f"    chosen by: {_short(release['chosen_by'], 400)}")
+    bench = release.get("validation_benchmark")
+    if isinstance(bench, dict):
+        lines.append(f"    validation benchmark: {bench.get('folder', '?')} ({bench.get('metric', '')})")
+        if bench.get("command"):
+            lines.append(f"    command: {_short(bench['command'], 400)}")
+        rows = bench.get("overall")
+        if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+            columns = list(rows[0])
+            cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+            widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+            lines.append("    " + "  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+            lines.extend("    " + "  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells)
+    return lines
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if not math.isfinite(value) else f"{value:.3g}" if abs(value) < 0.01 and value else f"{value:.2f}"
+    return "n/a" if value is None else str(value)

@@ -1,0 +1,98 @@
+"""Release a trained policy under a name, with its validation table in the model card.
+
+Copies the policy's weights and metadata into ``policies/NAME.safetensors`` and adds a
+``release`` section to the metadata: the name, how the policy was chosen, and the overall
+comparison of the benchmark it was chosen on (mean rank, difference to the reference,
+win/tie/loss per strategy). ``metalearn inspect NAME`` prints it; ``policies/NAME.md`` gets
+the same card in Markdown with the benchmark's learning-curve plots.
+
+Run: ``.venv/bin/python scripts/release_policy.py SOURCE --name default --benchmark DIR
+--strategy policy:NAME --chosen-by "..." [--command "the benchmark command"]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from metalearn.benchmark import ResultStore, format_table, overall_comparison, strategy_summary
+from metalearn.policies.file import POLICY_SUFFIX, format_model_card, read_policy, save_policy
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def validation_tables(benchmark: Path, reference: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    runs, _ = ResultStore(benchmark).load()
+    overall = overall_comparison(runs, reference=reference)
+    summary = strategy_summary(runs)
+    return overall, summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="the trained policy file")
+    parser.add_argument("--name", required=True, help="released name (policies/NAME.safetensors)")
+    parser.add_argument("--benchmark", required=True, type=Path, help="benchmark folder it was chosen on")
+    parser.add_argument("--strategy", required=True, help="its strategy name in that benchmark")
+    parser.add_argument("--reference", default="margin")
+    parser.add_argument("--chosen-by", required=True, help="how it was chosen, one sentence")
+    parser.add_argument("--command", default="", help="the command that reproduces the benchmark")
+    args = parser.parse_args()
+
+    policy = read_policy(args.source)
+    overall, summary = validation_tables(args.benchmark, args.reference)
+    if args.strategy not in set(overall["strategy"]):
+        raise SystemExit(f"{args.strategy!r} is not a strategy of {args.benchmark}: {sorted(overall['strategy'])}")
+    columns = ["strategy", "mean_rank", "n_problems", "mean_diff", "wins", "ties", "losses", "p_value"]
+    rows = overall[[c for c in columns if c in overall.columns]].copy()
+    rows["strategy"] = rows["strategy"].replace({args.strategy: f"{args.strategy} (this policy)"})
+    metadata = dict(policy.metadata)
+    metadata["release"] = {
+        "name": args.name,
+        "released": dt.date.today().isoformat(),
+        "chosen_by": args.chosen_by,
+        "source_file": os.path.relpath(args.source, REPO),
+        "validation_benchmark": {
+            "folder": os.path.relpath(args.benchmark, REPO),
+            "command": args.command,
+            "metric": "AULC accuracy, points; mean_diff: paired difference to " + args.reference,
+            "overall": rows.to_dict(orient="records"),
+        },
+    }
+    target = REPO / "policies" / f"{args.name}{POLICY_SUFFIX}"
+    save_policy(target, policy.arch, policy.params, metadata)
+    released = read_policy(target)
+
+    plots = sorted(args.benchmark.glob("curves_*.png")) + sorted(args.benchmark.glob("differences.png"))
+    card = [
+        f"# Policy `{args.name}`",
+        "",
+        args.chosen_by,
+        "",
+        "## Validation benchmark",
+        "",
+        f"Folder `{os.path.relpath(args.benchmark, REPO)}`" + (f"; reproduce with `{args.command}`." if args.command else "."),
+        "",
+        format_table(rows),
+        "",
+        format_table(summary),
+        "",
+        *[f"![{p.stem}](../{os.path.relpath(p, REPO)})" for p in plots],
+        "",
+        "## Model card (`metalearn inspect " + args.name + "`)",
+        "",
+        "```",
+        format_model_card(released).replace(str(REPO) + os.sep, ""),
+        "```",
+        "",
+    ]
+    (REPO / "policies" / f"{args.name}.md").write_text("\n".join(card), encoding="utf-8")
+    print(f"released {target} and policies/{args.name}.md")
+
+
+if __name__ == "__main__":
+    main()
