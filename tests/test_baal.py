@@ -24,7 +24,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:baal.*")
 
 from metalearn import load_policy  # noqa: E402
 from metalearn.cli import main  # noqa: E402
-from metalearn.exceptions import FeatureSchemaError, InvalidInputError, UnknownNameError  # noqa: E402
+from metalearn.exceptions import FeatureSchemaError, InvalidInputError  # noqa: E402
 from metalearn.features import POOL_SCHEMA, PROBA_SCHEMA, ProbaFeatureExtractor, get_schema  # noqa: E402
 from metalearn.features.proba_features import check_predictions, ensemble_predictions  # noqa: E402
 from metalearn.policies.architecture import ScorerArchitecture  # noqa: E402
@@ -57,12 +57,9 @@ def _random_policy(path: Path, schema=PROBA_SCHEMA, seed: int = 0) -> Path:
 
 
 @pytest.fixture(scope="module")
-def proba_policy(tmp_path_factory):
-    """The released ``default-proba`` policy when there is one, else random weights of the proba schema."""
-    try:
-        return read_policy("default-proba").path
-    except UnknownNameError:
-        return _random_policy(tmp_path_factory.mktemp("policies") / "proba.safetensors")
+def proba_policy():
+    """The released ``default-proba`` policy (policies/default-proba.safetensors)."""
+    return read_policy("default-proba").path
 
 
 # ------------------------------------------------------------------------------- the schema

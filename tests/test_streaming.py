@@ -75,6 +75,15 @@ def test_learned_policy_paced_and_deterministic(data, policy_path):
     np.testing.assert_array_equal(a.decisions, b.decisions)
 
 
+def test_released_default_policy_streams_and_beats_random_picks(data):
+    """The released ``default`` policy, by name: paced, and it keeps more uncertain records than it skips."""
+    result = run("default", data, random_state=0)
+    assert_paced(result)
+    X0, y0, X, _ = data
+    uncertainty = margins(LogisticRegression().fit(X0, y0).predict_proba(X))
+    assert uncertainty[result.decisions].mean() < uncertainty[~result.decisions].mean()
+
+
 def test_same_seed_same_decisions(data):
     a = run("margin", data, random_state=7)
     b = run("margin", data, random_state=7)

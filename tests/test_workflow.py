@@ -119,16 +119,15 @@ def test_classic_strategy_names_and_the_random_first_batch(tables, tmp_path):
     assert second.loop == 2 and (second.table["score"].diff().dropna() <= 1e-12).all()  # most uncertain first
 
 
-def test_default_policy_by_name(tables, tmp_path, policy_path, monkeypatch):
+def test_default_policy_by_name(tables, tmp_path):
     records, truth = tables
     labels = tmp_path / "labels.csv"
     _write_labels(labels, truth, _first_ids(truth))
-    monkeypatch.setenv(POLICY_DIR_ENV, str(tmp_path / "nothing-here"))
-    with pytest.raises(UnknownNameError, match="no released policies|released policies"):
-        next_batch(records, labels, policy="default")
-    monkeypatch.setenv(POLICY_DIR_ENV, str(policy_path.parent))
-    result = next_batch(records, labels, policy="default", batch_size=2, model="nb")
+    result = next_batch(records, labels, policy="default", batch_size=2, model="nb")  # the released policy
     assert result.strategy.endswith("default.safetensors")
+    assert len(result.table) == 2
+    with pytest.raises(UnknownNameError, match="released policies: .*default"):
+        next_batch(records, labels, policy="no-such-policy")
 
 
 def test_clear_errors(tables, tmp_path, policy_path, capsys):
