@@ -491,6 +491,28 @@ def test_released_names_resolve_from_the_policy_dir(tmp_path, model, monkeypatch
         resolve_policy_path("other")
 
 
+def test_wheel_installed_policies_resolve_by_name(tmp_path, model, monkeypatch):
+    """A wheel installs policies/ under <prefix>/share/metalearn/policies (pyproject data-files)."""
+    installed = tmp_path / "share" / "metalearn" / "policies"
+    save_policy(installed / "shipped.safetensors", ARCH, model.arrays(), card())
+    monkeypatch.setattr(policy_file_module, "_REPO_ROOT", tmp_path / "no-checkout")
+    monkeypatch.setattr(policy_file_module.sys, "prefix", str(tmp_path))
+    assert resolve_policy_path("shipped") == installed / "shipped.safetensors"
+    assert "shipped" in policy_file_module.released_policy_names()
+
+
+def test_pyproject_ships_the_released_policies():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    pyproject = tomllib.loads((policy_file_module._REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    shipped = pyproject["tool"]["setuptools"]["data-files"]["share/metalearn/policies"]
+    assert "policies/*.safetensors" in shipped
+    assert (policy_file_module._REPO_ROOT / "policies" / "default.safetensors").is_file()
+
+
 def test_unknown_name_says_when_nothing_is_released(tmp_path, monkeypatch):
     monkeypatch.setenv(POLICY_DIR_ENV, str(tmp_path / "empty"))
     monkeypatch.setattr(policy_file_module, "_REPO_ROOT", tmp_path)
