@@ -143,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     train.add_argument(
+        "--oracle-horizon", type=int, default=None, metavar="H",
+        help=(
+            "look-ahead depth of the oracle's gains (imitation, lal; default 1): with H > 1 a candidate's gain is the "
+            "mean test score over H models (the candidate, then H-1 margin-sampling picks) minus the base score; "
+            "costs K*H fits per loop"
+        ),
+    )
+    train.add_argument(
         "--residual", action="store_true",
         help=(
             "residual scorer (architecture deepsets v2): the score is a margin prior plus a learned correction that "
@@ -312,6 +320,8 @@ def _train(args: argparse.Namespace) -> int:
             common["episodes_per_iteration"] = args.episodes
         if args.validation_tasks is not None:
             common["validation_tasks"] = args.validation_tasks
+        if args.oracle_horizon is not None:
+            common["oracle_horizon"] = args.oracle_horizon
         config = Config(**common)  # type: ignore[arg-type]
     else:
         if args.schema != "pool":
@@ -332,6 +342,8 @@ def _train(args: argparse.Namespace) -> int:
             return 2
         if args.episodes is not None:
             print("metalearn: note: --episodes is not used by --method ppo (it trains on environment steps)", file=sys.stderr)
+        if args.oracle_horizon is not None:
+            print("metalearn: note: --oracle-horizon is not used by --method ppo (it learns from rewards, not the oracle)", file=sys.stderr)
         if args.validation_tasks is not None:
             common["n_validation_tasks"] = args.validation_tasks
         config = PPOConfig(**common)  # type: ignore[arg-type]

@@ -281,6 +281,11 @@ class EpisodeSpec:
         Play this task instead of drawing one from the suite.
     schema : str
         Feature schema of the states: ``"pool"`` or ``"proba"`` (:data:`TRAINABLE_SCHEMAS`).
+    oracle_horizon : int
+        The oracle's look-ahead depth (``LookaheadOracle(horizon=...)``): 1 records one-step
+        gains; h > 1 the mean test score over h models along a margin-sampling continuation
+        (K*h fits per loop). Its tie-breaks come from a stream of their own, so the
+        episode's other random choices do not depend on it.
     """
 
     suite: Any
@@ -295,6 +300,7 @@ class EpisodeSpec:
     oracle_warm_start: bool = True
     task: Task | None = field(default=None, compare=False)
     schema: str = "pool"
+    oracle_horizon: int = 1
 
 
 @dataclass
@@ -390,7 +396,8 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
        slots shuffled, padding at the end of the shuffle with zeros and mask 0);
     2. compute their features (K, F) and the context (G,), clipped to [-1, 1];
     3. ask the :class:`~metalearn.simulation.oracle.LookaheadOracle` for the gain of each
-       candidate (the process's current model is the base and the warm start);
+       candidate (the process's current model is the base and the warm start; look-ahead
+       depth ``spec.oracle_horizon``);
     4. choose b = min(batch size, budget left, valid candidates) records: with probability
        beta the oracle's top-b by ranking score, else the current scorer's top-b, else (no
        scorer) b uniform candidates; ties at random;
@@ -415,7 +422,9 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
     k = check_positive_int(spec.n_candidates, "n_candidates")
     if not 0.0 <= float(spec.beta) <= 1.0:
         raise InvalidInputError(f"beta must lie in [0, 1], got {spec.beta}")
-    task_seq, episode_seq = episode_seed(spec.seed, *spec.key).spawn(2)
+    # The third stream (the oracle's continuation tie-breaks, horizon > 1) leaves the first two
+    # as they were before it existed: spawn(3)[:2] == spawn(2).
+    task_seq, episode_seq, oracle_seq = episode_seed(spec.seed, *spec.key).spawn(3)
     task = spec.task if spec.task is not None else resolve_suite(spec.suite).sample_task(np.random.default_rng(task_seq))
     rng = np.random.default_rng(episode_seq)
     scorer = None
@@ -457,7 +466,8 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
                 update_extractor(extractor, process)
 
         oracle = LookaheadOracle(
-            task, n_candidates=k, metric=spec.metric, candidate_selection="mixed", warm_start=spec.oracle_warm_start
+            task, n_candidates=k, metric=spec.metric, candidate_selection="mixed", warm_start=spec.oracle_warm_start,
+            random_state=np.random.default_rng(oracle_seq), horizon=spec.oracle_horizon,
         )
         while not process.done:
             chosen_pool = select_candidates(extractor, process.labeled, k, rng)

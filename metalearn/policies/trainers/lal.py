@@ -156,6 +156,10 @@ class LALConfig:
     """Suite of the validation tasks (None: the training suite)."""
     metric: str = "accuracy"
     """Oracle gain and AULC metric: "accuracy" or "macro_f1"."""
+    oracle_horizon: int = 1
+    """Look-ahead depth h of the oracle's gains (CLI: --oracle-horizon). 1: one-step gains (test score with the
+    candidate minus the base score). h > 1: mean test score of the h models obtained by labeling the candidate and
+    then h-1 records chosen by margin sampling, minus the base score (see LookaheadOracle); costs K*h fits per loop."""
     n_jobs: int = 1
     """Local worker processes for episodes and validation (1: inline)."""
     dask: str | None = None
@@ -181,6 +185,7 @@ class LALConfig:
         check_positive_int(self.max_dataset_size, "max_dataset_size")
         check_positive_int(self.validate_every, "validate_every")
         check_positive_int(self.validation_tasks, "validation_tasks", minimum=0)
+        check_positive_int(self.oracle_horizon, "oracle_horizon")
         if not isinstance(self.residual, (bool, np.bool_)):
             raise InvalidInputError(f"residual must be True or False, got {self.residual!r}")
         if self.iterations is None and self.time_budget_seconds is None:
@@ -317,7 +322,8 @@ def train_lal(config: LALConfig, resume: bool = False, progress: bool = True) ->
                 "samples": len(data),
                 "samples_collected": loop["samples_collected"],
                 "train_loss": loop["last_loss"],
-                "target": "oracle gain in points (test score x 100)",
+                "target": "oracle gain in points (test score x 100)"
+                + (f", mean over a {config.oracle_horizon}-step look-ahead" if config.oracle_horizon > 1 else ""),
                 "wall_seconds": round(loop["elapsed"], 3),
                 "curve": [
                     {k: r.get(k) for k in ("iteration", "train_loss", "episode_aulc", "validation_delta")} for r in rows
@@ -355,7 +361,7 @@ def train_lal(config: LALConfig, resume: bool = False, progress: bool = True) ->
                 EpisodeSpec(
                     suite=config.suite, seed=config.seed, key=(i, e), n_candidates=config.n_candidates,
                     window=config.window, beta=0.0, arch=arch.to_dict() if params is not None else None,
-                    params=params, metric=config.metric, schema=config.schema,
+                    params=params, metric=config.metric, schema=config.schema, oracle_horizon=config.oracle_horizon,
                 )
                 for e in range(config.episodes_per_iteration)
             ]
