@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--dask", default=None, metavar="ADDRESS", help="Dask scheduler address, or 'local[:N]'")
     bench.add_argument("--format", choices=["csv", "parquet"], default="csv", help="format of the result tables")
     bench.add_argument("--no-report", action="store_true", help="skip the Markdown/HTML report and plots")
+    bench.add_argument(
+        "--stored-only",
+        action="store_true",
+        help="compute nothing: tables and report from the runs stored so far (a look at an unfinished benchmark)",
+    )
 
     sub.add_parser("strategies", help="list the registered strategies")
     sub.add_parser("features", help="describe the feature schemas (pool, proba)")
@@ -232,7 +237,9 @@ def _benchmark(args: argparse.Namespace) -> int:
         reference=args.reference,
     )
     try:
-        result = run_benchmark(config, args.out, n_jobs=args.jobs, dask=args.dask, progress=True)
+        result = run_benchmark(
+            config, args.out, n_jobs=args.jobs, dask=args.dask, progress=True, stored_only=args.stored_only
+        )
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: finished runs are stored in {args.out}; rerun the same command to resume",

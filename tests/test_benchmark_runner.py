@@ -110,6 +110,23 @@ def test_interruption_loses_no_finished_run(tmp_path):
     assert resumed.computed == 5 and len(resumed.runs) == 8
 
 
+def test_stored_only_reads_an_unfinished_benchmark_and_computes_nothing(tmp_path):
+    seen = []
+
+    def interrupt_after_three(record):
+        seen.append(record["summary"]["run_id"])
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(small_config(), tmp_path, progress=False, on_result=interrupt_after_three)
+    partial = run_benchmark(small_config(), tmp_path, progress=False, stored_only=True)
+    assert partial.computed == 0 and sorted(partial.runs["run_id"]) == sorted(seen)
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 3  # nothing new was computed or written
+    with pytest.raises(InvalidInputError, match="stored_only needs the result folder"):
+        run_benchmark(small_config(), None, progress=False, stored_only=True)
+
+
 def test_adding_a_strategy_reuses_the_stored_runs(reference_run, tmp_path):
     run_benchmark(small_config(), tmp_path, progress=False)
     bigger = run_benchmark(small_config(strategies=["random", "margin", "entropy"]), tmp_path, progress=False)

@@ -171,6 +171,7 @@ def run_benchmark(
     dask: str | None = None,
     progress: bool = True,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    stored_only: bool = False,
 ) -> BenchmarkResult:
     """Run (or resume) a benchmark and return its tables.
 
@@ -189,6 +190,9 @@ def run_benchmark(
         Show a progress bar with runs done and the estimated time left.
     on_result : callable or None
         Called with each finished run's record (for tests and notebooks).
+    stored_only : bool
+        Compute nothing: return the runs of this configuration already stored in
+        ``out_dir`` (a look at an unfinished benchmark). Requires ``out_dir``.
 
     Returns
     -------
@@ -203,6 +207,8 @@ def run_benchmark(
     by_name = {ds.name: ds for ds in datasets}
     keys = config.run_keys(list(by_name))
 
+    if stored_only and out_dir is None:
+        raise InvalidInputError("stored_only needs the result folder (out_dir) whose stored runs to read")
     store = ResultStore(out_dir) if out_dir is not None else None
     records: list[dict[str, Any]] = []
     versions = config.strategy_versions()
@@ -212,6 +218,10 @@ def run_benchmark(
         done = store.finished(config.result_fingerprint())
     # A stored run counts only if it succeeded with the same strategy version (policy file).
     pending = [k for k in keys if done.get(k.run_id) != ("ok", versions[k.strategy])]
+    if stored_only:
+        missing = {k.run_id for k in pending if k.run_id not in done}  # failed runs stay listed as failed
+        keys = [k for k in keys if k.run_id not in missing]
+        pending = []
     retried: set[str] = set()
     computed = 0
     restarts = 0
