@@ -13,15 +13,14 @@ random weights of the released architecture is used: latency does not depend on 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import make_classification
 
+from bench_foundation import _median_ms as median_ms  # scripts/ is on sys.path when run as a script
 from metalearn import load_policy
 from metalearn.common.threads import limited_threads
 from metalearn.strategies import MarginSampling
@@ -37,15 +36,6 @@ def random_policy(path: Path) -> Path:
     arch = ScorerArchitecture(POOL_SCHEMA.n_candidate_features, POOL_SCHEMA.n_context_features, 64)
     meta = {"feature_schema": POOL_SCHEMA.to_dict(), "window": 5, "n_candidates": 256}
     return save_policy(path, arch, TorchScorer(arch).arrays(), meta)
-
-
-def median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
 
 
 def bench(policy: str, n_pool: int, model: str, repeats: int) -> dict[str, float]:

@@ -94,8 +94,9 @@ def test_rerun_computes_only_missing_runs_and_gives_the_same_result(reference_ru
     assert run_benchmark(small_config(), tmp_path, progress=False).computed == 0
 
 
-def test_interruption_loses_no_finished_run(tmp_path):
-    seen = []
+def _interrupted_after_three_runs(out) -> list[str]:
+    """Run the small benchmark into ``out`` and interrupt it after 3 runs; their ids."""
+    seen: list[str] = []
 
     def interrupt_after_three(record):
         seen.append(record["summary"]["run_id"])
@@ -103,7 +104,12 @@ def test_interruption_loses_no_finished_run(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_benchmark(small_config(), tmp_path, progress=False, on_result=interrupt_after_three)
+        run_benchmark(small_config(), out, progress=False, on_result=interrupt_after_three)
+    return seen
+
+
+def test_interruption_loses_no_finished_run(tmp_path):
+    _interrupted_after_three_runs(tmp_path)
     assert len(list((tmp_path / "runs").glob("*.json"))) == 3
     assert not list((tmp_path / "runs").glob(".*.tmp"))  # no half-written file left behind
     resumed = run_benchmark(small_config(), tmp_path, progress=False)
@@ -111,15 +117,7 @@ def test_interruption_loses_no_finished_run(tmp_path):
 
 
 def test_stored_only_reads_an_unfinished_benchmark_and_computes_nothing(tmp_path):
-    seen = []
-
-    def interrupt_after_three(record):
-        seen.append(record["summary"]["run_id"])
-        if len(seen) == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_benchmark(small_config(), tmp_path, progress=False, on_result=interrupt_after_three)
+    seen = _interrupted_after_three_runs(tmp_path)
     partial = run_benchmark(small_config(), tmp_path, progress=False, stored_only=True)
     assert partial.computed == 0 and sorted(partial.runs["run_id"]) == sorted(seen)
     assert len(list((tmp_path / "runs").glob("*.json"))) == 3  # nothing new was computed or written
