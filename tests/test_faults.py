@@ -121,27 +121,30 @@ def _start_and_kill(out: Path, event: str, delay: float, timeout: float = 240) -
 
 
 @pytest.fixture(scope="module")
-def uninterrupted_training(tmp_path_factory) -> Path:
+def uninterrupted_training(tmp_path_factory) -> tuple[Path, float]:
+    """The run folder of an uninterrupted training and its wall time in seconds (start-up included)."""
     out = tmp_path_factory.mktemp("train") / "straight"
+    start = time.monotonic()
     _run_training(out, resume=False)
-    return out
+    return out, time.monotonic() - start
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_training_killed_with_sigkill_resumes_to_the_same_policy(uninterrupted_training, tmp_path, seed):
+    reference, duration = uninterrupted_training
     rnd = random.Random(seed)
     # seed 0: killed inside iteration 1, right after the first checkpoint; seed 1: killed twice at
-    # random times from the start (during start-up, collection, training or checkpointing).
+    # random points of the run (start-up, collection, training or checkpointing), as fractions of
+    # the uninterrupted run's wall time so that the kills land inside the run on any machine.
     plans = {
         0: [("next_checkpoint", rnd.uniform(0.0, 0.6))],
-        1: [("start", rnd.uniform(2.0, 4.5)), ("start", rnd.uniform(1.0, 4.0))],
+        1: [("start", rnd.uniform(0.3, 0.7) * duration), ("start", rnd.uniform(0.2, 0.5) * duration)],
     }
     out = tmp_path / "killed"
     kills = [_start_and_kill(out, event, delay) for event, delay in plans[seed]]
     assert kills[0], "the first kill came after the training had finished: nothing was tested"
     _run_training(out, resume=True)
 
-    reference = uninterrupted_training
     for name in ("last.safetensors", "policy.safetensors"):  # validation off: policy = last iteration's
         assert _same_arrays(read_policy(out / name).params, read_policy(reference / name).params), name
     ours, _ = load_checkpoint(out / "checkpoint")
@@ -444,7 +447,7 @@ def test_training_checkpoint_on_a_full_disk_keeps_the_previous_one(uninterrupted
     read_policy(out / "last.safetensors")  # the policy files stay loadable too
 
     result = train_imitation(_cli_equivalent_config(out), resume=True, progress=False)
-    assert _same_arrays(read_policy(result.last_path).params, read_policy(uninterrupted_training / "last.safetensors").params)
+    assert _same_arrays(read_policy(result.last_path).params, read_policy(uninterrupted_training[0] / "last.safetensors").params)
 
 
 def test_training_out_folder_that_is_a_file_fails_before_any_work(tmp_path, monkeypatch):
