@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +44,20 @@ def binary_pool():
     y_obs[labeled] = y[labeled]
     clf = LogisticRegression(max_iter=500).fit(X[labeled], y[labeled])
     return X, y_obs, y, clf
+
+
+@pytest.fixture
+def run_without_torch():
+    """Run a Python snippet in a fresh interpreter and assert it never imported torch.
+
+    The snippet ends in that check itself (``"torch" not in sys.modules``) and prints ``ok``.
+    """
+
+    def run(code: str) -> None:
+        code = 'import sys\n' + code + '\nassert "torch" not in sys.modules, sorted(m for m in sys.modules if m.startswith("torch"))\nprint("ok")\n'
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "ok"
+
+    return run

@@ -30,6 +30,7 @@ __all__ = [
     "tail_reward",
     "process_aulc",
     "update_extractor",
+    "fitted_process",
     "start_process",
 ]
 
@@ -176,8 +177,8 @@ def update_extractor(extractor: PoolFeatureExtractor, process: ActiveLearningPro
     extractor.update(proba, np.asarray(model.classes_), process.labeled, process.label_indices())
 
 
-def start_process(task: Task, window: int, rng: np.random.Generator) -> tuple[ActiveLearningProcess, PoolFeatureExtractor]:
-    """Fit and score the initial model, and build the feature extractor with its first loop."""
+def fitted_process(task: Task) -> ActiveLearningProcess:
+    """The task's process with its initial model fitted and scored; refuses a task with nothing to query."""
     process = ActiveLearningProcess(task)
     if process.done:
         raise InvalidInputError(
@@ -185,6 +186,12 @@ def start_process(task: Task, window: int, rng: np.random.Generator) -> tuple[Ac
         )
     process.fit()
     process.evaluate()
+    return process
+
+
+def start_process(task: Task, window: int, rng: np.random.Generator) -> tuple[ActiveLearningProcess, PoolFeatureExtractor]:
+    """Fit and score the initial model, and build the feature extractor with its first loop."""
+    process = fitted_process(task)
     # An int seed drawn from np_random keeps the extractor's reference samples on the episode seed.
     extractor = PoolFeatureExtractor(
         task.X_pool,

@@ -411,9 +411,8 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
     Everything random derives from ``episode_seed(spec.seed, *spec.key)``: a task stream
     and an episode stream, so the same spec gives identical arrays in any process.
     """
-    from metalearn.envs.common import process_aulc, start_process, update_extractor
+    from metalearn.envs.common import fitted_process, process_aulc, start_process, update_extractor
     from metalearn.features.proba_features import ProbaPoolFeatures
-    from metalearn.simulation.process import ActiveLearningProcess
     from metalearn.policies.numpy_scorer import NumpyScorer
     from metalearn.simulation.oracle import LookaheadOracle
     from metalearn.strategies.base import select_top
@@ -445,13 +444,7 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
     oracle_seconds = 0.0
     with limited_threads():
         if schema.name == "proba":
-            process = ActiveLearningProcess(task)
-            if process.done:
-                raise InvalidInputError(
-                    f"task {task.name!r} has nothing to query: its pool has no unlabeled record beyond the initial set"
-                )
-            process.fit()
-            process.evaluate()
+            process = fitted_process(task)
             extractor: Any = ProbaPoolFeatures(reveal_labeled=bool(rng.random() >= PROBA_HIDE_LABELED))
 
             def update() -> None:
