@@ -689,6 +689,21 @@ def test_benchmark_resume_recomputes_runs_of_an_overwritten_policy(policy_path, 
     assert run_benchmark(config, out, progress=False).computed == 2  # only the policy's runs
 
 
+def test_benchmark_resume_keeps_runs_of_a_policy_rereleased_with_new_notes(policy_path, tmp_path):
+    config = BenchmarkConfig(
+        strategies=["margin", f"policy:{policy_path}"], datasets=["sklearn:iris"], models=["logreg"],
+        regimes=["cold"], batch_sizes=[3], label_budget=6, n_seeds=1, seed=0,
+    )
+    out = tmp_path / "bench"
+    assert run_benchmark(config, out, progress=False).computed == 2
+    policy = read_policy(policy_path)
+    before = policy.behaviour_digest()
+    # What scripts/release_policy.py does: same weights, a new model card (other bytes on disk).
+    save_policy(policy_path, policy.arch, policy.params, {**policy.metadata, "release": {"name": "default"}})
+    assert read_policy(policy_path).behaviour_digest() == before
+    assert run_benchmark(config, out, progress=False).computed == 0
+
+
 def test_benchmark_rejects_a_bad_policy_before_compute(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))

@@ -146,18 +146,19 @@ class BenchmarkConfig:
         return cls(**d)
 
     def strategy_versions(self) -> dict[str, str]:
-        """What each strategy name stands for beyond its name: a policy file's content hash.
+        """What each strategy name stands for beyond its name: a policy's behaviour digest.
 
-        Stored with every run, so a run of an overwritten policy file is recomputed on resume
-        instead of being reused. Classic strategies have version ``""``.
+        Stored with every run, so a run of a policy file overwritten by different weights is
+        recomputed on resume instead of being reused. The digest covers what decides the
+        picks (:meth:`PolicyFile.behaviour_digest`), not the model card: re-releasing the same
+        weights with new notes keeps the stored runs. Classic strategies have version ``""``.
         """
         versions: dict[str, str] = {}
         for name in self.strategies:
             if name.startswith(POLICY_PREFIX):
-                from metalearn.policies.file import resolve_policy_path
+                from metalearn.policies.file import read_policy
 
-                digest = hashlib.sha256(resolve_policy_path(name[len(POLICY_PREFIX):]).read_bytes()).hexdigest()
-                versions[name] = digest[:16]
+                versions[name] = read_policy(name[len(POLICY_PREFIX):]).behaviour_digest()
             else:
                 versions[name] = ""
         return versions

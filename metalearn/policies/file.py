@@ -27,6 +27,7 @@ naming the file. Only numpy is needed: reading a policy never imports torch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -143,6 +144,32 @@ class PolicyFile:
     def n_parameters(self) -> int:
         """Number of scalar weights (normalisation buffers included)."""
         return int(sum(v.size for v in self.params.values()))
+
+    def behaviour_digest(self) -> str:
+        """A hash of what decides the policy's picks: architecture, weights, schema, window, K.
+
+        The model card (training log, release notes) is left out, so releasing a policy under
+        a name, which rewrites its metadata, keeps the digest, and the benchmark runs stored
+        for it stay valid.
+
+        Returns
+        -------
+        str
+            16 hexadecimal digits.
+        """
+        digest = hashlib.sha256()
+        header = {
+            "architecture": self.arch.to_dict(),
+            "feature_schema": self.schema.to_dict(),
+            "window": self.window,
+            "n_candidates": self.n_candidates,
+        }
+        digest.update(json.dumps(header, sort_keys=True).encode())
+        for name in sorted(self.params):
+            array = np.ascontiguousarray(self.params[name], dtype=np.float32)
+            digest.update(f"{name}{array.shape}".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()[:16]
 
     def __repr__(self) -> str:
         a = self.arch
