@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 
-from metalearn.exceptions import MetalearnError
+from metalearn.exceptions import InvalidInputError, MetalearnError
 
 __all__ = ["main", "build_parser"]
 
@@ -91,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--dask", default=None, metavar="ADDRESS", help="Dask scheduler address, or 'local[:N]'")
     bench.add_argument("--format", choices=["csv", "parquet"], default="csv", help="format of the result tables")
     bench.add_argument("--no-report", action="store_true", help="skip the Markdown/HTML report and plots")
+    bench.add_argument(
+        "--report-dir",
+        default=None,
+        metavar="DIR",
+        help="write the tables and the report here instead of OUT (several reports, e.g. on subsets of the "
+        "strategies, from one result folder)",
+    )
     bench.add_argument(
         "--stored-only",
         action="store_true",
@@ -246,16 +254,20 @@ def _benchmark(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    out = result.out_dir
-    assert out is not None
+    assert result.out_dir is not None
+    out = Path(args.report_dir) if args.report_dir else result.out_dir
     from metalearn.benchmark.storage import write_table
 
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot create the report folder {out}: {exc.strerror or exc}; choose another --report-dir") from None
     write_table(result.runs, out / f"runs.{args.format}")  # atomic: a full disk leaves no truncated table
     write_table(result.curves, out / f"curves.{args.format}")
     ok = result.runs[result.runs["status"] == "ok"]
     print(
         f"\n{len(result.runs)} runs ({result.computed} computed now, {len(result.failed)} failed) "
-        f"in {result.wall_seconds:.0f} s; results in {out}"
+        f"in {result.wall_seconds:.0f} s; results in {result.out_dir}" + (f", tables and report in {out}" if out != result.out_dir else "")
     )
     if not ok.empty:
         print("\n" + format_table(strategy_summary(result.runs)))

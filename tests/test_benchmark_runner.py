@@ -246,6 +246,19 @@ def test_cli_benchmark_writes_tables_and_report(tmp_path, capsys):
     assert (out / "report.md").exists() and (out / "report.html").exists()
     assert "margin" in capsys.readouterr().out
 
+    # A second report, on a subset of the strategies, from the same stored runs.
+    subset = tmp_path / "margin-only"
+    code = main([
+        "benchmark", "--datasets", "sklearn:iris", "--strategies", "margin", "--models", "logreg",
+        "--regimes", "cold", "--batch-sizes", "5", "--budget", "10", "--seeds", "2", "--jobs", "1", "--out", str(out),
+        "--stored-only", "--report-dir", str(subset),
+    ])
+    assert code == 0
+    assert set(pd.read_csv(subset / "runs.csv")["strategy"]) == {"margin"}
+    assert (subset / "report.md").exists()
+    assert set(pd.read_csv(out / "runs.csv")["strategy"]) == {"random", "margin"}  # the first report is kept
+    assert f"tables and report in {subset}" in capsys.readouterr().out
+
 
 def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
     code = main(["benchmark", "--datasets", "sklearn:iris", "--strategies", "nonsense", "--out", str(tmp_path)])
