@@ -7,7 +7,7 @@ win/tie/loss per strategy). ``metalearn inspect NAME`` prints it; ``policies/NAM
 the same card in Markdown with the benchmark's learning-curve plots.
 
 Run: ``.venv/bin/python scripts/release_policy.py SOURCE --name default --benchmark DIR
---strategy policy:NAME --chosen-by "..." [--command "the benchmark command"]``.
+--strategy policy:NAME --chosen-by "..." [--command "the benchmark command"] [--report DIR]``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="released name (policies/NAME.safetensors)")
     parser.add_argument("--benchmark", required=True, type=Path, help="benchmark folder it was chosen on")
     parser.add_argument("--strategy", required=True, help="its strategy name in that benchmark")
+    parser.add_argument(
+        "--report", type=Path, default=None,
+        help="folder of that benchmark's report and plots, if written with --report-dir (default: the benchmark folder)",
+    )
     parser.add_argument("--reference", default="margin")
     parser.add_argument("--chosen-by", required=True, help="how it was chosen, one sentence")
     parser.add_argument("--command", default="", help="the command that reproduces the benchmark")
@@ -67,7 +71,8 @@ def main() -> None:
     save_policy(target, policy.arch, policy.params, metadata)
     released = read_policy(target)
 
-    plots = sorted(args.benchmark.glob("curves_*.png")) + sorted(args.benchmark.glob("differences.png"))
+    report = args.report or args.benchmark
+    plots = sorted(report.glob("curves_*.png")) + sorted(report.glob("differences.png"))
     card = [
         f"# Policy `{args.name}`",
         "",
