@@ -261,13 +261,16 @@ def _benchmark(args: argparse.Namespace) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InvalidInputError(f"cannot create the report folder {out}: {exc.strerror or exc}; choose another --report-dir") from None
+        raise InvalidInputError(
+            f"cannot create the report folder {out}: {exc.strerror or exc}; choose another --report-dir"
+        ) from None
     write_table(result.runs, out / f"runs.{args.format}")  # atomic: a full disk leaves no truncated table
     write_table(result.curves, out / f"curves.{args.format}")
     ok = result.runs[result.runs["status"] == "ok"]
     print(
         f"\n{len(result.runs)} runs ({result.computed} computed now, {len(result.failed)} failed) "
-        f"in {result.wall_seconds:.0f} s; results in {result.out_dir}" + (f", tables and report in {out}" if out != result.out_dir else "")
+        f"in {result.wall_seconds:.0f} s; results in {result.out_dir}"
+        + (f", tables and report in {out}" if out != result.out_dir else "")
     )
     if not ok.empty:
         print("\n" + format_table(strategy_summary(result.runs)))
