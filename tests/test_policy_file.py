@@ -675,11 +675,15 @@ def test_benchmark_runs_a_policy_file(policy_path):
     assert (result.runs["status"] == "ok").all(), result.runs[["strategy", "error"]]
 
 
-def test_benchmark_resume_recomputes_runs_of_an_overwritten_policy(policy_path, model, tmp_path):
-    config = BenchmarkConfig(
+def _margin_and_policy_benchmark(policy_path: Path, n_seeds: int) -> BenchmarkConfig:
+    return BenchmarkConfig(
         strategies=["margin", f"policy:{policy_path}"], datasets=["sklearn:iris"], models=["logreg"],
-        regimes=["cold"], batch_sizes=[3], label_budget=6, n_seeds=2, seed=0,
+        regimes=["cold"], batch_sizes=[3], label_budget=6, n_seeds=n_seeds, seed=0,
     )
+
+
+def test_benchmark_resume_recomputes_runs_of_an_overwritten_policy(policy_path, model, tmp_path):
+    config = _margin_and_policy_benchmark(policy_path, n_seeds=2)
     out = tmp_path / "bench"
     assert run_benchmark(config, out, progress=False).computed == 4
     assert run_benchmark(config, out, progress=False).computed == 0
@@ -690,10 +694,7 @@ def test_benchmark_resume_recomputes_runs_of_an_overwritten_policy(policy_path, 
 
 
 def test_benchmark_resume_keeps_runs_of_a_policy_rereleased_with_new_notes(policy_path, tmp_path):
-    config = BenchmarkConfig(
-        strategies=["margin", f"policy:{policy_path}"], datasets=["sklearn:iris"], models=["logreg"],
-        regimes=["cold"], batch_sizes=[3], label_budget=6, n_seeds=1, seed=0,
-    )
+    config = _margin_and_policy_benchmark(policy_path, n_seeds=1)
     out = tmp_path / "bench"
     assert run_benchmark(config, out, progress=False).computed == 2
     policy = read_policy(policy_path)
