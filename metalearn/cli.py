@@ -9,7 +9,7 @@ Subcommands:
 - ``metalearn strategies``: the registered strategies and their parameters.
 - ``metalearn features``: the feature schemas, one line per feature.
 - ``metalearn inspect FILE_OR_NAME``: a policy file's model card (``--json``: raw metadata).
-- ``metalearn train --method imitation|lal|ppo --out DIR``: meta-train a policy file (resumable).
+- ``metalearn train --method imitation|lal|ppo|es --out DIR``: meta-train a policy file (resumable).
 - ``metalearn next-batch --data records.csv --labels labels.csv --out to_label.csv``: the next
   records to label, with the policy's history kept in a state file beside the labels.
 """
@@ -121,21 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train",
-        help="meta-train a querying policy (imitation, LAL or PPO) and write a policy file",
+        help="meta-train a querying policy (imitation, LAL, PPO or evolution strategies) and write a policy file",
         description=(
             "Simulate active-learning loops on tasks from a task suite and learn a querying policy from them: "
-            "imitation of the look-ahead oracle (DAgger), LAL regression of the oracle's gains, or PPO. Writes "
+            "imitation of the look-ahead oracle (DAgger), LAL regression of the oracle's gains, PPO, or evolution "
+            "strategies (es: CMA-ES on the paired AULC difference to margin, searching a context-gated linear "
+            "scorer of the pool@2 features). Writes "
             "OUT/policy.safetensors (best on the validation tasks), OUT/last.safetensors, OUT/progress.csv and "
             "a checkpoint at every iteration boundary; --resume continues an interrupted run."
         ),
     )
-    train.add_argument("--method", choices=["imitation", "lal", "ppo"], default="imitation")
+    train.add_argument("--method", choices=["imitation", "lal", "ppo", "es"], default="imitation")
     train.add_argument("--suite", default="synthetic", metavar="NAME_OR_TOML", help="task suite: a name in envs/ or a .toml path")
     train.add_argument("--seed", type=int, default=0, help="master seed")
     budget = train.add_mutually_exclusive_group()
     budget.add_argument(
         "--iterations", type=int, default=None,
-        help="iterations to run (default 10; ppo: rollout-and-update chunks)",
+        help="iterations to run (default 10; ppo: rollout-and-update chunks; es: generations)",
     )
     budget.add_argument(
         "--time-budget", type=float, default=None, metavar="SECONDS",
@@ -162,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
             "mean test score over H models (the candidate, then H-1 margin-sampling picks) minus the base score; "
             "costs K*H fits per loop"
         ),
+    )
+    train.add_argument(
+        "--selection-suite", default="held_in", metavar="NAME_OR_TOML",
+        help="es: suite of the held-in keep-the-best tasks (datasets never trained on; default held_in)",
+    )
+    train.add_argument("--population", type=int, default=None, help="es: candidates per generation (default: CMA-ES's)")
+    train.add_argument(
+        "--problems", type=int, default=None, metavar="N",
+        help="es: training tasks per generation, shared by every candidate (default 32)",
+    )
+    train.add_argument(
+        "--no-history", action="store_true",
+        help="es: search only features of the current loop (the ablation of the multi-loop history)",
     )
     train.add_argument(
         "--residual", action="store_true",
@@ -327,7 +342,32 @@ def _train(args: argparse.Namespace) -> int:
         common["time_budget_seconds"] = args.time_budget
     if args.residual:
         common["residual"] = True
-    if args.method in ("imitation", "lal"):
+    if args.method == "es":
+        from metalearn.policies.trainers.es import ESConfig as Config  # type: ignore[assignment]
+        from metalearn.policies.trainers.es import train_es as trainer  # type: ignore[assignment]
+
+        for flag, given in (("--residual", args.residual), ("--episodes", args.episodes is not None),
+                            ("--oracle-horizon", args.oracle_horizon is not None), ("--schema", args.schema != "pool")):
+            if given:
+                print(f"metalearn: note: {flag} is not used by --method es (it searches a gated linear pool@2 scorer)", file=sys.stderr)
+        common.pop("residual", None)
+        common["generations"] = args.iterations if args.time_budget is None else None
+        if common["generations"] is None and args.time_budget is None:
+            common["generations"] = 10
+        common["selection_suite"] = args.selection_suite
+        if args.validation_tasks is not None:
+            common["selection_problems"] = args.validation_tasks
+        if args.population is not None:
+            common["population"] = args.population
+        if args.problems is not None:
+            common["problems_per_generation"] = args.problems
+        if args.no_history:
+            from metalearn.policies.trainers.es import DEFAULT_SEARCH_FEATURES, HISTORY_FEATURES
+
+            common["history"] = False
+            common["candidate_features"] = tuple(f for f in DEFAULT_SEARCH_FEATURES if f not in HISTORY_FEATURES)
+        config = Config(**common)  # type: ignore[arg-type]
+    elif args.method in ("imitation", "lal"):
         common["schema"] = args.schema
         if args.method == "imitation":
             from metalearn.policies.trainers.imitation import ImitationConfig as Config
@@ -388,7 +428,12 @@ def _train(args: argparse.Namespace) -> int:
     print(f"policy: {result.policy_path}")
     print(f"last:   {result.last_path}")
     best = result.best_validation
-    if best:
+    if best and args.method == "es":
+        print(
+            f"best held-in (generation {result.best_iteration}, {best['held_in_problems']} tasks): "
+            f"{best['held_in_delta_vs_margin']:+.2f} points vs margin (se {best['held_in_se']:.2f})"
+        )
+    elif best:
         print(
             f"best validation (iteration {result.best_iteration}, {best.get('n_tasks')} tasks): "
             f"AULC policy {100 * best['policy']:.2f}, margin {100 * best['margin']:.2f}, "

@@ -1,21 +1,25 @@
 """Dataset-agnostic features of candidates and loops, computed from the metadata history.
 
-Two schemas: ``pool`` (:class:`PoolFeatureExtractor`: feature values, labels and the
+Two schemas: ``pool`` (version 2 adds cluster coverage and within-batch features,
+:class:`ClusterPoolFeatureExtractor`) (:class:`PoolFeatureExtractor`: feature values, labels and the
 multi-loop history) and ``proba`` (:class:`ProbaFeatureExtractor`: class probabilities of the
 unlabeled records alone, for libraries such as baal that hand a strategy nothing else).
 """
 
 from metalearn.features.pool_features import PoolFeatureExtractor, window_slope
+from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
 from metalearn.features.proba_features import ProbaFeatureExtractor, ProbaPoolFeatures
-from metalearn.features.schema import POOL_SCHEMA, PROBA_SCHEMA, SCHEMAS, FeatureSchema, get_schema
+from metalearn.features.schema import POOL_SCHEMA, POOL_SCHEMA_V2, PROBA_SCHEMA, SCHEMAS, FeatureSchema, get_schema
 
 __all__ = [
     "FeatureSchema",
     "POOL_SCHEMA",
+    "POOL_SCHEMA_V2",
     "PROBA_SCHEMA",
     "SCHEMAS",
     "get_schema",
     "PoolFeatureExtractor",
+    "ClusterPoolFeatureExtractor",
     "ProbaFeatureExtractor",
     "ProbaPoolFeatures",
     "window_slope",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from metalearn.exceptions import FeatureSchemaError
 
-__all__ = ["FeatureSchema", "POOL_SCHEMA", "PROBA_SCHEMA", "get_schema", "SCHEMAS"]
+__all__ = ["FeatureSchema", "POOL_SCHEMA", "POOL_SCHEMA_V2", "PROBA_SCHEMA", "get_schema", "SCHEMAS"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,44 @@ POOL_SCHEMA = FeatureSchema(
     ),
 )
 
+# -- pool@2: pool@1 plus the low-budget (representativeness) and within-batch signals ----------
+# A partition of the pool by k-means into about as many clusters as there will be labels after
+# this batch (TypiClust's rule, at the power of two at or above n_labeled + batch size, so a pool
+# is clustered at most log2(n) times) says which regions have no label yet. The two "selected"
+# features are updated after every pick of a batch, so later picks avoid the regions of earlier
+# ones (the signals that keep a batch from being redundant).
+_CANDIDATE_V2 = {
+    **_CANDIDATE,
+    "cluster_unlabeled": (
+        "1 when the candidate's k-means cluster holds no labeled record and no earlier pick of this batch, else 0 "
+        "(updated after each pick)."
+    ),
+    "cluster_size": "Share of the pool in the candidate's cluster times the number of clusters m, as x/(1+x): 0.5 = average.",
+    "typicality_in_cluster": "Rank of the candidate's density among the records of its cluster, in [0, 1]; 1 = most typical.",
+    "distance_to_selected": (
+        "Distance to the nearest labeled record or earlier pick of this batch over the pool's median pairwise "
+        "distance r, as r/(1+r) (updated after each pick)."
+    ),
+}
+_CONTEXT_V2 = {
+    **_CONTEXT,
+    "uncovered_clusters": "Fraction of the k-means clusters without any labeled record, in [0, 1].",
+}
+
+#: The pool schema, version 2: pool@1's features plus 4 candidate features (cluster coverage,
+#: cluster size, typicality, batch-aware distance) and 1 context feature (uncovered clusters).
+POOL_SCHEMA_V2 = FeatureSchema(
+    name="pool",
+    version=2,
+    candidate_features=tuple(_CANDIDATE_V2),
+    context_features=tuple(_CONTEXT_V2),
+    descriptions={**_CANDIDATE_V2, **_CONTEXT_V2},
+    summary=(
+        "pool@1 plus k-means cluster coverage, typicality and within-batch distance "
+        "(metalearn.features.ClusterPoolFeatureExtractor)"
+    ),
+)
+
 # -- proba@1: class probabilities of the unlabeled records only -------------------------------
 # "Predictions" have shape (n, C) or (n, C, T): T stochastic passes (MC dropout), ensemble or
 # committee members. The probabilities p are their mean over T (as baal's heuristics take it).
@@ -186,7 +224,7 @@ PROBA_SCHEMA = FeatureSchema(
 
 #: Every schema this release can compute, by name, then version.
 SCHEMAS: dict[str, dict[int, FeatureSchema]] = {
-    POOL_SCHEMA.name: {POOL_SCHEMA.version: POOL_SCHEMA},
+    POOL_SCHEMA.name: {POOL_SCHEMA.version: POOL_SCHEMA, POOL_SCHEMA_V2.version: POOL_SCHEMA_V2},
     PROBA_SCHEMA.name: {PROBA_SCHEMA.version: PROBA_SCHEMA},
 }
 

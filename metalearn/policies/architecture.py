@@ -26,6 +26,16 @@ higher score) for both ``pool@1`` and ``proba@1``, and zero-initialise ``w4`` an
 does (any ``prior_scale > 0``); training then learns where to deviate. Everything else
 (encoder, pooling, value head, parameter names) is version 1's.
 
+Architecture ``gated_linear`` version 1, the *context-gated linear* scorer that the
+evolution-strategies trainer searches (few weights, each readable on a model card):
+
+    ``s_i = prior_sign * prior_scale * x_i[prior_index] + sum_f sum_j weights[f, j] * x_i[f] * z_j``
+
+with ``z = [1, g]`` (a constant, then the raw context features): each candidate feature ``f``
+has a weight that is a linear function of the loop's context. ``weights`` all zero ranks
+exactly as the prior (margin sampling). Features are used raw (defined in [-1, 1] and
+clipped to it), so there are no normalisation buffers; ``hidden`` is unused (recorded as 0).
+
 Any number of candidates can be scored. Parameter names below are the keys of the policy
 file; :mod:`metalearn.policies.numpy_scorer` (inference, no torch) and
 :mod:`metalearn.policies.torch_scorer` (training) both follow this table, and a test checks
@@ -50,6 +60,8 @@ parameter                    shape        versions
 ``value.1.bias``             (1,)         1, 2
 ``prior_scale``              (1,)         2
 ===========================  ===========  ========
+
+``gated_linear`` v1: ``weights`` (F, G + 1) and ``prior_scale`` (1,).
 """
 
 from __future__ import annotations
@@ -70,10 +82,13 @@ __all__ = [
     "RESIDUAL_VERSION",
     "DEFAULT_PRIOR_SCALE",
     "parameter_shapes",
+    "GATED_LINEAR",
 ]
 
 #: Architectures this release can rebuild from a policy file: name -> supported versions.
-ARCHITECTURES: dict[str, tuple[int, ...]] = {"deepsets": (1, 2)}
+ARCHITECTURES: dict[str, tuple[int, ...]] = {"deepsets": (1, 2), "gated_linear": (1,)}
+#: The context-gated linear scorer (always with a prior; see the module docstring).
+GATED_LINEAR = "gated_linear"
 #: The ``deepsets`` version with a fixed prior plus learned residual (see the module docstring).
 RESIDUAL_VERSION = 2
 #: Prior of a residual scorer per feature schema name: (candidate feature, sign). The raw
@@ -125,6 +140,23 @@ class ScorerArchitecture:
     prior_sign: int | None = None
 
     @classmethod
+    def gated_linear(cls, schema: "FeatureSchema") -> "ScorerArchitecture":
+        """The context-gated linear scorer for ``schema``, with its :data:`RESIDUAL_PRIORS` prior."""
+        if schema.name not in RESIDUAL_PRIORS:
+            raise InvalidInputError(f"no prior is defined for feature schema {schema.name!r}")
+        feature, sign = RESIDUAL_PRIORS[schema.name]
+        return cls(
+            schema.n_candidate_features,
+            schema.n_context_features,
+            hidden=0,
+            name=GATED_LINEAR,
+            version=1,
+            prior_feature=feature,
+            prior_index=schema.candidate_features.index(feature),
+            prior_sign=sign,
+        ).validate()
+
+    @classmethod
     def for_schema(cls, schema: "FeatureSchema", hidden: int = 64, residual: bool = False) -> "ScorerArchitecture":
         """The architecture the trainers build for ``schema``: version 1, or version 2 with its
         :data:`RESIDUAL_PRIORS` entry when ``residual``."""
@@ -148,8 +180,8 @@ class ScorerArchitecture:
 
     @property
     def residual(self) -> bool:
-        """Whether the score adds a prior feature term (version 2)."""
-        return self.version >= RESIDUAL_VERSION
+        """Whether the score adds a prior feature term (deepsets version 2; every gated_linear)."""
+        return self.name == GATED_LINEAR or self.version >= RESIDUAL_VERSION
 
     def validate(self) -> "ScorerArchitecture":
         if self.name not in ARCHITECTURES:
@@ -163,7 +195,11 @@ class ScorerArchitecture:
             )
         check_positive_int(self.n_candidate_features, "n_candidate_features")
         check_positive_int(self.n_context_features, "n_context_features")
-        check_positive_int(self.hidden, "hidden")
+        if self.name == GATED_LINEAR:
+            if self.hidden != 0:
+                raise InvalidInputError(f"scorer architecture {GATED_LINEAR!r} has no hidden layer: hidden must be 0, got {self.hidden!r}")
+        else:
+            check_positive_int(self.hidden, "hidden")
         if not self.residual:
             given = {k: getattr(self, k) for k in _PRIOR_FIELDS if getattr(self, k) is not None}
             if given:
@@ -222,6 +258,8 @@ class ScorerArchitecture:
 def parameter_shapes(arch: ScorerArchitecture) -> dict[str, tuple[int, ...]]:
     """Name and shape of every parameter and normalisation buffer (weights are (out, in))."""
     F, G, H = arch.n_candidate_features, arch.n_context_features, arch.hidden
+    if arch.name == GATED_LINEAR:
+        return {"weights": (F, G + 1), "prior_scale": (1,)}
     shapes: dict[str, tuple[int, ...]] = {
         "cand_mean": (F,),
         "cand_std": (F,),

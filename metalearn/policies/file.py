@@ -46,7 +46,7 @@ import numpy as np
 from metalearn.exceptions import FeatureSchemaError, InvalidInputError, MetalearnError, PolicyFileError, UnknownNameError
 from metalearn.features.schema import FeatureSchema, get_schema
 from metalearn.policies.architecture import ScorerArchitecture
-from metalearn.policies.numpy_scorer import NumpyScorer
+from metalearn.policies.numpy_scorer import GatedLinearScorer, Scorer, build_scorer
 
 __all__ = [
     "PolicyFile",
@@ -108,7 +108,7 @@ class PolicyFile:
         The file it was read from.
     schema : FeatureSchema
         The feature schema the policy was trained with (one this release computes).
-    scorer : NumpyScorer
+    scorer : NumpyScorer or GatedLinearScorer
         The scorer's numpy forward pass, built from ``arch`` and ``params``.
     """
 
@@ -117,11 +117,11 @@ class PolicyFile:
     metadata: dict[str, Any]
     path: Path | None = None
     schema: FeatureSchema = field(default=None, repr=False)  # type: ignore[assignment]
-    scorer: NumpyScorer = field(default=None, repr=False)  # type: ignore[assignment]
+    scorer: Scorer = field(default=None, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.scorer is None:
-            self.scorer = NumpyScorer(self.arch, self.params)
+            self.scorer = build_scorer(self.arch, self.params)
         if self.schema is None:
             self.schema = _check_schema(self.metadata.get("feature_schema"), self.arch, self._where)
 
@@ -224,7 +224,7 @@ def _check_params(arch: ScorerArchitecture, params: Mapping[str, Any], where: st
             )
         arrays[str(name)] = array
     try:
-        scorer = NumpyScorer(arch, arrays)
+        scorer = build_scorer(arch, arrays)
     except InvalidInputError as exc:
         raise PolicyFileError(f"{where}: {exc}") from None
     return {name: np.ascontiguousarray(value, dtype="<f4") for name, value in scorer.params.items()}
@@ -640,7 +640,7 @@ def _read(path: Path) -> PolicyFile:
         raise PolicyFileError(f"{where}: the safetensors library rejected it ({exc})") from None
     params = {name: np.array(value, dtype=np.float32) for name, value in tensors.items()}
     try:
-        scorer = NumpyScorer(arch, params)
+        scorer = build_scorer(arch, params)
     except InvalidInputError as exc:
         raise PolicyFileError(f"{where}: {exc}") from None
     return PolicyFile(arch=arch, params=scorer.params, metadata=metadata, path=path, schema=schema, scorer=scorer)
@@ -836,6 +836,10 @@ def format_model_card(policy: PolicyFile) -> str:
             f"  residual prior: score = {sign}{scale:.4g} x {arch.prior_feature} (raw feature) + learned correction"
         )
     schema = policy.schema
+    if isinstance(policy.scorer, GatedLinearScorer):
+        weight_lines = policy.scorer.weight_lines(schema.candidate_features, schema.context_features)
+        lines.append("  correction weights (each candidate feature's weight as a function of the loop context):")
+        lines.extend(f"    {line}" for line in weight_lines or ["(all zero: ranks as the prior)"])
     lines.append(
         f"  feature schema: {schema.id} ({schema.n_candidate_features} candidate, "
         f"{schema.n_context_features} context features; `metalearn features` describes them)"

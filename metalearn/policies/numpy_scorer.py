@@ -6,18 +6,40 @@ Versions 1 and 2 (residual: a prior feature term plus the learned score); see
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from metalearn.exceptions import InvalidInputError
-from metalearn.policies.architecture import ScorerArchitecture, parameter_shapes
+from metalearn.policies.architecture import GATED_LINEAR, ScorerArchitecture, parameter_shapes
 
-__all__ = ["NumpyScorer"]
+__all__ = ["NumpyScorer", "GatedLinearScorer", "build_scorer", "checked_params", "Scorer"]
 
 
 def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0.0)
+
+
+def checked_params(arch: ScorerArchitecture, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every parameter of ``arch`` as float32, with its shape and finite values; raises otherwise."""
+    expected = parameter_shapes(arch)
+    missing = sorted(set(expected) - set(params))
+    if missing:
+        raise InvalidInputError(f"policy weights lack parameter(s) {missing[:5]}")
+    extra = sorted(set(params) - set(expected))
+    if extra:
+        raise InvalidInputError(f"policy weights hold unknown parameter(s) {extra[:5]}")
+    checked: dict[str, np.ndarray] = {}
+    for name, shape in expected.items():
+        value = np.asarray(params[name])
+        if value.shape != shape:
+            raise InvalidInputError(f"parameter {name!r} has shape {value.shape}, expected {shape}")
+        if value.dtype.kind != "f":
+            raise InvalidInputError(f"parameter {name!r} has dtype {value.dtype}, expected floating point")
+        if not np.all(np.isfinite(value)):
+            raise InvalidInputError(f"parameter {name!r} holds NaN or infinite values: the policy is corrupt")
+        checked[name] = value.astype(np.float32)
+    return checked
 
 
 class NumpyScorer:
@@ -33,23 +55,7 @@ class NumpyScorer:
 
     def __init__(self, arch: ScorerArchitecture, params: dict[str, np.ndarray]) -> None:
         self.arch = arch.validate()
-        expected = parameter_shapes(arch)
-        missing = sorted(set(expected) - set(params))
-        if missing:
-            raise InvalidInputError(f"policy weights lack parameter(s) {missing[:5]}")
-        extra = sorted(set(params) - set(expected))
-        if extra:
-            raise InvalidInputError(f"policy weights hold unknown parameter(s) {extra[:5]}")
-        self.params: dict[str, np.ndarray] = {}
-        for name, shape in expected.items():
-            value = np.asarray(params[name])
-            if value.shape != shape:
-                raise InvalidInputError(f"parameter {name!r} has shape {value.shape}, expected {shape}")
-            if value.dtype.kind != "f":
-                raise InvalidInputError(f"parameter {name!r} has dtype {value.dtype}, expected floating point")
-            if not np.all(np.isfinite(value)):
-                raise InvalidInputError(f"parameter {name!r} holds NaN or infinite values: the policy is corrupt")
-            self.params[name] = value.astype(np.float32)
+        self.params = checked_params(arch, params)
         if np.any(self.params["cand_std"] <= 0) or np.any(self.params["ctx_std"] <= 0):
             raise InvalidInputError("normalisation standard deviations must be positive")
 
@@ -137,3 +143,80 @@ class NumpyScorer:
             mask[picks[i]] = False
         assert first is not None or n_picks == 0
         return picks, (first if first is not None else self._head(h, g, mask, prior))
+
+
+class GatedLinearScorer:
+    """The ``gated_linear`` scorer: a prior plus candidate features times context-dependent weights.
+
+    ``s_i = prior_sign * prior_scale * x_i[prior_index] + x_i . (weights @ [1, g])``; see
+    :mod:`metalearn.policies.architecture`. Candidates do not interact, so masking only sets
+    the masked scores to ``-inf``.
+
+    Parameters
+    ----------
+    arch : ScorerArchitecture
+        Name ``gated_linear``.
+    params : dict of str to ndarray
+        ``weights`` (F, G + 1) and ``prior_scale`` (1,), finite.
+    """
+
+    def __init__(self, arch: ScorerArchitecture, params: dict[str, np.ndarray]) -> None:
+        self.arch = arch.validate()
+        self.params = checked_params(arch, params)
+
+    def feature_weights(self, context: np.ndarray) -> np.ndarray:
+        """The weight of each candidate feature in this loop, shape (F,) (prior excluded)."""
+        z = np.concatenate([[1.0], np.asarray(context, dtype=np.float64)])
+        return self.params["weights"].astype(np.float64) @ z
+
+    def weight_lines(self, candidate_names: Sequence[str], context_names: Sequence[str], threshold: float = 1e-6) -> list[str]:
+        """``feature: +a +b*context ...`` for every candidate feature with a non-zero weight (model cards)."""
+        names = ("1", *context_names)
+        lines = []
+        for f, feature in enumerate(candidate_names):
+            terms = [(names[j], float(w)) for j, w in enumerate(self.params["weights"][f]) if abs(w) > threshold]
+            if terms:
+                lines.append(f"{feature}: " + " ".join(f"{w:+.3f}" + ("" if n == "1" else f"*{n}") for n, w in terms))
+        return lines
+
+    def scores(self, candidates: np.ndarray, context: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Score every candidate; higher = more worth labeling.
+
+        Shapes as :meth:`NumpyScorer.scores`, but the scores are float64 (finite, within
+        float32's range; ``-inf`` where masked).
+        """
+        x = np.asarray(candidates, dtype=np.float64)
+        assert self.arch.prior_index is not None and self.arch.prior_sign is not None
+        prior = self.arch.prior_sign * float(self.params["prior_scale"][0]) * x[:, self.arch.prior_index]
+        # float64 inside: weights near float32's limit must not overflow to inf - inf = NaN.
+        with np.errstate(over="ignore", invalid="ignore"):
+            s = prior + x @ self.feature_weights(context)
+        # Finite always, and float64: the prior's exact margins keep margin sampling's order.
+        s = np.nan_to_num(s, nan=0.0, posinf=np.finfo(np.float32).max, neginf=np.finfo(np.float32).min)
+        s = np.clip(s, np.finfo(np.float32).min, np.finfo(np.float32).max)
+        if mask is None:
+            return s
+        return np.where(np.asarray(mask, dtype=bool), s, -np.inf)
+
+    def pick_sequentially(
+        self, candidates: np.ndarray, context: np.ndarray, n_picks: int, choose: Callable[[np.ndarray], int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pick ``n_picks`` candidates one at a time; see :meth:`NumpyScorer.pick_sequentially`."""
+        first = self.scores(candidates, context)
+        mask = np.ones(first.shape[0], dtype=bool)
+        picks = np.empty(n_picks, dtype=np.int64)
+        for i in range(n_picks):
+            picks[i] = choose(np.where(mask, first, -np.inf))
+            mask[picks[i]] = False
+        return picks, first
+
+
+#: What a policy file's scorer is: one of the two forward passes.
+Scorer = NumpyScorer | GatedLinearScorer
+
+
+def build_scorer(arch: ScorerArchitecture, params: dict[str, np.ndarray]) -> Scorer:
+    """The numpy forward pass of ``arch`` (validated) with ``params``."""
+    if arch.name == GATED_LINEAR:
+        return GatedLinearScorer(arch, params)
+    return NumpyScorer(arch, params)

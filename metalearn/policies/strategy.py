@@ -21,10 +21,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from metalearn.common.candidates import mixed_candidates
+from metalearn.common.candidates import mixed_candidates, mixed_representative_candidates
+from metalearn.common.uncertainty import margins
 from metalearn.common.validation import check_pool_features, check_positive_int
 from metalearn.exceptions import InvalidInputError, InvalidTypeError, PoolChangedWarning
+from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
 from metalearn.features.pool_features import PoolFeatureExtractor
+from metalearn.features.schema import POOL_SCHEMA_V2
 from metalearn.features.proba_features import ProbaPoolFeatures, ensemble_predictions
 from metalearn.policies.file import PolicyFile, read_policy
 from metalearn.strategies.base import QueryContext, QueryStrategy, select_top
@@ -388,7 +391,8 @@ class PolicyStrategy(QueryStrategy):
 
     def _extractor(self, X: np.ndarray, policy: PolicyFile) -> PoolFeatureExtractor:
         if not hasattr(self, "extractor_"):
-            self.extractor_ = PoolFeatureExtractor(
+            extractor = ClusterPoolFeatureExtractor if policy.schema == POOL_SCHEMA_V2 else PoolFeatureExtractor
+            self.extractor_ = extractor(
                 X,
                 window=policy.window,
                 label_budget=self.label_budget,
@@ -403,6 +407,10 @@ class PolicyStrategy(QueryStrategy):
             return unlabeled
         if self.candidate_selection == "random":
             return np.sort(rng.choice(unlabeled, size=k, replace=False))
+        extractor = getattr(self, "extractor_", None)
+        if isinstance(extractor, ClusterPoolFeatureExtractor):  # pool@2: representative records too
+            representative = extractor.representative_records(unlabeled, k)
+            return mixed_representative_candidates(unlabeled, margin, representative, k, rng)
         return mixed_candidates(unlabeled, margin, k, rng)  # the rule the policy was trained with
 
     def _eligible(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
@@ -455,10 +463,20 @@ class PolicyStrategy(QueryStrategy):
         extractor.update(ctx.proba, ctx.classes, ctx.labeled, ctx.label_indices())
         history = extractor.history
         assert history is not None  # update() created it
-        margin = history.latest(history.margin)[eligible].astype(np.float64)
+        exact = isinstance(extractor, ClusterPoolFeatureExtractor)
+        if exact:
+            # pool@2: the margins in float64, as margin sampling computes them, so a policy whose
+            # correction is zero ranks (and pre-selects) exactly as margin sampling does; the
+            # history's float32 copies would turn near-ties into ties broken at random.
+            margin = margins(ctx.proba[eligible])
+        else:
+            margin = history.latest(history.margin)[eligible].astype(np.float64)
         candidates = self._candidates(eligible, margin, max(k, batch_size), ctx.rng)
         # Features are defined in [-1, 1]; training clipped them the same way.
         features = np.clip(extractor.candidate_features(candidates), -1.0, 1.0)
+        if exact:
+            features = features.astype(np.float64)
+            features[:, policy.schema.candidate_features.index("margin")] = margins(ctx.proba[candidates])
         context = np.clip(extractor.context_features(), -1.0, 1.0)
         return self._pick(policy, candidates, features, context, batch_size, ctx)
 
@@ -474,9 +492,26 @@ class PolicyStrategy(QueryStrategy):
         """Score the candidates and fill the batch; pool indices of the picks."""
         # One pick at a time, each re-scored without the earlier picks: the way the policy
         # filled batches in training (PoolAL-v0 masks a picked slot and asks again).
-        picks, scores = policy.scorer.pick_sequentially(
-            features, context, batch_size, lambda s: int(select_top(s.astype(np.float64), 1, ctx.rng)[0])
-        )
+        choose = lambda s: int(select_top(s.astype(np.float64), 1, ctx.rng)[0])  # noqa: E731
+        extractor = getattr(self, "extractor_", None)
+        if isinstance(extractor, ClusterPoolFeatureExtractor) and not policy.schema.probabilities_only:
+            # pool@2: the batch-aware features change after every pick, so re-score each time.
+            features = features.copy()
+            mask = np.ones(candidates.size, dtype=bool)
+            picks = np.empty(batch_size, dtype=np.int64)
+            steps = np.empty((batch_size, candidates.size), dtype=np.float64)
+            for i in range(batch_size):
+                steps[i] = policy.scorer.scores(features, context, mask)
+                picks[i] = choose(steps[i])
+                mask[picks[i]] = False
+                extractor.note_pick(features, int(picks[i]))
+            scores = steps[0]
+            self.last_scores_ = (candidates, scores)
+            if getattr(self, "_pending", {}).get("step_scores"):
+                self.last_step_scores_ = steps
+                self.last_pick_scores_ = steps[np.arange(batch_size), picks]
+            return candidates[picks]
+        picks, scores = policy.scorer.pick_sequentially(features, context, batch_size, choose)
         self.last_scores_ = (candidates, scores)
         if getattr(self, "_pending", {}).get("step_scores"):
             # The scores each pick was chosen from, recomputed with the earlier picks masked

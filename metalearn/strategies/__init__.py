@@ -11,6 +11,9 @@ from metalearn.strategies.density import DensityWeightedSampling
 from metalearn.strategies.coreset import KCenterGreedy
 from metalearn.strategies.committee import QueryByCommittee
 from metalearn.strategies.albl import ALBL
+from metalearn.strategies.typiclust import TypiClust
+from metalearn.strategies.probcover import ProbCover
+from metalearn.strategies.switch import TypiClustThenMargin
 from metalearn.strategies.registry import (
     STRATEGIES,
     get_strategy_class,
@@ -39,6 +42,9 @@ __all__ = [
     "KCenterGreedy",
     "QueryByCommittee",
     "ALBL",
+    "TypiClust",
+    "ProbCover",
+    "TypiClustThenMargin",
     "STRATEGIES",
     "register_strategy",
     "make_strategy",

@@ -10,7 +10,9 @@ Every generator has the signature ``(rng, n_samples, **params) -> Dataset``:
 - ``info["params"]`` records every parameter used (drawn or given).
 
 Registered generators (:data:`GENERATORS`): ``classification``, ``xor``, ``checkerboard``,
-``moons`` and ``circles``. :func:`sample_synthetic_dataset` picks one at random.
+``moons`` and ``circles``; and four for what real data exposed: ``variance`` (classes that
+differ in spread, not location), ``imbalanced`` (rare classes), ``many_classes`` (8 to 20)
+and ``noisy_labels`` (15% to 35% random labels). :func:`sample_synthetic_dataset` picks one at random.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ __all__ = [
     "checkerboard",
     "moons",
     "circles",
+    "variance",
+    "imbalanced",
+    "many_classes",
+    "noisy_labels",
     "sample_synthetic_dataset",
 ]
 
@@ -401,6 +407,184 @@ def circles(rng: np.random.Generator, n_samples: int, **params: Any) -> Dataset:
     return _finish("circles", X, y, p, seed, n_samples)
 
 
+def variance(rng: np.random.Generator, n_samples: int, **params: Any) -> Dataset:
+    """Classes that differ in spread rather than in location (as ``ring`` on the validation split).
+
+    Class ``c`` is drawn from a Gaussian of scale ``scale_ratio ** c`` around (almost) the same
+    centre, so no linear boundary separates the classes and the most uncertain records of a
+    linear model are not the informative ones.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of every random draw.
+    n_samples : int
+        Number of records (>= 10).
+    **params
+        Overrides of the random parameters:
+
+        - ``n_classes``: int in [2, 3], nested shells of growing spread;
+        - ``n_features``: int in [2, 20], informative dimensions (all of them carry spread);
+        - ``scale_ratio``: float in [1.5, 4.0], ratio of consecutive classes' standard deviations;
+        - ``mean_shift``: float in [0, 0.5], distance between the class centres, in units of the
+          narrowest class's standard deviation;
+        - ``n_noise_dims``: int in [0, 5], extra pure-noise dimensions;
+        - ``label_noise``: float in [0, 0.05], share of labels replaced by another class.
+
+    Returns
+    -------
+    Dataset
+        ``X`` of shape (n_samples, n_features + n_noise_dims), ``y`` in 0..n_classes-1.
+    """
+    n_samples = _check_n_samples(n_samples)
+    p = _Params("variance", rng, params)
+    n_classes = p.int("n_classes", 2, 3, limits=(2, 10))
+    n_features = p.int("n_features", 2, 20, limits=(1, 1000))
+    ratio = p.float("scale_ratio", 1.5, 4.0, limits=(1.0, 100.0))
+    shift = p.float("mean_shift", 0.0, 0.5, limits=(0.0, 100.0))
+    n_noise = p.int("n_noise_dims", 0, 5, limits=(0, 1000))
+    label_noise = p.float("label_noise", 0.0, 0.05, limits=(0.0, 0.5))
+    seed = p.seed()
+    data_rng = np.random.default_rng(seed)
+    y = np.arange(n_samples) % n_classes
+    data_rng.shuffle(y)
+    direction = data_rng.normal(size=n_features)
+    direction /= np.linalg.norm(direction)
+    scales = ratio ** y.astype(np.float64)
+    Z = data_rng.normal(size=(n_samples, n_features)) * scales[:, None] + shift * y[:, None] * direction
+    y = _flip_labels(y, label_noise, n_classes, data_rng)
+    X = _add_noise_dims(Z, n_noise, data_rng)
+    return _finish("variance", X, y, p, seed, n_samples)
+
+
+def _gaussian_classes(
+    generator: str,
+    p: _Params,
+    n_samples: int,
+    n_classes: int,
+    weights: np.ndarray,
+    flip_y: float,
+) -> Dataset:
+    """Shared body of the imbalanced, many-class and noisy-label generators (make_classification)."""
+    # make_classification needs 2 ** n_informative >= n_classes.
+    needed = max(2, math.ceil(math.log2(n_classes)))
+    n_features = p.int("n_features", needed, 30, limits=(needed, 10_000))
+    n_informative = p.int("n_informative", min(needed, n_features), min(n_features, max(10, needed)), limits=(1, n_features))
+    class_sep = p.float("class_sep", 0.5, 2.0, limits=(0.0, 100.0))
+    p.values["weights"] = [float(w) for w in weights]
+    seed = p.seed()
+    try:
+        X, y = make_classification(
+            n_samples=n_samples,
+            n_features=n_features,
+            n_informative=n_informative,
+            n_redundant=0,
+            n_repeated=0,
+            n_classes=n_classes,
+            n_clusters_per_class=1,
+            weights=list(weights),
+            flip_y=flip_y,
+            class_sep=class_sep,
+            random_state=seed,
+        )
+    except ValueError as exc:
+        raise InvalidInputError(f"{generator} parameters {p.values} are inconsistent: {exc}") from None
+    return _finish(generator, X, y, p, seed, n_samples)
+
+
+def imbalanced(rng: np.random.Generator, n_samples: int, **params: Any) -> Dataset:
+    """Gaussian classes with one or more rare classes (heavy imbalance).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of every random draw.
+    n_samples : int
+        Number of records (>= 10).
+    **params
+        Overrides of the random parameters, drawn in this order:
+
+        - ``n_classes``: int in [2, 4];
+        - ``minority_fraction``: float in [max(0.005, 4 / n_samples), 0.06], share of each rare
+          class; one to ``n_classes - 1`` classes are rare (``n_rare``), the others share the rest;
+        - ``n_rare``: int in [1, n_classes - 1];
+        - ``n_features``: int in [2, 30]; ``n_informative``: int in [2, min(n_features, 10)];
+        - ``class_sep``: float in [0.5, 2.0].
+
+    Returns
+    -------
+    Dataset
+        ``X`` of shape (n_samples, n_features), ``y`` in 0..n_classes-1.
+    """
+    n_samples = _check_n_samples(n_samples)
+    p = _Params("imbalanced", rng, params)
+    n_classes = p.int("n_classes", 2, 4, limits=(2, 20))
+    minority = p.float("minority_fraction", max(0.005, 4.0 / n_samples), 0.06, limits=(0.001, 0.5))
+    n_rare = p.int("n_rare", 1, n_classes - 1, limits=(1, n_classes - 1))
+    common = (1.0 - n_rare * minority) / (n_classes - n_rare)
+    weights = np.array([minority] * n_rare + [common] * (n_classes - n_rare))
+    return _gaussian_classes("imbalanced", p, n_samples, n_classes, weights, flip_y=0.0)
+
+
+def many_classes(rng: np.random.Generator, n_samples: int, **params: Any) -> Dataset:
+    """Many Gaussian classes (8 to 20), as pendigits-like problems have.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of every random draw.
+    n_samples : int
+        Number of records (>= 10).
+    **params
+        Overrides of the random parameters:
+
+        - ``n_classes``: int in [8, min(20, n_samples // 10)];
+        - ``n_features``: int in [log2(n_classes), 30]; ``n_informative``: int in
+          [log2(n_classes), min(n_features, 10)];
+        - ``class_sep``: float in [0.5, 2.0]; classes are balanced.
+
+    Returns
+    -------
+    Dataset
+        ``X`` of shape (n_samples, n_features), ``y`` in 0..n_classes-1.
+    """
+    n_samples = _check_n_samples(n_samples)
+    p = _Params("many_classes", rng, params)
+    n_classes = p.int("n_classes", 8, max(2, min(20, n_samples // 10)), limits=(2, 100))
+    weights = np.full(n_classes, 1.0 / n_classes)
+    return _gaussian_classes("many_classes", p, n_samples, n_classes, weights, flip_y=0.0)
+
+
+def noisy_labels(rng: np.random.Generator, n_samples: int, **params: Any) -> Dataset:
+    """Gaussian classes with many wrong labels (15% to 35% assigned at random).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of every random draw.
+    n_samples : int
+        Number of records (>= 10).
+    **params
+        Overrides of the random parameters:
+
+        - ``n_classes``: int in [2, 4];
+        - ``flip_y``: float in [0.15, 0.35], share of labels assigned at random;
+        - ``n_features``: int in [2, 30]; ``n_informative``: int in [2, min(n_features, 10)];
+        - ``class_sep``: float in [0.5, 2.0]; classes are balanced.
+
+    Returns
+    -------
+    Dataset
+        ``X`` of shape (n_samples, n_features), ``y`` in 0..n_classes-1.
+    """
+    n_samples = _check_n_samples(n_samples)
+    p = _Params("noisy_labels", rng, params)
+    n_classes = p.int("n_classes", 2, 4, limits=(2, 20))
+    flip_y = p.float("flip_y", 0.15, 0.35, limits=(0.0, 1.0))
+    weights = np.full(n_classes, 1.0 / n_classes)
+    return _gaussian_classes("noisy_labels", p, n_samples, n_classes, weights, flip_y=flip_y)
+
+
 Generator = Callable[..., Dataset]
 
 #: Synthetic generators by name: ``(rng, n_samples, **params) -> Dataset``.
@@ -410,6 +594,10 @@ GENERATORS: dict[str, Generator] = {
     "checkerboard": checkerboard,
     "moons": moons,
     "circles": circles,
+    "variance": variance,
+    "imbalanced": imbalanced,
+    "many_classes": many_classes,
+    "noisy_labels": noisy_labels,
 }
 
 #: Parameters each generator accepts as overrides (``weights`` is derived, not overridable).
@@ -428,6 +616,10 @@ GENERATOR_PARAMETERS: dict[str, tuple[str, ...]] = {
     "checkerboard": ("n_cells", "n_classes", "feature_noise", "label_noise", "angle", "n_noise_dims"),
     "moons": ("noise", "minority_fraction", "n_noise_dims"),
     "circles": ("noise", "factor", "minority_fraction", "n_noise_dims"),
+    "variance": ("n_classes", "n_features", "scale_ratio", "mean_shift", "n_noise_dims", "label_noise"),
+    "imbalanced": ("n_classes", "minority_fraction", "n_rare", "n_features", "n_informative", "class_sep"),
+    "many_classes": ("n_classes", "n_features", "n_informative", "class_sep"),
+    "noisy_labels": ("n_classes", "flip_y", "n_features", "n_informative", "class_sep"),
 }
 
 

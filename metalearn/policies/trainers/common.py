@@ -104,7 +104,9 @@ def trainable_schema(name: Any) -> FeatureSchema:
     """The newest version of a schema the trainers support; raises :class:`InvalidInputError` otherwise."""
     if name not in TRAINABLE_SCHEMAS:
         raise InvalidInputError(f"unknown feature schema {name!r} to train for; valid values: {', '.join(TRAINABLE_SCHEMAS)}")
-    return get_schema(str(name))
+    # The episode collectors of these trainers compute pool@1; pool@2 (cluster and within-batch
+    # features) is what the evolution-strategies trainer searches.
+    return POOL_SCHEMA if name == "pool" else get_schema(str(name))
 
 
 # =============================================================================================
@@ -965,7 +967,7 @@ def config_settings(config: Any) -> dict[str, Any]:
 
 
 #: Configuration fields that may change between a run and its resume (budget, resources).
-RESUMABLE_FIELDS: tuple[str, ...] = ("iterations", "total_timesteps", "time_budget_seconds", "n_jobs", "dask", "out_dir")
+RESUMABLE_FIELDS: tuple[str, ...] = ("iterations", "generations", "total_timesteps", "time_budget_seconds", "n_jobs", "dask", "out_dir")
 
 
 def check_resumable(saved: Mapping[str, Any], config: Any) -> None:

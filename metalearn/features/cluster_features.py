@@ -1,0 +1,187 @@
+"""The ``pool@2`` features: ``pool@1`` plus cluster coverage, typicality and within-batch distance.
+
+:class:`ClusterPoolFeatureExtractor` adds to :class:`~metalearn.features.pool_features.PoolFeatureExtractor`
+what the low-budget strategies (TypiClust, ProbCover) look at, so a learned policy can decide
+*when* to move from representative to uncertain records:
+
+- a k-means partition of the pool with about as many clusters as labels after this batch
+  (TypiClust's rule), at the power of two at or above that count, so each pool is clustered at
+  most log2(n) times over a whole run (partitions are cached per level);
+- whether a candidate's cluster already holds a label, how large the cluster is and how typical
+  the candidate is within it (its density rank among the cluster's records);
+- the distance to the labeled records *and the earlier picks of the batch*.
+
+The two batch-aware features change after each pick: :meth:`~ClusterPoolFeatureExtractor.note_pick`
+updates them for the remaining candidates, so a policy that fills a batch one pick at a time
+sees the regions its earlier picks already cover.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from metalearn.common.clustering import kmeans_partition
+from metalearn.common.geometry import min_sq_distances
+from metalearn.features.pool_features import PoolFeatureExtractor
+from metalearn.features.schema import POOL_SCHEMA_V2, FeatureSchema
+
+__all__ = ["ClusterPoolFeatureExtractor", "cluster_level", "MAX_CLUSTERS"]
+
+#: Most clusters of a partition (TypiClust's paper uses 500; a power of two here).
+MAX_CLUSTERS = 512
+
+
+def cluster_level(n_labeled: int, batch_size: int, n_pool: int) -> int:
+    """Clusters of the partition used in a loop: the power of two >= labels after the batch.
+
+    Clipped to [2, min(MAX_CLUSTERS, n_pool)].
+    """
+    target = max(int(n_labeled) + int(batch_size), 2)
+    level = 1 << int(np.ceil(np.log2(target)))
+    return int(max(2, min(level, MAX_CLUSTERS, n_pool)))
+
+
+class ClusterPoolFeatureExtractor(PoolFeatureExtractor):
+    """Computes the ``pool@2`` schema's features for one pool across loops.
+
+    Parameters
+    ----------
+    X, window, label_budget, batch_size, n_density_reference, n_density_neighbors, seed
+        See :class:`~metalearn.features.pool_features.PoolFeatureExtractor`; ``seed`` also
+        seeds the k-means partitions.
+
+    Attributes
+    ----------
+    partitions : dict of int to ndarray of int, shape (n_pool,)
+        The k-means partitions computed so far, by number of clusters.
+    """
+
+    schema: FeatureSchema = POOL_SCHEMA_V2
+
+    def __init__(self, X: np.ndarray, **kwargs: Any) -> None:
+        super().__init__(X, **kwargs)
+        # A seed of its own for the partitions (default_rng passes a Generator through).
+        self._cluster_seed = int(np.random.default_rng(kwargs.get("seed")).integers(0, 2**31 - 1))
+        self.partitions: dict[int, np.ndarray] = {}
+        self._batch: dict[str, np.ndarray] = {}
+
+    def reindex(self, old_positions: np.ndarray, X: np.ndarray) -> None:
+        super().reindex(old_positions, X)
+        self.partitions = {}  # rows changed: partitions are recomputed on the new pool
+
+    # -- the partition of this loop ---------------------------------------------------------
+    def _clusters(self) -> tuple[np.ndarray, int]:
+        m = cluster_level(int(self.labeled.sum()), self.batch_size, self.n_pool)
+        if m not in self.partitions:
+            self.partitions[m] = kmeans_partition(self.X, m, seed=self._cluster_seed + m)
+        return self.partitions[m], m
+
+    def _cluster_arrays(self) -> dict[str, np.ndarray]:
+        """Per-loop arrays: cluster of each record, covered clusters, sizes, typicality rank."""
+        if "cluster_labels" not in self._cache:
+            labels, m = self._clusters()
+            sizes = np.bincount(labels, minlength=m)
+            covered = np.zeros(m, dtype=bool)
+            covered[np.unique(labels[self.labeled])] = True
+            # Rank of the density within each cluster: sort by (cluster, density).
+            order = np.lexsort((self.density, labels))
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+            position = np.empty(self.n_pool, dtype=np.float64)
+            position[order] = np.arange(self.n_pool) - np.repeat(starts, sizes)
+            denominator = np.maximum(sizes[labels] - 1, 1)
+            self._cache["cluster_labels"] = labels
+            self._cache["cluster_covered"] = covered
+            self._cache["cluster_sizes"] = sizes.astype(np.float64)
+            self._cache["typicality_rank"] = np.where(sizes[labels] > 1, position / denominator, 1.0)
+        return self._cache
+
+    def candidate_features(self, candidates: np.ndarray) -> np.ndarray:
+        """Features of the given pool records, shape (k, 20), float32; see :class:`PoolFeatureExtractor`.
+
+        Also starts the batch: :meth:`note_pick` updates the two batch-aware columns of exactly
+        these candidates.
+        """
+        idx = np.asarray(candidates, dtype=np.int64)
+        base = super().candidate_features(idx)
+        arrays = self._cluster_arrays()
+        labels = arrays["cluster_labels"]
+        m = arrays["cluster_sizes"].shape[0]
+        share = arrays["cluster_sizes"][labels[idx]] / self.n_pool * m
+        distance_ratio = self._cached("distance_ratio")[idx]
+        self._batch = {
+            "candidates": idx,
+            "covered": arrays["cluster_covered"].copy(),
+            "distance_ratio": distance_ratio.astype(np.float64).copy(),
+        }
+        extra = np.stack(
+            [
+                (~arrays["cluster_covered"][labels[idx]]).astype(np.float64),
+                share / (1.0 + share),
+                arrays["typicality_rank"][idx],
+                distance_ratio / (1.0 + distance_ratio),
+            ],
+            axis=1,
+        )
+        return np.concatenate([base, extra.astype(np.float32)], axis=1)
+
+    def note_pick(self, features: np.ndarray, position: int) -> None:
+        """Update the batch-aware columns of ``features`` after candidate ``position`` was picked.
+
+        Parameters
+        ----------
+        features : ndarray of float32, shape (k, 20)
+            The rows :meth:`candidate_features` returned for this loop's candidates, changed in
+            place: ``cluster_unlabeled`` becomes 0 for the candidates of the pick's cluster, and
+            ``distance_to_selected`` counts the pick as selected.
+        position : int
+            Row of the pick in ``features``.
+        """
+        batch = self._batch
+        idx = batch["candidates"]
+        labels = self._cluster_arrays()["cluster_labels"]
+        names = self.schema.candidate_features
+        pick = int(idx[position])
+        same = labels[idx] == labels[pick]
+        features[same, names.index("cluster_unlabeled")] = 0.0
+        distance = np.sqrt(min_sq_distances(self.X[idx], self.X[[pick]])) / self.distance_scale
+        np.minimum(batch["distance_ratio"], distance, out=batch["distance_ratio"])
+        ratio = batch["distance_ratio"]
+        features[:, names.index("distance_to_selected")] = np.clip(ratio / (1.0 + ratio), -1.0, 1.0)
+
+    def context_features(self) -> np.ndarray:
+        """Per-loop context features, shape (17,), float32."""
+        base = super().context_features()
+        covered = self._cluster_arrays()["cluster_covered"]
+        return np.concatenate([base, np.asarray([1.0 - covered.mean()], dtype=np.float32)])
+
+    def representative_records(self, available: np.ndarray, k: int) -> np.ndarray:
+        """Up to ``k`` of ``available``: the most typical record of each uncovered cluster, largest first.
+
+        The candidate pre-selection of ``pool@2`` policies offers these besides the
+        smallest-margin and random records, so a policy can choose representative records.
+
+        Parameters
+        ----------
+        available : ndarray of int, shape (n,)
+            Pool indices to choose from (the unlabeled records).
+        k : int
+
+        Returns
+        -------
+        ndarray of int64, shape (<= k,)
+        """
+        arrays = self._cluster_arrays()
+        labels = arrays["cluster_labels"][available]
+        typical = arrays["typicality_rank"][available]
+        # Within each cluster the most typical available record: last of a (cluster, typicality) sort.
+        order = np.lexsort((typical, labels))
+        last = np.ones(order.size, dtype=bool)
+        last[:-1] = labels[order][1:] != labels[order][:-1]
+        best = order[last]
+        uncovered = ~arrays["cluster_covered"][labels[best]]
+        size = arrays["cluster_sizes"][labels[best]]
+        # Uncovered clusters first, then by size; stable, so ties keep cluster order.
+        ranked = best[np.lexsort((-size, ~uncovered))]
+        return available[ranked[:k]].astype(np.int64)
