@@ -151,10 +151,12 @@ class ClusterPoolFeatureExtractor(PoolFeatureExtractor):
         features[:, names.index("distance_to_selected")] = np.clip(ratio / (1.0 + ratio), -1.0, 1.0)
 
     def context_features(self) -> np.ndarray:
-        """Per-loop context features, shape (17,), float32."""
+        """Per-loop context features, shape (19,), float32."""
         base = super().context_features()
         covered = self._cluster_arrays()["cluster_covered"]
-        return np.concatenate([base, np.asarray([1.0 - covered.mean()], dtype=np.float32)])
+        n_bought = max(int(self.labeled.sum()) - int(self.n_initial_labeled or 0), 0)
+        extra = [1.0 - covered.mean(), np.exp(-n_bought / 10.0), np.exp(-n_bought / 30.0)]
+        return np.concatenate([base, np.asarray(extra, dtype=np.float32)])
 
     def representative_records(self, available: np.ndarray, k: int) -> np.ndarray:
         """Up to ``k`` of ``available``: the most typical record of each uncovered cluster, largest first.

@@ -145,10 +145,15 @@ _CANDIDATE_V2 = {
 _CONTEXT_V2 = {
     **_CONTEXT,
     "uncovered_clusters": "Fraction of the k-means clusters without any labeled record, in [0, 1].",
+    # Saturating phase signals: a weight gated by them can be large in the first loops and
+    # vanish later (a linear function of budget_used cannot switch a signal off and keep it off).
+    "bought_decay_10": "exp(-labels bought / 10): 1 before the first purchase, 0.37 after 10 labels, near 0 after 50.",
+    "bought_decay_30": "exp(-labels bought / 30): 1 before the first purchase, 0.37 after 30 labels, 0.04 after 100.",
 }
 
 #: The pool schema, version 2: pool@1's features plus 4 candidate features (cluster coverage,
-#: cluster size, typicality, batch-aware distance) and 1 context feature (uncovered clusters).
+#: cluster size, typicality, batch-aware distance) and 3 context features (uncovered clusters, two
+#: decaying functions of the labels bought).
 POOL_SCHEMA_V2 = FeatureSchema(
     name="pool",
     version=2,

@@ -79,10 +79,11 @@ DEFAULT_SEARCH_FEATURES: tuple[str, ...] = (
     "prediction_flips",
     "predicted_class_labeled_share",
 )
-#: Context features that gate those weights by default ("bias" is the constant 1): how far the
-#: run is, in budget and in labels per class (5 x 3 = 15 weights, small enough for CMA-ES to
-#: make progress in a few dozen generations).
-DEFAULT_SEARCH_CONTEXT: tuple[str, ...] = ("bias", "budget_used", "labeled_per_class")
+#: Context features that gate those weights by default ("bias" is the constant 1): two decaying
+#: functions of the labels bought, so a weight can be large in the first loops and vanish later
+#: (TypiClust first, margin later, with a learned switch), and the labels per class
+#: (5 x 4 = 20 weights, small enough for CMA-ES to make progress in a few dozen generations).
+DEFAULT_SEARCH_CONTEXT: tuple[str, ...] = ("bias", "bought_decay_10", "bought_decay_30", "labeled_per_class")
 #: Features computed from earlier loops (the multi-loop history); the ablation searches none.
 HISTORY_FEATURES: frozenset[str] = frozenset(
     {
@@ -117,7 +118,7 @@ class ESConfig:
     """Candidates per generation (None: CMA-ES's default, 4 + 3 ln(dimension))."""
     problems_per_generation: int = 32
     """Training tasks per generation, shared by all candidates (common random numbers)."""
-    sigma0: float = 0.3
+    sigma0: float = 0.5
     """Initial step size of CMA-ES, in margin units (features lie in [0, 1])."""
     candidate_features: tuple[str, ...] = DEFAULT_SEARCH_FEATURES
     """pool@2 candidate features whose weights are searched."""
