@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the tables and the report here instead of OUT (several reports, e.g. on subsets of the "
         "strategies, from one result folder)",
     )
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.add_argument(
         "--stored-only",
         action="store_true",
@@ -246,7 +247,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     )
     try:
         result = run_benchmark(
-            config, args.out, n_jobs=args.jobs, dask=args.dask, progress=True, stored_only=args.stored_only
+            config, args.out, n_jobs=args.jobs, dask=args.dask, progress=not args.quiet, stored_only=args.stored_only
         )
     except KeyboardInterrupt:
         print(
