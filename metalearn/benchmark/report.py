@@ -46,6 +46,7 @@ from metalearn.benchmark.stats import (
     rank_table,
     strategy_summary,
 )
+from metalearn.common.extras import extra_installed, require_extra
 from metalearn.exceptions import InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -282,6 +283,7 @@ def plot_learning_curves(
     list of Path
         The PNG files written (none for an empty table).
     """
+    require_extra("plot", "the benchmark plots")
     needed = [*PROBLEM_KEYS, "seed", "strategy", "n_bought", score]
     missing = [c for c in needed if c not in curves.columns]
     if missing:
@@ -386,6 +388,7 @@ def plot_critical_difference(
     Path
         The PNG file.
     """
+    require_extra("plot", "the benchmark plots")
     path = Path(path)
     ranks = result.mean_ranks
     if result.n_problems < 2 or result.n_strategies < 2 or math.isnan(result.critical_difference):
@@ -505,6 +508,7 @@ def plot_differences(
     Path
         The PNG file.
     """
+    require_extra("plot", "the benchmark plots")
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
@@ -803,6 +807,10 @@ def write_report(
     headers = _headers(reference, metric)
     blocks: list[_Block] = [_Block("h1", title)]
     blocks += _setup_block(runs, reference, metric, alpha)
+    draw = extra_installed("plot")  # the tables need no plotting library; the plots do
+    if not draw:
+        blocks.append(_Block("p", 'Plots are not drawn: they need matplotlib and scikit-posthocs '
+                                  '(pip install "metalearn-al[plot]").'))
 
     diffs = overall = overall_by = None
     ranks = rank_table(runs, metric) if has_ok else None
@@ -839,14 +847,15 @@ def write_report(
                     f"(alpha = {alpha:g}): {fr.critical_difference:.2f}.",
                 )
             )
-        cd_path = plot_critical_difference(
-            fr,
-            out / "critical_difference.png",
-            reference=reference,
-            fallback_ranks=mean_ranks(runs, metric).set_index("strategy")["mean_rank"],
-        )
-        written["critical_difference"] = cd_path
-        blocks.append(_Block("img", cd_path, "critical difference diagram"))
+        if draw:
+            cd_path = plot_critical_difference(
+                fr,
+                out / "critical_difference.png",
+                reference=reference,
+                fallback_ranks=mean_ranks(runs, metric).set_index("strategy")["mean_rank"],
+            )
+            written["critical_difference"] = cd_path
+            blocks.append(_Block("img", cd_path, "critical difference diagram"))
 
         blocks.append(_Block("h2", "Strategies (pooled over all runs)"))
         blocks.append(
@@ -859,7 +868,7 @@ def write_report(
         )
         blocks.append(_Block("table", strategy_summary(runs, metric), headers=headers))
 
-        if diffs is not None and not diffs.empty:
+        if diffs is not None and not diffs.empty and draw:
             blocks.append(_Block("h2", f"Differences to {reference} per problem"))
             problems = diffs[list(PROBLEM_KEYS)].drop_duplicates()
             panels = [s for s in order if s != reference]
@@ -881,7 +890,7 @@ def write_report(
 
     score = "macro_f1" if "macro_f1" in metric else "accuracy"
     curve_paths: dict[tuple[Any, ...], Path] = {}
-    if curves is not None and not curves.empty:
+    if curves is not None and not curves.empty and draw:
         curve_rows = curves
         if "run_id" in curves.columns and "run_id" in runs.columns:
             curve_rows = curves.loc[curves["run_id"].isin(set(ok["run_id"]))]

@@ -28,12 +28,11 @@ naming the file. Only numpy is needed: reading a policy never imports torch.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import math
 import os
-import site
 import stat
-import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -88,7 +87,8 @@ _DTYPES: dict[str, np.dtype[Any]] = {
 }
 _REQUIRED_METADATA = ("feature_schema", "window")
 _STANDARD_METADATA = ("format", "format_version", "architecture", "package_version", "created")
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+# The released policies: package data of metalearn.policies.released (shipped in the wheel).
+_RELEASED_PACKAGE = "metalearn.policies.released"
 
 
 # ------------------------------------------------------------------------------------ the object
@@ -681,17 +681,18 @@ def read_policy(path_or_name: str | os.PathLike[str]) -> PolicyFile:
 
 
 # ------------------------------------------------------------------------------------ names
+def released_policy_dir() -> Path:
+    """The folder of the released policies inside the installed package (package data)."""
+    return Path(str(importlib.resources.files(_RELEASED_PACKAGE)))
+
+
 def policy_search_dirs() -> list[Path]:
     """Folders searched for named policies, first match wins.
 
-    The source checkout's ``policies/`` (editable installs), then the copy a wheel installs
-    under ``<prefix>/share/metalearn/policies`` (the environment's, then the user's), then each
-    folder of ``$METALEARN_POLICY_DIR``.
+    The released policies shipped in the package (:func:`released_policy_dir`, the same in a
+    checkout and in a wheel install), then each folder of ``$METALEARN_POLICY_DIR``.
     """
-    dirs = [_REPO_ROOT / "policies"]
-    for prefix in (sys.prefix, site.USER_BASE or ""):
-        if prefix:
-            dirs.append(Path(prefix) / "share" / "metalearn" / "policies")
+    dirs = [released_policy_dir()]
     extra = os.environ.get(POLICY_DIR_ENV, "")
     dirs += [Path(part).expanduser() for part in extra.split(os.pathsep) if part.strip()]
     return dirs

@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from metalearn.common.validation import check_positive_int
+from metalearn.common.extras import require_extra
 from metalearn.exceptions import InvalidInputError
 from metalearn.policies.architecture import ScorerArchitecture
 from metalearn.policies.trainers.common import (
@@ -115,7 +116,7 @@ class ImitationConfig:
     """Settings of a DAgger run (CLI: ``metalearn train --method imitation``)."""
 
     suite: Any = "synthetic"
-    """Task suite the training episodes are drawn from: a name (``envs/NAME.toml``), a TOML path or a TaskSuite."""
+    """Task suite the training episodes are drawn from: a name (``metalearn/suites/NAME.toml``), a TOML path or a TaskSuite."""
     seed: int = 0
     """Master seed: task draws, episodes, initial weights and minibatch order derive from it."""
     out_dir: str = "runs/imitation"
@@ -291,6 +292,7 @@ def train_imitation(config: ImitationConfig, resume: bool = False, progress: boo
         ``policy_path`` = ``out_dir/policy.safetensors`` (best by validation),
         ``last_path`` = ``out_dir/last.safetensors``.
     """
+    require_extra("train", "imitation training (metalearn train --method imitation)")
     import torch
     from tqdm.auto import tqdm
 

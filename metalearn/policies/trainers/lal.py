@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from metalearn.common.validation import check_positive_int
+from metalearn.common.extras import require_extra
 from metalearn.exceptions import InvalidInputError
 from metalearn.policies.architecture import ScorerArchitecture
 from metalearn.policies.trainers.common import (
@@ -113,7 +114,7 @@ class LALConfig:
     """Settings of a LAL-iterative run (CLI: ``metalearn train --method lal``)."""
 
     suite: Any = "synthetic"
-    """Task suite the training episodes are drawn from: a name (``envs/NAME.toml``), a TOML path or a TaskSuite."""
+    """Task suite the training episodes are drawn from: a name (``metalearn/suites/NAME.toml``), a TOML path or a TaskSuite."""
     seed: int = 0
     """Master seed: task draws, episodes, initial weights and minibatch order derive from it."""
     out_dir: str = "runs/lal"
@@ -240,6 +241,7 @@ def train_lal(config: LALConfig, resume: bool = False, progress: bool = True) ->
         ``policy_path`` = ``out_dir/policy.safetensors`` (best by validation),
         ``last_path`` = ``out_dir/last.safetensors``.
     """
+    require_extra("train", "LAL training (metalearn train --method lal)")
     import torch
     from tqdm.auto import tqdm
 

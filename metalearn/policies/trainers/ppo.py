@@ -59,18 +59,23 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-import torch as th
-from gymnasium import spaces
-from sb3_contrib import MaskablePPO
-from sb3_contrib.common.maskable.distributions import MaskableDistribution
-from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
-from torch import nn
+
+from metalearn.common.extras import require_extra
+
+require_extra("train", "PPO training (metalearn train --method ppo)")  # before torch: the error names the extra
+
+import torch as th  # noqa: E402
+from gymnasium import spaces  # noqa: E402
+from sb3_contrib import MaskablePPO  # noqa: E402
+from sb3_contrib.common.maskable.distributions import MaskableDistribution  # noqa: E402
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
+from stable_baselines3.common.logger import Logger  # noqa: E402
+from stable_baselines3.common.monitor import Monitor  # noqa: E402
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa: E402
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule  # noqa: E402
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv  # noqa: E402
+from torch import nn  # noqa: E402
 
 from metalearn.envs import POOL_AL_ID
 from metalearn.envs.common import METRICS, REWARDS
@@ -128,7 +133,7 @@ class PPOConfig:
     out_dir: str = "runs/ppo"
     """Folder for policy.safetensors (best), last.safetensors, checkpoint/ and progress.csv."""
     suite: str = "synthetic"
-    """Task suite the training environments sample from: a name (``envs/NAME.toml``) or a path."""
+    """Task suite the training environments sample from: a name (``metalearn/suites/NAME.toml``) or a path."""
     seed: int = 0
     """Master seed: weights, PPO sampling, minibatch order and every chunk's environment seeds."""
     n_candidates: int = 32
