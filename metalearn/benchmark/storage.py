@@ -31,6 +31,8 @@ from typing import Any, Iterable
 import pandas as pd
 
 from metalearn.benchmark.config import BenchmarkConfig
+from metalearn.common.atomic import atomic_write, atomic_write_text
+from metalearn.common.jsonable import json_safe
 from metalearn.exceptions import InvalidInputError
 
 __all__ = ["ResultStore", "RUN_COLUMNS", "CURVE_COLUMNS", "tables_from_records", "write_table"]
@@ -54,22 +56,6 @@ _TEXT_COLUMNS = ("run_id", "dataset", "model", "regime", "strategy", "status", "
                  "strategy_version", "traceback")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _write_error(what: str, folder: Path, exc: OSError) -> InvalidInputError:
     """The project's error for a result file that cannot be written (disk full, read-only...)."""
     reason = exc.strerror or str(exc)
@@ -79,14 +65,6 @@ def _write_error(what: str, folder: Path, exc: OSError) -> InvalidInputError:
     )
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item"):  # numpy scalars
-        return _json_safe(value.item())
-    return value
-
-
 def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write a results table atomically: Parquet for a ``.parquet`` path, else CSV.
 
@@ -94,25 +72,17 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     one, and raises :class:`InvalidInputError` naming the folder.
     """
     path = Path(path)
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
+
+    def write(tmp: str) -> None:
         if path.suffix == ".parquet":
             frame.to_parquet(tmp, index=False, compression="zstd")
         else:
             frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-        tmp = None
+
+    try:
+        return atomic_write(path, write)
     except OSError as exc:
         raise _write_error(f"table {path.name}", path.parent, exc) from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    return path
 
 
 def _parquet_available() -> bool:
@@ -136,7 +106,7 @@ def records_to_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """
     rows = []
     for record in records:
-        row = {k: _json_safe(v) for k, v in record["summary"].items()}
+        row = {k: json_safe(v, strict=False) for k, v in record["summary"].items()}
         curve = record["curve"]
         for column in CURVE_COLUMNS:
             values = curve.get(column) if curve else None
@@ -247,7 +217,7 @@ class ResultStore:
                     "use another --out folder, or the same settings to resume"
                 )
         try:
-            _atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "config": config.to_dict()}, indent=2))
+            atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "config": config.to_dict()}, indent=2))
         except OSError as exc:
             raise _write_error("the benchmark configuration", self.out_dir, exc) from None
         self._unpack_table_into_empty_cache()
@@ -325,7 +295,7 @@ class ResultStore:
         """
         run_id = record["summary"]["run_id"]
         try:
-            _atomic_write_text(self.path(run_id), _record_text(record))
+            atomic_write_text(self.path(run_id), _record_text(record))
         except OSError as exc:
             raise _write_error(f"the result of run {run_id}", self.runs_dir, exc) from None
 
@@ -349,7 +319,7 @@ class ResultStore:
 
 
 def _record_text(record: dict[str, Any]) -> str:
-    summary = {k: _json_safe(v) for k, v in record["summary"].items()}
+    summary = {k: json_safe(v, strict=False) for k, v in record["summary"].items()}
     return json.dumps({"summary": summary, "curve": record["curve"]}, allow_nan=False)
 
 

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -42,7 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from metalearn.exceptions import FeatureSchemaError, InvalidInputError, MetalearnError, PolicyFileError, UnknownNameError
+from metalearn.common.atomic import atomic_write_bytes
+from metalearn.common.jsonable import json_safe
+from metalearn.exceptions import (
+    FeatureSchemaError, InvalidInputError, InvalidTypeError, MetalearnError, PolicyFileError, UnknownNameError,
+)
 from metalearn.features.schema import FeatureSchema, get_schema
 from metalearn.policies.architecture import ScorerArchitecture
 from metalearn.policies.numpy_scorer import NumpyScorer
@@ -181,33 +184,6 @@ class PolicyFile:
 
 
 # ------------------------------------------------------------------------------------ writing
-def _jsonable(value: Any, where: str) -> Any:
-    """``value`` as plain JSON types: numpy scalars and arrays converted, NaN/inf as None."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist(), where)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if hasattr(value, "to_dict") and callable(value.to_dict):
-        return _jsonable(value.to_dict(), where)
-    raise PolicyFileError(
-        f"policy metadata {where} holds a {type(value).__name__}, which JSON cannot store; "
-        "pass numbers, strings, lists and dicts only"
-    )
-
-
 def _check_params(arch: ScorerArchitecture, params: Mapping[str, Any], where: str) -> dict[str, np.ndarray]:
     """Weights as contiguous float32 arrays, checked against the architecture."""
     if not isinstance(params, Mapping):
@@ -364,7 +340,10 @@ def save_policy(
         raise PolicyFileError(
             f"{where}: metadata lacks {missing}; pass feature_schema=schema.to_dict() and window=H (the history length)"
         )
-    meta = _jsonable(dict(metadata), "metadata")
+    try:
+        meta = json_safe(dict(metadata), "metadata")
+    except InvalidTypeError as exc:
+        raise PolicyFileError(f"policy {exc}; pass numbers, strings, lists and dicts only") from None
     schema = _check_schema(meta["feature_schema"], arch, where)
     meta["feature_schema"] = schema.to_dict()
     meta["window"] = _check_window(meta["window"], where)
@@ -396,24 +375,11 @@ def _atomic_write(target: Path, payload: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PolicyFileError(f"cannot create the folder of policy file {str(target)!r}: {exc}") from None
-    tmp_name: str | None = None
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-        tmp_name = None
+        atomic_write_bytes(target, payload)
         _fsync_dir(target.parent)
     except OSError as exc:
         raise PolicyFileError(f"cannot write policy file {str(target)!r}: {exc}") from None
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
 
 
 def _fsync_dir(folder: Path) -> None:
