@@ -20,10 +20,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 
-from metalearn.exceptions import InvalidInputError, MetalearnError
+from metalearn.exceptions import InvalidInputError, MetalearnError, MissingDependencyError
 
 __all__ = ["main", "build_parser"]
 
@@ -31,9 +31,39 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Appends every option's default to its help, unless the help already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings or action.required or "default" in text.lower()
+            or default is None or default is False or default is argparse.SUPPRESS
+        ):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose help shows every option's default (:class:`_HelpFormatter`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _version() -> str:
+    from metalearn import __version__
+
+    return f"metalearn {__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metalearn", description="Learn and compare active-learning strategies.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="metalearn", description="Learn and compare active-learning strategies.")
+    parser.add_argument("--version", action="version", version=_version(), help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True)  # subcommand parsers are _Parser too
 
     demo = sub.add_parser(
         "demo",
@@ -53,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="meta-training budget in minutes over all sessions (default 3; a larger one continues the run)",
     )
     demo.add_argument("--jobs", type=int, default=-1, help="local worker processes (-1: all cores)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument(
         "--quick", action="store_true",
         help="seconds instead of minutes: one training iteration on the tiny smoke suite and a tiny benchmark",
@@ -77,19 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--models", type=_csv, default=["logreg", "rf"], help="task models (= query models)")
     bench.add_argument("--regimes", type=_csv, default=["cold", "warm"], help="cold and/or warm start")
-    bench.add_argument("--batch-sizes", type=lambda t: [int(v) for v in _csv(t)], default=[1, 10])
+    bench.add_argument(
+        "--batch-sizes", type=lambda t: [int(v) for v in _csv(t)], default=[1, 10], help="records per query, comma-separated"
+    )
     bench.add_argument("--budget", type=int, default=100, help="labels bought per run")
     bench.add_argument("--seeds", type=int, default=10, help="paired seeds per setting")
     bench.add_argument("--seed", type=int, default=0, help="master seed")
-    bench.add_argument("--test-size", type=float, default=0.3)
+    bench.add_argument("--test-size", type=float, default=0.3, help="fraction of each dataset held out for the learning curve")
     bench.add_argument("--n-warm", type=int, default=20, help="initial labels in the warm regime")
-    bench.add_argument("--max-pool", type=int, default=None, help="subsample larger pools to this size")
+    bench.add_argument("--max-pool", type=int, default=None, help="subsample larger pools to this size (default: whole pools)")
     bench.add_argument("--oracle", action="store_true", help="add the greedy look-ahead oracle (expensive)")
     bench.add_argument("--oracle-candidates", type=int, default=20, help="candidates the oracle evaluates per query")
     bench.add_argument("--reference", default="margin", help="strategy the statistics compare against")
     bench.add_argument("--out", required=True, help="result folder (resumable)")
     bench.add_argument("--jobs", type=int, default=-1, help="local worker processes (-1: all cores)")
-    bench.add_argument("--dask", default=None, metavar="ADDRESS", help="Dask scheduler address, or 'local[:N]'")
+    bench.add_argument(
+        "--dask", default=None, metavar="ADDRESS", help="Dask scheduler address, or 'local[:N]' (default: no Dask, --jobs)"
+    )
     bench.add_argument("--format", choices=["csv", "parquet"], default="csv", help="format of the result tables")
     bench.add_argument("--no-report", action="store_true", help="skip the Markdown/HTML report and plots")
     bench.add_argument(
@@ -97,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="write the tables and the report here instead of OUT (several reports, e.g. on subsets of the "
-        "strategies, from one result folder)",
+        "strategies, from one result folder; default: OUT)",
     )
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.add_argument(
         "--stored-only",
         action="store_true",
@@ -131,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
             "a checkpoint at every iteration boundary; --resume continues an interrupted run."
         ),
     )
-    train.add_argument("--method", choices=["imitation", "lal", "ppo", "es"], default="imitation")
-    train.add_argument("--suite", default="synthetic", metavar="NAME_OR_TOML", help="task suite: a name in envs/ or a .toml path")
+    train.add_argument("--method", choices=["imitation", "lal", "ppo", "es"], default="imitation", help="meta-training method")
+    train.add_argument("--suite", default="synthetic", metavar="NAME_OR_TOML", help="task suite: a shipped name (metalearn/suites/NAME.toml: synthetic, synthetic_and_train, meta_train, held_in, smoke) or a .toml path")
     train.add_argument("--seed", type=int, default=0, help="master seed")
     budget = train.add_mutually_exclusive_group()
     budget.add_argument(
@@ -146,10 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder (policies, progress log, checkpoint)")
     train.add_argument("--resume", action="store_true", help="continue the run stored in --out")
     train.add_argument("--jobs", type=int, default=1, help="local worker processes (-1: all cores)")
-    train.add_argument("--dask", default=None, metavar="ADDRESS", help="Dask scheduler address, or 'local[:N]'")
-    train.add_argument("--validation-tasks", type=int, default=None, help="tasks of the keep-the-best validation (0: off)")
-    train.add_argument("--episodes", type=int, default=None, help="episodes collected per iteration (imitation, lal)")
-    train.add_argument("--candidates", type=int, default=None, metavar="K", help="candidates scored per loop")
+    train.add_argument(
+        "--dask", default=None, metavar="ADDRESS", help="Dask scheduler address, or 'local[:N]' (default: no Dask, --jobs)"
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--validation-tasks", type=int, default=None, help="tasks of the keep-the-best validation (0: off; default: the method's)")
+    train.add_argument("--episodes", type=int, default=None, help="episodes collected per iteration (imitation, lal; default: the method's)")
+    train.add_argument("--candidates", type=int, default=None, metavar="K", help="candidates scored per loop (default: the method's)")
     train.add_argument(
         "--schema", choices=["pool", "proba"], default="pool",
         help=(
@@ -205,11 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy", default="default", metavar="NAME|PATH|STRATEGY",
         help="a released policy name, a policy file, or a classic strategy name such as margin or random",
     )
-    nb.add_argument("--id-column", default="id")
-    nb.add_argument("--label-column", default="label")
-    nb.add_argument("--classes", type=_csv, default=None, help="allowed label values, comma-separated (typo guard)")
+    nb.add_argument("--id-column", default="id", help="column of record ids in RECORDS and LABELS")
+    nb.add_argument("--label-column", default="label", help="column of labels in LABELS")
+    nb.add_argument(
+        "--classes", type=_csv, default=None,
+        help="allowed label values, comma-separated (typo guard; default: any value in LABELS)",
+    )
     nb.add_argument("--state", default=None, help="state file (default: LABELS.metalearn-state)")
-    nb.add_argument("--seed", type=int, default=None, help="seed of the first run (later runs continue its stream)")
+    nb.add_argument("--seed", type=int, default=None, help="seed of the first run (later runs continue its stream; default: fresh entropy)")
     nb.add_argument("--budget", type=int, default=None, help="labels you intend to buy (default 100; kept in the state)")
     return parser
 
@@ -224,7 +266,7 @@ def _demo(args: argparse.Namespace) -> int:
             print("metalearn: note: --quick trains one iteration; --train-minutes is not used", file=sys.stderr)
         config.train_minutes = args.train_minutes
     try:
-        result = run_demo(config, progress=True)
+        result = run_demo(config, progress=not args.quiet)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: finished work is stored in {config.out_dir}; rerun the same command to resume",
@@ -261,7 +303,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     )
     try:
         result = run_benchmark(
-            config, args.out, n_jobs=args.jobs, dask=args.dask, progress=True, stored_only=args.stored_only
+            config, args.out, n_jobs=args.jobs, dask=args.dask, progress=not args.quiet, stored_only=args.stored_only
         )
     except KeyboardInterrupt:
         print(
@@ -395,6 +437,8 @@ def _train(args: argparse.Namespace) -> int:
             return 2
         try:
             from metalearn.policies.trainers.ppo import PPOConfig, train_ppo
+        except MissingDependencyError:
+            raise  # names the extra to install
         except ImportError as exc:
             print(
                 f"metalearn: error: --method ppo is not available in this installation ({exc}); "
@@ -416,7 +460,7 @@ def _train(args: argparse.Namespace) -> int:
         trainer = train_ppo  # type: ignore[assignment]
     start = time.perf_counter()
     try:
-        result = trainer(config, resume=args.resume, progress=True)  # type: ignore[arg-type]
+        result = trainer(config, resume=args.resume, progress=not args.quiet)  # type: ignore[arg-type]
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: the last finished iteration is checkpointed in {args.out}; "

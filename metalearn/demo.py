@@ -256,7 +256,7 @@ def run_demo(
     from metalearn.benchmark.config import POLICY_PREFIX
     from metalearn.benchmark.storage import write_table
     from metalearn.policies.file import released_policy_names
-    from metalearn.policies.trainers.common import suite_label
+    from metalearn.policies.trainers.suites import suite_label
     from metalearn.policies.trainers.imitation import train_imitation
 
     config = (config or DemoConfig()).validate()

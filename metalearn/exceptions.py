@@ -17,6 +17,7 @@ __all__ = [
     "TaskSuiteError",
     "FeatureSchemaError",
     "PolicyFileError",
+    "MissingDependencyError",
     "PoolChangedWarning",
 ]
 
@@ -59,6 +60,11 @@ class FeatureSchemaError(InvalidInputError):
 class PolicyFileError(InvalidInputError):
     """A policy file cannot be used: missing, not a metalearn policy (e.g. a pickle or a zip
     checkpoint), truncated, corrupted, or holding weights or metadata this release refuses."""
+
+
+class MissingDependencyError(MetalearnError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the
+    extra to install (e.g. ``pip install "metalearn-al[train]"``)."""
 
 
 class PoolChangedWarning(UserWarning):

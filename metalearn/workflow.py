@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +50,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metalearn.common.atomic import atomic_write_bytes
 from metalearn.exceptions import DatasetError, InvalidInputError, UnknownNameError
 from metalearn.policies.file import PolicyFile, read_policy
 from metalearn.policies.strategy import PolicyStrategy, match_records, record_keys
@@ -302,14 +302,7 @@ def _write_state(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]
 
     payload = save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={_META_KEY: json.dumps(meta)})
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, payload)
 
 
 def _check_fingerprint(

@@ -27,8 +27,8 @@ Smoke run (well under a minute): ``.venv/bin/python scripts/bench_throughput.py 
    forest always trains from scratch). The "identical" column compares gains with the first
    row (warm start changes them slightly, by design).
 3. **Meta-training roll-outs**: oracle-labelled samples (decision states) per second of
-   :func:`metalearn.policies.trainers.common.parallel_map` over
-   :func:`~metalearn.policies.trainers.common.collect_episode` (the imitation trainer's
+   :func:`metalearn.policies.trainers.parallel.parallel_map` over
+   :func:`~metalearn.policies.trainers.episodes.collect_episode` (the imitation trainer's
    collection step, iteration 0: beta = 1), with ``n_jobs=1``, ``n_jobs=2`` (joblib) and a
    local Dask cluster (``dask="local:2"``), a fixed set of episodes of the ``smoke`` suite.
    Each backend is warmed up first (process pool or cluster started), so the timings are
@@ -221,7 +221,8 @@ def bench_oracle(models: Sequence[str], decisions: dict[str, int], n_candidates:
 # 3. Meta-training roll-outs
 # =============================================================================================
 def bench_training(suite: str, n_episodes: int, n_candidates: int, backends: Sequence[str]) -> str:
-    from metalearn.policies.trainers.common import EpisodeSpec, collect_episode, parallel_map
+    from metalearn.policies.trainers.episodes import EpisodeSpec, collect_episode
+    from metalearn.policies.trainers.parallel import parallel_map
 
     def specs(first: int, n: int) -> list[EpisodeSpec]:
         return [EpisodeSpec(suite=suite, seed=0, key=(0, e), n_candidates=n_candidates, beta=1.0) for e in range(first, first + n)]

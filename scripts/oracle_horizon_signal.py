@@ -11,10 +11,10 @@ States: logistic-regression tasks drawn from the ``synthetic`` suite (the imitat
 default; tasks of the other models are skipped), each played with margin sampling (the
 task's own batch size and budget); ``--states-per-task`` loops spread evenly over the run are
 measured. At each measured loop the K candidates are pre-selected exactly as the trainers do
-(:func:`~metalearn.policies.trainers.common.select_candidates`: half smallest margin, half
+(:func:`~metalearn.policies.trainers.episodes.select_candidates`: half smallest margin, half
 random), their 16 ``pool@1`` candidate features are computed by the
 :class:`~metalearn.features.PoolFeatureExtractor` and clipped to [-1, 1] as in
-:func:`~metalearn.policies.trainers.common.collect_episode`, and the same candidates are
+:func:`~metalearn.policies.trainers.episodes.collect_episode`, and the same candidates are
 scored by :class:`~metalearn.simulation.oracle.LookaheadOracle` at every horizon, with the
 process's current model handed over (as the trainers call it).
 
@@ -45,7 +45,8 @@ import numpy as np
 
 from metalearn.envs.common import start_process, update_extractor
 from metalearn.features.schema import POOL_SCHEMA
-from metalearn.policies.trainers.common import resolve_suite, select_candidates
+from metalearn.policies.trainers.episodes import select_candidates
+from metalearn.policies.trainers.suites import resolve_suite
 from metalearn.simulation.oracle import LookaheadOracle
 from metalearn.strategies.base import select_top
 

@@ -23,6 +23,8 @@ from metalearn.benchmark import ResultStore, format_table, overall_comparison, s
 from metalearn.policies.file import POLICY_SUFFIX, format_model_card, read_policy, save_policy
 
 REPO = Path(__file__).resolve().parents[1]
+# The released policies are package data (metalearn.policies.released), shipped in the wheel.
+RELEASED = REPO / "metalearn" / "policies" / "released"
 
 
 def validation_tables(benchmark: Path, reference: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -67,7 +69,7 @@ def main() -> None:
             "overall": rows.to_dict(orient="records"),
         },
     }
-    target = REPO / "policies" / f"{args.name}{POLICY_SUFFIX}"
+    target = RELEASED / f"{args.name}{POLICY_SUFFIX}"
     save_policy(target, policy.arch, policy.params, metadata)
     released = read_policy(target)
 
@@ -86,7 +88,7 @@ def main() -> None:
         "",
         format_table(summary),
         "",
-        *[f"![{p.stem}](../{os.path.relpath(p, REPO)})" for p in plots],
+        *[f"![{p.stem}]({os.path.relpath(p, RELEASED)})" for p in plots],
         "",
         "## Model card (`metalearn inspect " + args.name + "`)",
         "",
@@ -95,7 +97,7 @@ def main() -> None:
         "```",
         "",
     ]
-    (REPO / "policies" / f"{args.name}.md").write_text("\n".join(card), encoding="utf-8")
+    (RELEASED / f"{args.name}.md").write_text("\n".join(card), encoding="utf-8")
     print(f"released {target} and policies/{args.name}.md")
 
 

@@ -30,7 +30,8 @@ from metalearn.features.proba_features import check_predictions, ensemble_predic
 from metalearn.policies.architecture import ScorerArchitecture  # noqa: E402
 from metalearn.policies.file import read_policy, save_policy  # noqa: E402
 from metalearn.policies.torch_scorer import TorchScorer  # noqa: E402
-from metalearn.policies.trainers.common import EpisodeSpec, check_resumable, collect_episode, config_settings  # noqa: E402
+from metalearn.policies.trainers.checkpoints import check_resumable, config_settings  # noqa: E402
+from metalearn.policies.trainers.episodes import EpisodeSpec, collect_episode  # noqa: E402
 from metalearn.policies.trainers.imitation import ImitationConfig, train_imitation  # noqa: E402
 from metalearn.tasks.models import ModelFactory  # noqa: E402
 from metalearn.tasks.task import make_task  # noqa: E402

@@ -265,3 +265,48 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "unknown strategy 'nonsense'" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ the committed results table
+def _curves(curves: pd.DataFrame) -> pd.DataFrame:
+    return curves.sort_values(["run_id", "loop"]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("parquet", [True, False], ids=["parquet", "csv"])
+def test_results_table_alone_resumes_and_rebuilds_without_recomputing(tmp_path, monkeypatch, parquet):
+    import shutil
+
+    from metalearn.benchmark import storage
+
+    if parquet:
+        pytest.importorskip("pyarrow")
+    else:
+        monkeypatch.setattr(storage, "_parquet_available", lambda: False)
+    out = tmp_path / "out"
+    result = run_benchmark(small_config(), out, progress=False)
+    table = out / ("results.parquet" if parquet else "results.csv")
+    assert table.is_file() and not (out / ("results.csv" if parquet else "results.parquet")).exists()
+    stored = storage.ResultStore(out).read_table()
+    assert len(stored) == 8 and stored["run_id"].is_unique
+    assert all(len(curve) == 3 for curve in stored["curve_accuracy"])  # every run with its learning curve
+
+    clone = tmp_path / "clone"  # what a fresh clone holds: the configuration and the table
+    clone.mkdir()
+    shutil.copy(out / "benchmark.json", clone)
+    shutil.copy(table, clone)
+    looked = run_benchmark(small_config(), clone, progress=False, stored_only=True)
+    assert looked.computed == 0
+    pd.testing.assert_frame_equal(looked.runs.set_index("run_id").sort_index(), result.runs.set_index("run_id").sort_index())
+    pd.testing.assert_frame_equal(_curves(looked.curves), _curves(result.curves), check_like=True)
+    assert len(list((clone / "runs").glob("*.json"))) == 8  # the cache, unpacked from the table
+    resumed = run_benchmark(small_config(strategies=["random", "margin", "entropy"]), clone, progress=False)
+    assert resumed.computed == 4 and len(resumed.runs) == 12
+    assert len(storage.ResultStore(clone).read_table()) == 12  # the table follows the new runs
+
+
+def test_an_unchanged_results_table_is_not_rewritten(tmp_path):
+    run_benchmark(small_config(n_seeds=1, datasets=["sklearn:iris"]), tmp_path, progress=False)
+    table = next(tmp_path.glob("results.*"))
+    before = table.stat().st_mtime_ns
+    assert run_benchmark(small_config(n_seeds=1, datasets=["sklearn:iris"]), tmp_path, progress=False).computed == 0
+    assert table.stat().st_mtime_ns == before

@@ -386,3 +386,45 @@ def test_duplicate_rows_keep_the_ok_run(tables):
     assert (d["n_seeds"] == 8).all()
     with pytest.warns(RuntimeWarning):
         assert failed_runs(pd.concat([row, runs], ignore_index=True)).empty
+
+
+def test_holm_adjust_matches_statsmodels():
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    from metalearn.benchmark.stats import holm_adjust
+
+    p = np.array([0.01, 0.04, 0.03, 0.2, np.nan, 0.005, 0.5])
+    adjusted = holm_adjust(p)
+    valid = ~np.isnan(p)
+    np.testing.assert_allclose(adjusted[valid], multitest.multipletests(p[valid], method="holm")[1])
+    assert np.isnan(adjusted[4]) and (adjusted[valid] >= p[valid]).all()
+    assert holm_adjust([]).shape == (0,)
+
+
+def test_overall_comparison_holm_corrects_the_tests_against_the_reference(tables):
+    from metalearn.benchmark.stats import holm_adjust
+
+    runs, _ = tables
+    overall = overall_comparison(runs, reference="margin").set_index("strategy")
+    others = overall.drop(index="margin")
+    np.testing.assert_allclose(others["p_value_holm"], holm_adjust(others["p_value"].to_numpy()))
+    assert (others["p_value_holm"] >= others["p_value"]).all() and math.isnan(overall.loc["margin", "p_value_holm"])
+    by = overall_comparison(runs, reference="margin", by=SETTING_KEYS)
+    for _, group in by.groupby(list(SETTING_KEYS)):  # one family per setting
+        group = group.set_index("strategy").drop(index="margin")
+        np.testing.assert_allclose(group["p_value_holm"], holm_adjust(group["p_value"].to_numpy()))
+
+
+def test_nemenyi_p_values_match_scikit_posthocs_and_the_critical_difference(tables):
+    sp = pytest.importorskip("scikit_posthocs")
+    from metalearn.benchmark.stats import nemenyi_p_values
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(30, 5)) + np.arange(5) * 0.3
+    ranks = pd.DataFrame(scores).rank(axis=1, ascending=False).mean()
+    np.testing.assert_allclose(nemenyi_p_values(ranks, 30).to_numpy(), sp.posthoc_nemenyi_friedman(scores).to_numpy(),
+                               atol=1e-12)
+    runs, _ = tables
+    fr = friedman_test(runs)
+    gaps = np.abs(fr.mean_ranks.to_numpy()[:, None] - fr.mean_ranks.to_numpy()[None, :])
+    significant = fr.nemenyi_p.to_numpy() < fr.alpha
+    assert ((gaps > fr.critical_difference + 1e-9) == significant).all()  # same decision as the CD

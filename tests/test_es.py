@@ -16,7 +16,7 @@ from metalearn.policies.architecture import ScorerArchitecture
 from metalearn.policies.file import PolicyFile, format_model_card, read_policy, save_policy
 from metalearn.policies.numpy_scorer import GatedLinearScorer
 from metalearn.policies.strategy import PolicyStrategy
-from metalearn.policies.trainers.common import ProgressLog
+from metalearn.policies.trainers.progress import ProgressLog
 from metalearn.policies.trainers.es import (
     DEFAULT_SEARCH_FEATURES,
     ESConfig,

@@ -35,16 +35,14 @@ import pytest
 import _fault_plugins as plugins
 from metalearn.benchmark import BenchmarkConfig, run_benchmark
 from metalearn.benchmark import runner as runner_module
-from metalearn.benchmark import storage as storage_module
+from metalearn.common import atomic as atomic_module
 from metalearn.benchmark.storage import write_table
 from metalearn.cli import main
 from metalearn.exceptions import InvalidInputError, MetalearnError, PolicyFileError
 from metalearn.features.schema import POOL_SCHEMA
-from metalearn.policies import file as policy_file_module
 from metalearn.policies.architecture import ScorerArchitecture, parameter_shapes
 from metalearn.policies.file import read_policy, save_policy
-from metalearn.policies.trainers import common as trainer_common
-from metalearn.policies.trainers.common import load_checkpoint
+from metalearn.policies.trainers.checkpoints import load_checkpoint
 from metalearn.policies.trainers.imitation import ImitationConfig, train_imitation
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -332,7 +330,7 @@ class _FillingDisk:
 def test_benchmark_disk_full_mid_run_is_clear_and_leaves_no_partial_file(tmp_path, monkeypatch):
     out = tmp_path / "results"
     disk = _FillingDisk(room=3)  # benchmark.json, then two runs fit
-    monkeypatch.setattr(storage_module, "os", disk)
+    monkeypatch.setattr(atomic_module, "os", disk)
     delivered: list[str] = []
     with pytest.raises(InvalidInputError) as info:
         run_benchmark(_tiny_bench(), out, progress=False, on_result=lambda r: delivered.append(r["summary"]["run_id"]))
@@ -346,7 +344,7 @@ def test_benchmark_disk_full_mid_run_is_clear_and_leaves_no_partial_file(tmp_pat
     assert not _stray_temp_files(out)  # the half-written temporary file was removed
 
     # Space is freed: rerunning computes only the missing runs, once each.
-    monkeypatch.setattr(storage_module, "os", os)
+    monkeypatch.setattr(atomic_module, "os", os)
     result = run_benchmark(_tiny_bench(), out, progress=False, on_result=lambda r: delivered.append(r["summary"]["run_id"]))
     assert result.computed == 2 and len(result.runs) == 4 and (result.runs["status"] == "ok").all()
     assert sorted(delivered) == sorted(set(delivered)) and len(delivered) == 4
@@ -396,10 +394,10 @@ def test_save_policy_on_a_full_disk_keeps_the_previous_file(tmp_path, monkeypatc
     meta = {"feature_schema": POOL_SCHEMA.to_dict(), "window": 3}
     path = save_policy(tmp_path / "policy.safetensors", arch, _random_params(0, arch), meta)
     before = read_policy(path).params
-    monkeypatch.setattr(policy_file_module, "os", _FillingDisk(room=0))
+    monkeypatch.setattr(atomic_module, "os", _FillingDisk(room=0))
     with pytest.raises(PolicyFileError, match=f"{re.escape(str(path))}.*{NO_SPACE}"):
         save_policy(path, arch, _random_params(1, arch), meta)
-    monkeypatch.setattr(policy_file_module, "os", os)
+    monkeypatch.setattr(atomic_module, "os", os)
     assert _same_arrays(read_policy(path).params, before)  # intact and loadable
     assert [p.name for p in tmp_path.iterdir()] == ["policy.safetensors"]  # no temporary file left
 
@@ -418,7 +416,7 @@ def test_training_checkpoint_on_a_full_disk_keeps_the_previous_one(uninterrupted
 
     out = tmp_path / "run"
     saves = {"n": 0}
-    real_save_file, real_replace = safetensors.numpy.save_file, trainer_common._fsync_replace
+    real_save_file, real_replace = safetensors.numpy.save_file, atomic_module.fsync_replace
 
     def full_save_file(tensors, filename, *args, **kwargs):
         saves["n"] += 1
@@ -435,7 +433,7 @@ def test_training_checkpoint_on_a_full_disk_keeps_the_previous_one(uninterrupted
     if phase == "tensors":
         monkeypatch.setattr(safetensors.numpy, "save_file", full_save_file)
     else:
-        monkeypatch.setattr(trainer_common, "_fsync_replace", full_json)
+        monkeypatch.setattr(atomic_module, "fsync_replace", full_json)
     with pytest.raises(MetalearnError, match=f"checkpoint to {re.escape(str(out / 'checkpoint'))}: .*{NO_SPACE}.*step 0 is kept"):
         train_imitation(_cli_equivalent_config(out), progress=False)
     monkeypatch.undo()

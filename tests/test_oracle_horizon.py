@@ -140,7 +140,7 @@ def test_bad_horizon_is_refused_at_call_time(horizon, error):
 # ------------------------------------------------------------------------------- trainers and CLI
 def test_trainer_configs_accept_and_record_oracle_horizon():
     pytest.importorskip("torch")
-    from metalearn.policies.trainers.common import check_resumable, config_settings
+    from metalearn.policies.trainers.checkpoints import check_resumable, config_settings
     from metalearn.policies.trainers.imitation import ImitationConfig
     from metalearn.policies.trainers.lal import LALConfig
 
@@ -159,7 +159,7 @@ def test_trainer_configs_accept_and_record_oracle_horizon():
 
 
 def test_episode_with_a_horizon_keeps_the_states_and_changes_only_the_gains():
-    from metalearn.policies.trainers.common import EpisodeSpec, collect_episode
+    from metalearn.policies.trainers.episodes import EpisodeSpec, collect_episode
 
     spec = EpisodeSpec(suite="smoke", seed=0, key=(0, 2), n_candidates=6, window=3, beta=0.0)
     one = collect_episode(spec)

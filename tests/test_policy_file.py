@@ -487,33 +487,41 @@ def test_released_names_resolve_from_the_policy_dir(tmp_path, model, monkeypatch
         resolve_policy_path("other")
 
 
-def test_wheel_installed_policies_resolve_by_name(tmp_path, model, monkeypatch):
-    """A wheel installs policies/ under <prefix>/share/metalearn/policies (pyproject data-files)."""
-    installed = tmp_path / "share" / "metalearn" / "policies"
-    save_policy(installed / "shipped.safetensors", ARCH, model.arrays(), card())
-    monkeypatch.setattr(policy_file_module, "_REPO_ROOT", tmp_path / "no-checkout")
-    monkeypatch.setattr(policy_file_module.sys, "prefix", str(tmp_path))
-    assert resolve_policy_path("shipped") == installed / "shipped.safetensors"
+def test_released_policies_are_package_data_found_with_importlib_resources(tmp_path, model, monkeypatch):
+    """The released policies live in metalearn/policies/released (in the wheel too)."""
+    import importlib.resources
+
+    released = policy_file_module.released_policy_dir()
+    assert released == Path(str(importlib.resources.files("metalearn.policies.released")))
+    assert (released / "default.safetensors").is_file() and (released / "default.md").is_file()
+    assert policy_file_module.policy_search_dirs()[0] == released
+    assert resolve_policy_path("default") == released / "default.safetensors"
+    shipped = tmp_path / "shipped"  # what another installation's package data holds
+    save_policy(shipped / "shipped.safetensors", ARCH, model.arrays(), card())
+    monkeypatch.setattr(policy_file_module, "released_policy_dir", lambda: shipped)
+    assert resolve_policy_path("shipped") == shipped / "shipped.safetensors"
     assert "shipped" in policy_file_module.released_policy_names()
 
 
-def test_pyproject_ships_the_released_policies():
+def test_pyproject_ships_the_released_policies_and_suites_as_package_data():
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
 
-    pyproject = tomllib.loads((policy_file_module._REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    shipped = pyproject["tool"]["setuptools"]["data-files"]["share/metalearn/policies"]
-    assert "policies/*.safetensors" in shipped
-    assert (policy_file_module._REPO_ROOT / "policies" / "default.safetensors").is_file()
+    root = Path(policy_file_module.__file__).resolve().parents[2]
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    package_data = pyproject["tool"]["setuptools"]["package-data"]
+    assert "*.safetensors" in package_data["metalearn.policies.released"]
+    assert "*.md" in package_data["metalearn.policies.released"]
+    assert "*.toml" in package_data["metalearn.suites"] and "py.typed" in package_data["metalearn"]
+    assert "data-files" not in pyproject["tool"]["setuptools"]  # the deprecated route is gone
+    assert (root / "metalearn" / "py.typed").is_file()
 
 
 def test_unknown_name_says_when_nothing_is_released(tmp_path, monkeypatch):
     monkeypatch.setenv(POLICY_DIR_ENV, str(tmp_path / "empty"))
-    monkeypatch.setattr(policy_file_module, "_REPO_ROOT", tmp_path)
-    monkeypatch.setattr(policy_file_module.sys, "prefix", str(tmp_path))  # no wheel-installed copies either
-    monkeypatch.setattr(policy_file_module.site, "USER_BASE", str(tmp_path))
+    monkeypatch.setattr(policy_file_module, "released_policy_dir", lambda: tmp_path / "no-package-data")
     with pytest.raises(UnknownNameError, match="no released policies"):
         resolve_policy_path("default")
 

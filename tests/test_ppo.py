@@ -18,7 +18,8 @@ from metalearn.features.schema import POOL_SCHEMA  # noqa: E402
 from metalearn.policies.architecture import ScorerArchitecture  # noqa: E402
 from metalearn.policies.file import read_policy  # noqa: E402
 from metalearn.policies.torch_scorer import TorchScorer  # noqa: E402
-from metalearn.policies.trainers.common import load_checkpoint, write_policy  # noqa: E402
+from metalearn.policies.trainers.checkpoints import load_checkpoint  # noqa: E402
+from metalearn.policies.trainers.results import write_policy  # noqa: E402
 from metalearn.policies.trainers.ppo import DeepSetsMaskablePolicy, PPOConfig, train_ppo  # noqa: E402
 
 K = 8

@@ -311,7 +311,7 @@ def test_lal_with_residual_starts_from_a_small_prior(tmp_path):
 def test_ppo_residual_actor_starts_as_margin_and_inits_from_a_v2_file(tmp_path):
     pytest.importorskip("sb3_contrib")
     from metalearn.envs.pool_al import PoolALEnv
-    from metalearn.policies.trainers.common import write_policy
+    from metalearn.policies.trainers.results import write_policy
     from metalearn.policies.trainers.ppo import DeepSetsMaskablePolicy, PPOConfig, train_ppo
 
     env = PoolALEnv(task_suite="smoke", n_candidates=8)

@@ -212,6 +212,40 @@ def test_get_params_and_repr(name):
     assert type(strategy).__name__ in repr(strategy)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_strategies_follow_scikit_learn_estimator_conventions(name, pool):
+    from sklearn.base import clone
+
+    X, y, clf = pool
+    strategy = make_strategy(name, random_state=4)
+    copy = clone(strategy)
+    assert type(copy) is type(strategy) and copy is not strategy
+    assert copy.get_params(deep=False).keys() == strategy.get_params(deep=False).keys()
+    assert copy.get_params(deep=False)["random_state"] == 4
+    strategy.query(X, y, clf, batch_size=2)
+    fresh = clone(strategy)  # parameters only: the state of the earlier loop is not copied
+    assert not [a for a in vars(fresh) if a.endswith("_") and not a.startswith("__")]
+    np.testing.assert_array_equal(fresh.query(X, y, clf, batch_size=2), clone(copy).query(X, y, clf, batch_size=2))
+    assert copy.set_params(random_state=7) is copy and copy.get_params()["random_state"] == 7
+    with pytest.raises(InvalidInputError, match="invalid parameter 'no_such_param'.*random_state"):
+        copy.set_params(no_such_param=1)
+
+
+def test_get_params_deep_reaches_the_parameters_of_a_nested_estimator():
+    from metalearn.strategies import RandomSampling
+
+    class WithModel(RandomSampling):
+        def __init__(self, model=None, *, missing_label=np.nan, random_state=None):
+            super().__init__(missing_label=missing_label, random_state=random_state)
+            self.model = model
+
+    strategy = WithModel(model=LogisticRegression(C=2.0))
+    assert strategy.get_params(deep=True)["model__C"] == 2.0
+    assert "model__C" not in strategy.get_params(deep=False)
+    strategy.set_params(model__C=0.5)
+    assert strategy.model.C == 0.5
+
+
 # ---------------------------------------------------------------- behaviour of specific strategies
 def test_select_top_is_exact_and_breaks_ties_at_random():
     scores = np.array([0.1, 0.9, 0.5, 0.9, 0.9, 0.2])

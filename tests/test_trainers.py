@@ -23,20 +23,19 @@ from metalearn.features.schema import POOL_SCHEMA  # noqa: E402
 from metalearn.policies.architecture import ScorerArchitecture  # noqa: E402
 from metalearn.policies.file import read_policy  # noqa: E402
 from metalearn.policies.torch_scorer import TorchScorer  # noqa: E402
-from metalearn.policies.trainers import common  # noqa: E402
-from metalearn.policies.trainers.common import (  # noqa: E402
-    EpisodeSpec,
-    ProgressLog,
-    collect_episode,
+from metalearn.policies.trainers import checkpoints, samples  # noqa: E402
+from metalearn.policies.trainers.checkpoints import (
     generator_from_state,
     generator_to_state,
     load_checkpoint,
     optimizer_from_checkpoint,
     optimizer_to_checkpoint,
-    parallel_map,
     save_checkpoint,
-    validation_tasks,
 )
+from metalearn.policies.trainers.episodes import EpisodeSpec, collect_episode
+from metalearn.policies.trainers.evaluation import validation_tasks
+from metalearn.policies.trainers.parallel import parallel_map
+from metalearn.policies.trainers.progress import ProgressLog
 from metalearn.policies.trainers.imitation import (  # noqa: E402
     ImitationConfig,
     listnet_loss,
@@ -155,7 +154,7 @@ def test_listwise_training_ranks_the_oracle_best_higher_than_chance():
     assert keep.sum() >= 10
     cand, ctx, mask, gains, loss_gains, targets = (a[keep] for a in (cand, ctx, mask, gains, loss_gains, targets))
 
-    with common.deterministic_torch(n_threads=1):  # one thread: fast and stable on a busy machine
+    with checkpoints.deterministic_torch(n_threads=1):  # one thread: fast and stable on a busy machine
         percentiles, losses = _fit_listnet(cand, ctx, mask, gains, loss_gains, targets)
     print(f"mean percentile of the oracle's best: {np.mean(percentiles):.3f}")
     assert losses[-1] < losses[0] - 0.05
@@ -165,7 +164,7 @@ def test_listwise_training_ranks_the_oracle_best_higher_than_chance():
 def _fit_listnet(cand, ctx, mask, gains, loss_gains, targets):
     torch.manual_seed(0)
     model = TorchScorer(_arch(32))
-    stats = common.input_normalization(cand, ctx, mask)
+    stats = samples.input_normalization(cand, ctx, mask)
     model.set_normalization(stats["cand_mean"], stats["cand_std"], stats["ctx_mean"], stats["ctx_std"])
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     inputs = (torch.from_numpy(cand), torch.from_numpy(ctx), torch.from_numpy(mask))

@@ -46,6 +46,7 @@ from metalearn.benchmark.stats import (
     rank_table,
     strategy_summary,
 )
+from metalearn.common.extras import extra_installed, require_extra
 from metalearn.exceptions import InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -189,8 +190,22 @@ def _new_figure(width: float, height: float, *, constrained: bool = True) -> "Fi
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained" if constrained else None)
 
 
-def _save(fig: "Figure", path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, facecolor="white")
+def _save(fig: "Figure", path: Path, **savefig_kwargs: Any) -> Path:
+    """Write ``fig`` as a small PNG: rendered, then reduced to a 256-colour palette.
+
+    Plots are committed with the benchmark results; a palette PNG is about a third of the
+    size of matplotlib's RGBA one and looks the same for line plots.
+    """
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white", **savefig_kwargs)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette.save(path, format="PNG", optimize=True)
     return path
 
 
@@ -268,6 +283,7 @@ def plot_learning_curves(
     list of Path
         The PNG files written (none for an empty table).
     """
+    require_extra("plot", "the benchmark plots")
     needed = [*PROBLEM_KEYS, "seed", "strategy", "n_bought", score]
     missing = [c for c in needed if c not in curves.columns]
     if missing:
@@ -372,6 +388,7 @@ def plot_critical_difference(
     Path
         The PNG file.
     """
+    require_extra("plot", "the benchmark plots")
     path = Path(path)
     ranks = result.mean_ranks
     if result.n_problems < 2 or result.n_strategies < 2 or math.isnan(result.critical_difference):
@@ -391,65 +408,36 @@ def plot_critical_difference(
         ax.set_title(title or f"Mean rank ({result.n_problems} problem(s): too few for a critical difference)", fontsize=10)
         return _save(fig, path)
 
-    names = [str(n) for n in ranks.index]
-    values = ranks.to_numpy(dtype=float)
-    k = len(names)
-    cd = result.critical_difference
-    groups = result.groups
-    n_left = math.ceil(k / 2)
-    n_right = k - n_left
-    top_groups = 0.35 + 0.16 * len(groups)
-    step = 0.32
-    height_units = top_groups + 0.3 + step * max(n_left, n_right) + 0.2
-    inch_per_unit, top_in, bottom_in = 0.5, 0.85, 0.1  # fixed margins: the title never meets the CD bar
-    fig_h = inch_per_unit * (height_units + 0.75) + top_in + bottom_in
-    fig = _new_figure(8.0, fig_h, constrained=False)
-    ax = fig.add_axes((0.27, bottom_in / fig_h, 0.46, 1.0 - (top_in + bottom_in) / fig_h))
-    ax.set_xlim(1, max(k, 2))
-    ax.set_ylim(height_units, -0.75)
-    ax.axis("off")
-    line_kw: dict[str, Any] = dict(color="black", lw=1.0, clip_on=False)
-    ax.plot([1, k], [0, 0], **line_kw)
-    for r in range(1, k + 1):
-        ax.plot([r, r], [0, -0.1], **line_kw)
-        ax.text(r, -0.16, str(r), ha="center", va="bottom", fontsize=9)
-    for r in np.arange(1.5, k, 1.0):
-        ax.plot([r, r], [0, -0.05], **line_kw)
-    # CD bar above the axis
-    ax.plot([1, 1 + cd], [-0.55, -0.55], color="black", lw=1.6, clip_on=False)
-    for x in (1, 1 + cd):
-        ax.plot([x, x], [-0.6, -0.5], color="black", lw=1.0, clip_on=False)
-    ax.text(1 + cd / 2, -0.62, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9)
-    # strategies: best half on the left, the rest on the right
-    pad = 0.03 * (k - 1)
-    for i, (name, value) in enumerate(zip(names, values)):
-        left = i < n_left
-        row = i if left else k - 1 - i
-        y = top_groups + 0.3 + step * row
-        x_text = 1 - pad if left else k + pad
-        ax.plot([value, value, x_text], [0, y, y], color="#444444", lw=0.9, clip_on=False)
-        ax.text(
-            x_text - (0.01 if left else -0.01) * (k - 1),
-            y,
-            f"{name} ({value:.2f})" if left else f"({value:.2f}) {name}",
-            ha="right" if left else "left",
-            va="center",
-            fontsize=9,
-            fontweight="bold" if name == reference else "normal",
-        )
-    # groups that are not significantly different
-    for g, group in enumerate(groups):
-        lo, hi = float(ranks[group].min()), float(ranks[group].max())
-        y = 0.25 + 0.16 * g
-        ax.plot([lo - 0.03, hi + 0.03], [y, y], color="black", lw=3.2, solid_capstyle="round", clip_on=False)
+    import scikit_posthocs
+
+    k = len(ranks)
+    fig = _new_figure(8.0, 1.6 + 0.28 * k, constrained=False)
+    ax = fig.add_subplot()
+    # scikit-posthocs draws the axis, the strategies and the crossbars joining those whose
+    # pairwise Nemenyi p-value is at least alpha (the critical difference is in the subtitle).
+    elements = scikit_posthocs.critical_difference_diagram(
+        ranks.rename(index=str),
+        result.nemenyi_p.rename(index=str, columns=str),
+        ax=ax,
+        alpha=result.alpha,
+        label_fmt_left="{label} ({rank:.2f})",
+        label_fmt_right="({rank:.2f}) {label}",
+        label_props={"fontsize": 9},
+        crossbar_props={"color": "black", "linewidth": 3.2},
+        color_palette=["#444444"] * k,
+    )
+    for label in elements.get("labels", []):
+        text = label.get_text()
+        if text.startswith(f"{reference} (") or text.endswith(f") {reference}"):
+            label.set_fontweight("bold")
     p = result.p_value
     subtitle = (
         f"Friedman p {_format_p(p)}, " if not math.isnan(p) else ""
-    ) + f"Nemenyi alpha = {result.alpha:g}, {k} strategies, {result.n_problems} problems"
+    ) + (f"Nemenyi CD = {result.critical_difference:.2f} at alpha = {result.alpha:g}, {k} strategies, "
+         f"{result.n_problems} problems")
     fig.suptitle((title or "Mean ranks (1 = best); bars join strategies not significantly different") + "\n" + subtitle,
-                 fontsize=10, y=0.99)
-    fig.savefig(path, dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.2)
-    return path
+                 fontsize=10, y=1.04)
+    return _save(fig, path, bbox_inches="tight", pad_inches=0.2)
 
 
 def _problem_label(row: pd.Series, with_setting: bool = True) -> str:
@@ -492,6 +480,7 @@ def plot_differences(
     Path
         The PNG file.
     """
+    require_extra("plot", "the benchmark plots")
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
@@ -679,6 +668,7 @@ def _headers(reference: str, metric: str) -> dict[str, str]:
         "n_failed": "failed runs",
         "mean_diff": f"diff. to {reference} (points)",
         "p_value": "p (Wilcoxon over problems)",
+        "p_value_holm": "p (Holm)",
         "gap_closed": "gap closed (random to oracle)",
     }
 
@@ -688,8 +678,10 @@ def _overall_table(overall: pd.DataFrame, reference: str, by: Sequence[str] = ()
     if "wins" in table:
         table["W/T/L"] = [f"{w}/{t}/{l}" for w, t, l in zip(table["wins"], table["ties"], table["losses"])]
         table.loc[table["strategy"] == reference, ["W/T/L", "p_value"]] = ["", np.nan]
+        if "p_value_holm" in table:
+            table.loc[table["strategy"] == reference, "p_value_holm"] = np.nan
         table = table.drop(columns=["wins", "ties", "losses"])
-    cols = [*by, "strategy", "mean_rank", "n_problems", "mean_diff", "W/T/L", "p_value", "gap_closed"]
+    cols = [*by, "strategy", "mean_rank", "n_problems", "mean_diff", "W/T/L", "p_value", "p_value_holm", "gap_closed"]
     table = table[[c for c in cols if c in table.columns]]
     return table
 
@@ -790,6 +782,10 @@ def write_report(
     headers = _headers(reference, metric)
     blocks: list[_Block] = [_Block("h1", title)]
     blocks += _setup_block(runs, reference, metric, alpha)
+    draw = extra_installed("plot")  # the tables need no plotting library; the plots do
+    if not draw:
+        blocks.append(_Block("p", 'Plots are not drawn: they need matplotlib and scikit-posthocs '
+                                  '(pip install "metalearn-al[plot]").'))
 
     diffs = overall = overall_by = None
     ranks = rank_table(runs, metric) if has_ok else None
@@ -802,7 +798,9 @@ def write_report(
             text = (
                 f"Over all problems, best mean rank first. `diff. to {reference}`: mean over problems of the "
                 "per-problem paired mean difference (points); W/T/L: problems won, tied and lost; p: Wilcoxon "
-                "signed-rank test of the per-problem differences."
+                "signed-rank test of the per-problem differences; p (Holm): the same p-values Holm-corrected over "
+                f"the comparisons with {reference} (pairwise Wilcoxon tests against a control, as scikit-posthocs "
+                "and autorank report them)."
             )
             if "gap_closed" in overall:
                 text += (
@@ -826,14 +824,15 @@ def write_report(
                     f"(alpha = {alpha:g}): {fr.critical_difference:.2f}.",
                 )
             )
-        cd_path = plot_critical_difference(
-            fr,
-            out / "critical_difference.png",
-            reference=reference,
-            fallback_ranks=mean_ranks(runs, metric).set_index("strategy")["mean_rank"],
-        )
-        written["critical_difference"] = cd_path
-        blocks.append(_Block("img", cd_path, "critical difference diagram"))
+        if draw:
+            cd_path = plot_critical_difference(
+                fr,
+                out / "critical_difference.png",
+                reference=reference,
+                fallback_ranks=mean_ranks(runs, metric).set_index("strategy")["mean_rank"],
+            )
+            written["critical_difference"] = cd_path
+            blocks.append(_Block("img", cd_path, "critical difference diagram"))
 
         blocks.append(_Block("h2", "Strategies (pooled over all runs)"))
         blocks.append(
@@ -846,7 +845,7 @@ def write_report(
         )
         blocks.append(_Block("table", strategy_summary(runs, metric), headers=headers))
 
-        if diffs is not None and not diffs.empty:
+        if diffs is not None and not diffs.empty and draw:
             blocks.append(_Block("h2", f"Differences to {reference} per problem"))
             problems = diffs[list(PROBLEM_KEYS)].drop_duplicates()
             panels = [s for s in order if s != reference]
@@ -868,7 +867,7 @@ def write_report(
 
     score = "macro_f1" if "macro_f1" in metric else "accuracy"
     curve_paths: dict[tuple[Any, ...], Path] = {}
-    if curves is not None and not curves.empty:
+    if curves is not None and not curves.empty and draw:
         curve_rows = curves
         if "run_id" in curves.columns and "run_id" in runs.columns:
             curve_rows = curves.loc[curves["run_id"].isin(set(ok["run_id"]))]

@@ -278,5 +278,7 @@ def run_benchmark(
         pending = failed_now
     bar.close()
 
+    if store is not None and (computed or not store.table_is_current()):
+        store.save_table()  # the one file to commit: every run of the folder, with its curve
     runs, curves = store.load([k.run_id for k in keys]) if store is not None else tables_from_records(records)
     return BenchmarkResult(config, runs, curves, store.out_dir if store else None, computed, time.perf_counter() - start)

@@ -56,6 +56,8 @@ __all__ = [
     "nemenyi_groups",
     "paired_test",
     "min_wilcoxon_p",
+    "holm_adjust",
+    "nemenyi_p_values",
 ]
 
 #: Columns that identify a problem.
@@ -253,6 +255,34 @@ def paired_test(differences: np.ndarray | Sequence[float], test: TestName = "wil
             return 0.0
         return float(sps.ttest_1samp(d, 0.0).pvalue)
     raise InvalidInputError(f"unknown test {test!r}; use 'wilcoxon' or 'ttest'")
+
+
+def holm_adjust(p_values: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN entries are left out).
+
+    The same adjustment as ``statsmodels.stats.multitest.multipletests(method="holm")`` and
+    scikit-posthocs' ``p_adjust="holm"``: the i-th smallest of m p-values becomes
+    ``max_{j <= i} min(1, (m - j + 1) * p_(j))``. It controls the family-wise error rate
+    without assuming the tests independent.
+
+    Parameters
+    ----------
+    p_values : array-like of shape (n_tests,)
+
+    Returns
+    -------
+    ndarray of shape (n_tests,)
+        Adjusted p-values, NaN where the input is NaN.
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    if valid.size:
+        order = valid[np.argsort(p[valid], kind="stable")]
+        m = order.size
+        stepped = np.minimum(1.0, (m - np.arange(m)) * p[order])
+        out[order] = np.maximum.accumulate(stepped)
+    return out
 
 
 def _outcome(mean: float, p: float, alpha: float) -> str:
@@ -572,6 +602,11 @@ def overall_comparison(
         - ``wins``, ``ties``, ``losses``: per-problem outcomes (:func:`paired_differences`);
         - ``p_value``: Wilcoxon signed-rank test of the per-problem mean differences across
           problems (NaN with fewer than 2 problems; 1.0 if all differences are zero);
+        - ``p_value_holm``: the same p-values, Holm-adjusted over the family of comparisons
+          with the reference (:func:`holm_adjust`; within each ``by`` group): the pairwise
+          Wilcoxon tests against a control with Holm's correction, as scikit-posthocs and
+          autorank report them. Unlike the Nemenyi test, it does not depend on which other
+          strategies take part beyond their number. NaN for the reference;
         - ``gap_closed`` (only when both ``"oracle"`` and ``"random"`` ran): mean over problems
           of ``(S - random) / (oracle - random)`` on mean metrics, skipping problems where
           ``oracle - random <= 1e-9``; 0 for random and 1 for the oracle by construction.
@@ -596,6 +631,9 @@ def overall_comparison(
         for outcome, column in (("win", "wins"), ("tie", "ties"), ("loss", "losses")):
             out[column] = per["outcome"].apply(lambda o, name=outcome: int((o == name).sum()))
         out["p_value"] = per["mean_diff"].apply(lambda d: paired_test(d.to_numpy(), "wilcoxon"))
+        others = out.index != reference
+        out["p_value_holm"] = np.nan
+        out.loc[others, "p_value_holm"] = holm_adjust(out.loc[others, "p_value"].to_numpy(dtype=float))
         if reference in out.index:
             out.loc[reference, ["mean_diff", "wins", "ties", "losses"]] = [0.0, 0, 0, 0]
         gap = _gap_closed(rank_group)
@@ -608,7 +646,10 @@ def overall_comparison(
             out.insert(by.index(col), col, value)
         blocks.append(out.sort_values(["mean_rank", "strategy"]))
     if not blocks:
-        return pd.DataFrame(columns=[*by, "strategy", "mean_rank", "n_problems", "mean_diff", "wins", "ties", "losses", "p_value"])
+        return pd.DataFrame(
+            columns=[*by, "strategy", "mean_rank", "n_problems", "mean_diff", "wins", "ties", "losses", "p_value",
+                     "p_value_holm"]
+        )
     return pd.concat(blocks, ignore_index=True)
 
 
@@ -701,6 +742,9 @@ class FriedmanResult:
         Mean rank per strategy over the complete problems, best first.
     groups : list of list of str
         Groups not significantly different (:func:`nemenyi_groups`).
+    nemenyi_p : pandas.DataFrame
+        Pairwise Nemenyi p-values (:func:`nemenyi_p_values`), strategies in ``mean_ranks``
+        order; the significance matrix of the critical-difference diagram.
     """
 
     statistic: float
@@ -711,6 +755,37 @@ class FriedmanResult:
     alpha: float
     mean_ranks: pd.Series = field(repr=False)
     groups: list[list[str]] = field(default_factory=list)
+    nemenyi_p: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+
+
+def nemenyi_p_values(mean_ranks: pd.Series, n_problems: int) -> pd.DataFrame:
+    """Pairwise Nemenyi p-values of strategies from their mean ranks over ``n_problems``.
+
+    ``q = |R_i - R_j| / sqrt(k (k + 1) / (6 n))``, with p the upper tail of the studentized
+    range distribution (k groups, infinite degrees of freedom) at ``q * sqrt(2)``: the test of
+    scikit-posthocs' ``posthoc_nemenyi_friedman``. Two strategies differ at ``alpha`` exactly
+    when their mean ranks differ by more than :func:`critical_difference`.
+
+    Parameters
+    ----------
+    mean_ranks : pandas.Series
+        Mean rank per strategy (index: strategy names).
+    n_problems : int
+        Problems (blocks) the ranks are averaged over.
+
+    Returns
+    -------
+    pandas.DataFrame of shape (k, k)
+        Symmetric, 1 on the diagonal; empty with fewer than 2 strategies or no problem.
+    """
+    k = len(mean_ranks)
+    if k < 2 or n_problems < 1:
+        return pd.DataFrame()
+    values = mean_ranks.to_numpy(dtype=float)
+    q = np.abs(values[:, None] - values[None, :]) / math.sqrt(k * (k + 1) / (6.0 * n_problems))
+    p = sps.studentized_range.sf(q * math.sqrt(2.0), k, np.inf)
+    np.fill_diagonal(p, 1.0)
+    return pd.DataFrame(np.clip(p, 0.0, 1.0), index=mean_ranks.index, columns=mean_ranks.index)
 
 
 def friedman_test(runs: pd.DataFrame, metric: str = "aulc_accuracy", *, alpha: float = 0.05) -> FriedmanResult:
@@ -747,4 +822,4 @@ def friedman_test(runs: pd.DataFrame, metric: str = "aulc_accuracy", *, alpha: f
         stat, p = float(res.statistic), float(res.pvalue)
     cd = critical_difference(k, n, alpha) if k >= 2 and n >= 1 else float("nan")
     groups = nemenyi_groups(mean_rank, cd) if not math.isnan(cd) else []
-    return FriedmanResult(stat, p, int(k), int(n), cd, alpha, mean_rank, groups)
+    return FriedmanResult(stat, p, int(k), int(n), cd, alpha, mean_rank, groups, nemenyi_p_values(mean_rank, n))

@@ -1,16 +1,21 @@
-"""The result folder: one small JSON file per finished run, written atomically.
+"""The result folder: one committed table of every run, and a per-run resume cache.
 
 Layout of ``OUT``::
 
     OUT/benchmark.json      the configuration (and its result fingerprint)
-    OUT/runs/RUN_ID.json    one per finished run: summary and learning curve
+    OUT/results.parquet     every run: its summary and its learning curve, one row per run
+                            (``results.csv`` where pyarrow is not installed); the file to commit
+    OUT/runs/RUN_ID.json    the resume cache: one per finished run, written as it finishes
     OUT/runs.csv|parquet    all run summaries (tidy, rebuilt at the end)
     OUT/curves.csv|parquet  all learning curves, one row per run and loop
     OUT/report.md, .html, *.png
 
 A run file appears under its final name only once complete (written to a temporary name
 and renamed), so an interruption at any point loses at most the runs in flight, and
-rerunning the same command computes only what is missing.
+rerunning the same command computes only what is missing. The cache is the working store;
+at the end of every benchmark the results table is rewritten from it. A folder without the
+cache (a fresh clone of a repository that commits only the table) gets its cache unpacked
+from the table first, so it resumes, and rebuilds its report, without recomputing anything.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,9 +31,11 @@ from typing import Any, Iterable
 import pandas as pd
 
 from metalearn.benchmark.config import BenchmarkConfig
+from metalearn.common.atomic import atomic_write, atomic_write_text
+from metalearn.common.jsonable import json_safe
 from metalearn.exceptions import InvalidInputError
 
-__all__ = ["ResultStore", "RUN_COLUMNS", "tables_from_records", "write_table"]
+__all__ = ["ResultStore", "RUN_COLUMNS", "CURVE_COLUMNS", "tables_from_records", "write_table"]
 
 _CONFIG_FILE = "benchmark.json"
 #: Columns of the runs table, in order (failed runs have NaN metrics).
@@ -38,22 +46,14 @@ RUN_COLUMNS = (
     "query_seconds_mean", "wall_seconds", "label_budget", "n_pool", "n_classes", "fingerprint", "strategy_version",
 )
 _CURVE_KEYS = ("dataset", "model", "regime", "batch_size", "seed", "strategy")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+#: The learning curve of a run, one list per column (a run's record, ``record["curve"]``).
+CURVE_COLUMNS = ("loop", "n_bought", "accuracy", "macro_f1", "query_seconds")
+#: Prefix of the learning-curve columns in the results table (one list per run and column).
+_CURVE_PREFIX = "curve_"
+_TABLE_STEM = "results"
+# Columns of the results table read as text from CSV (a dataset named "123" stays a name).
+_TEXT_COLUMNS = ("run_id", "dataset", "model", "regime", "strategy", "status", "error", "fingerprint",
+                 "strategy_version", "traceback")
 
 
 def _write_error(what: str, folder: Path, exc: OSError) -> InvalidInputError:
@@ -65,14 +65,6 @@ def _write_error(what: str, folder: Path, exc: OSError) -> InvalidInputError:
     )
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item"):  # numpy scalars
-        return _json_safe(value.item())
-    return value
-
-
 def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write a results table atomically: Parquet for a ``.parquet`` path, else CSV.
 
@@ -80,25 +72,94 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     one, and raises :class:`InvalidInputError` naming the folder.
     """
     path = Path(path)
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
+
+    def write(tmp: str) -> None:
         if path.suffix == ".parquet":
-            frame.to_parquet(tmp, index=False)
+            frame.to_parquet(tmp, index=False, compression="zstd")
         else:
             frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-        tmp = None
+
+    try:
+        return atomic_write(path, write)
     except OSError as exc:
         raise _write_error(f"table {path.name}", path.parent, exc) from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    return path
+
+
+def _parquet_available() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def records_to_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """The results table of run records: one row per run, sorted by run id.
+
+    The summary fields become columns (:data:`RUN_COLUMNS` first, then any others such as a
+    failed run's ``traceback``), and each curve column a ``curve_*`` column holding the run's
+    list of values (None for a failed run, which has no curve).
+    """
+    rows = []
+    for record in records:
+        row = {k: json_safe(v, strict=False) for k, v in record["summary"].items()}
+        curve = record["curve"]
+        for column in CURVE_COLUMNS:
+            values = curve.get(column) if curve else None
+            row[_CURVE_PREFIX + column] = list(values) if values is not None else None
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    extra = [c for c in frame.columns if c not in RUN_COLUMNS and not c.startswith(_CURVE_PREFIX)]
+    columns = list(RUN_COLUMNS) + sorted(extra) + [_CURVE_PREFIX + c for c in CURVE_COLUMNS]
+    frame = frame.reindex(columns=columns)
+    if len(frame):
+        frame = frame.sort_values("run_id", kind="stable").reset_index(drop=True)
+    return frame
+
+
+def table_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The run records of a results table (the inverse of :func:`records_to_table`).
+
+    Empty cells are left out of the summary, as a run record never holds them.
+    """
+    records = []
+    curve_columns = [c for c in frame.columns if c.startswith(_CURVE_PREFIX)]
+    summary_columns = [c for c in frame.columns if not c.startswith(_CURVE_PREFIX)]
+    for row in frame.to_dict(orient="records"):
+        summary = {}
+        for k in summary_columns:
+            value = row[k]
+            if hasattr(value, "item"):
+                value = value.item()
+            if not _is_missing(value) and not (value == "" and k not in RUN_COLUMNS):
+                summary[k] = value
+        curve: dict[str, list[Any]] = {}
+        for column in curve_columns:
+            values = row[column]
+            if values is None or (isinstance(values, float) and math.isnan(values)):
+                continue
+            curve[column[len(_CURVE_PREFIX):]] = [v.item() if hasattr(v, "item") else v for v in values]
+        records.append({"summary": summary, "curve": curve})
+    return records
+
+
+def _encode_curves_for_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in out.columns:
+        if column.startswith(_CURVE_PREFIX):
+            out[column] = [json.dumps(v) if v is not None else "" for v in out[column]]
+    return out
+
+
+def _decode_curves_from_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in frame.columns:
+        if column.startswith(_CURVE_PREFIX):
+            frame[column] = [json.loads(v) if isinstance(v, str) and v else None for v in frame[column]]
+    return frame
 
 
 class ResultStore:
@@ -114,12 +175,22 @@ class ResultStore:
         self.out_dir = Path(out_dir)
         self.runs_dir = self.out_dir / "runs"
 
+    @property
+    def table_path(self) -> Path:
+        """The results table: the folder's existing one, else Parquet where pyarrow is installed."""
+        for suffix in (".parquet", ".csv"):
+            path = self.out_dir / f"{_TABLE_STEM}{suffix}"
+            if path.is_file():
+                return path
+        return self.out_dir / f"{_TABLE_STEM}{'.parquet' if _parquet_available() else '.csv'}"
+
     def prepare(self, config: BenchmarkConfig) -> None:
         """Create the folder (checking it is writable) and record or check the configuration.
 
         A folder holding results of a different configuration (another budget, master seed,
         test size...) is refused: its runs would not be comparable. Adding strategies,
         datasets, settings or seeds to the same configuration is allowed and reuses the runs.
+        A folder with a results table and no cache gets its cache unpacked from the table.
         """
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -146,9 +217,59 @@ class ResultStore:
                     "use another --out folder, or the same settings to resume"
                 )
         try:
-            _atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "config": config.to_dict()}, indent=2))
+            atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "config": config.to_dict()}, indent=2))
         except OSError as exc:
             raise _write_error("the benchmark configuration", self.out_dir, exc) from None
+        self._unpack_table_into_empty_cache()
+
+    def _unpack_table_into_empty_cache(self) -> None:
+        """Fill an empty cache from the results table (all at once: a crash leaves no half cache)."""
+        if next(self.runs_dir.glob("*.json"), None) is not None or not self.table_path.is_file():
+            return
+        records = table_to_records(self.read_table())
+        staging = Path(tempfile.mkdtemp(dir=self.out_dir, prefix=".runs-unpacking-"))
+        try:
+            for record in records:
+                (staging / f"{record['summary']['run_id']}.json").write_text(_record_text(record), encoding="utf-8")
+            self.runs_dir.rmdir()  # empty: checked above, and the write probe is gone
+            os.replace(staging, self.runs_dir)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            self.runs_dir.mkdir(exist_ok=True)
+            raise _write_error("the run cache unpacked from the results table", self.runs_dir, exc) from None
+
+    def read_table(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """The results table as stored, all or some columns (an empty frame if there is none)."""
+        path = self.table_path
+        if not path.is_file():
+            return records_to_table([]).reindex(columns=columns) if columns else records_to_table([])
+        try:
+            if path.suffix == ".parquet":
+                if not _parquet_available():
+                    raise InvalidInputError(
+                        f"{path} is a Parquet table and pyarrow is not installed: pip install 'metalearn-al[parquet]'"
+                    )
+                return pd.read_parquet(path, columns=columns)
+            frame = pd.read_csv(path, usecols=columns, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
+                                na_values={c: [""] for c in RUN_COLUMNS if c not in _TEXT_COLUMNS})
+            return _decode_curves_from_csv(frame)
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"{path} is not a readable results table: {exc}") from None
+
+    def save_table(self, run_ids: Iterable[str] | None = None) -> Path:
+        """Rewrite the results table from the cache (every run, or the given ids), atomically."""
+        paths = [self.path(r) for r in run_ids] if run_ids is not None else sorted(self.runs_dir.glob("*.json"))
+        records = [r for r in (self._read(p) for p in paths if p.exists()) if r is not None]
+        frame = records_to_table(records)
+        path = self.table_path
+        return write_table(frame if path.suffix == ".parquet" else _encode_curves_for_csv(frame), path)
+
+    def table_is_current(self) -> bool:
+        """Whether the results table holds exactly the runs of the cache."""
+        if not self.table_path.is_file():
+            return False
+        stored = set(self.read_table(columns=["run_id"])["run_id"])
+        return stored == {p.stem for p in self.runs_dir.glob("*.json")}
 
     def path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"
@@ -172,12 +293,11 @@ class ResultStore:
         (disk full, folder made read-only); the temporary file is removed, so the folder only
         ever holds complete run files.
         """
-        summary = {k: _json_safe(v) for k, v in record["summary"].items()}
-        text = json.dumps({"summary": summary, "curve": record["curve"]}, allow_nan=False)
+        run_id = record["summary"]["run_id"]
         try:
-            _atomic_write_text(self.path(summary["run_id"]), text)
+            atomic_write_text(self.path(run_id), _record_text(record))
         except OSError as exc:
-            raise _write_error(f"the result of run {summary['run_id']}", self.runs_dir, exc) from None
+            raise _write_error(f"the result of run {run_id}", self.runs_dir, exc) from None
 
     @staticmethod
     def _read(path: Path) -> dict[str, Any] | None:
@@ -196,6 +316,11 @@ class ResultStore:
         )
         records = [self._read(p) for p in paths if p.exists()]
         return tables_from_records([r for r in records if r is not None])
+
+
+def _record_text(record: dict[str, Any]) -> str:
+    summary = {k: json_safe(v, strict=False) for k, v in record["summary"].items()}
+    return json.dumps({"summary": summary, "curve": record["curve"]}, allow_nan=False)
 
 
 def tables_from_records(records: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:

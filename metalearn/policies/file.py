@@ -28,13 +28,11 @@ naming the file. Only numpy is needed: reading a policy never imports torch.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import math
 import os
-import site
 import stat
-import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -43,7 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from metalearn.exceptions import FeatureSchemaError, InvalidInputError, MetalearnError, PolicyFileError, UnknownNameError
+from metalearn.common.atomic import atomic_write_bytes
+from metalearn.common.jsonable import json_safe
+from metalearn.exceptions import (
+    FeatureSchemaError, InvalidInputError, InvalidTypeError, MetalearnError, PolicyFileError, UnknownNameError,
+)
 from metalearn.features.schema import FeatureSchema, get_schema
 from metalearn.policies.architecture import ScorerArchitecture
 from metalearn.policies.numpy_scorer import GatedLinearScorer, Scorer, build_scorer
@@ -88,7 +90,8 @@ _DTYPES: dict[str, np.dtype[Any]] = {
 }
 _REQUIRED_METADATA = ("feature_schema", "window")
 _STANDARD_METADATA = ("format", "format_version", "architecture", "package_version", "created")
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+# The released policies: package data of metalearn.policies.released (shipped in the wheel).
+_RELEASED_PACKAGE = "metalearn.policies.released"
 
 
 # ------------------------------------------------------------------------------------ the object
@@ -181,33 +184,6 @@ class PolicyFile:
 
 
 # ------------------------------------------------------------------------------------ writing
-def _jsonable(value: Any, where: str) -> Any:
-    """``value`` as plain JSON types: numpy scalars and arrays converted, NaN/inf as None."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist(), where)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if hasattr(value, "to_dict") and callable(value.to_dict):
-        return _jsonable(value.to_dict(), where)
-    raise PolicyFileError(
-        f"policy metadata {where} holds a {type(value).__name__}, which JSON cannot store; "
-        "pass numbers, strings, lists and dicts only"
-    )
-
-
 def _check_params(arch: ScorerArchitecture, params: Mapping[str, Any], where: str) -> dict[str, np.ndarray]:
     """Weights as contiguous float32 arrays, checked against the architecture."""
     if not isinstance(params, Mapping):
@@ -364,7 +340,10 @@ def save_policy(
         raise PolicyFileError(
             f"{where}: metadata lacks {missing}; pass feature_schema=schema.to_dict() and window=H (the history length)"
         )
-    meta = _jsonable(dict(metadata), "metadata")
+    try:
+        meta = json_safe(dict(metadata), "metadata")
+    except InvalidTypeError as exc:
+        raise PolicyFileError(f"policy {exc}; pass numbers, strings, lists and dicts only") from None
     schema = _check_schema(meta["feature_schema"], arch, where)
     meta["feature_schema"] = schema.to_dict()
     meta["window"] = _check_window(meta["window"], where)
@@ -396,24 +375,11 @@ def _atomic_write(target: Path, payload: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PolicyFileError(f"cannot create the folder of policy file {str(target)!r}: {exc}") from None
-    tmp_name: str | None = None
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-        tmp_name = None
+        atomic_write_bytes(target, payload)
         _fsync_dir(target.parent)
     except OSError as exc:
         raise PolicyFileError(f"cannot write policy file {str(target)!r}: {exc}") from None
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -681,17 +647,18 @@ def read_policy(path_or_name: str | os.PathLike[str]) -> PolicyFile:
 
 
 # ------------------------------------------------------------------------------------ names
+def released_policy_dir() -> Path:
+    """The folder of the released policies inside the installed package (package data)."""
+    return Path(str(importlib.resources.files(_RELEASED_PACKAGE)))
+
+
 def policy_search_dirs() -> list[Path]:
     """Folders searched for named policies, first match wins.
 
-    The source checkout's ``policies/`` (editable installs), then the copy a wheel installs
-    under ``<prefix>/share/metalearn/policies`` (the environment's, then the user's), then each
-    folder of ``$METALEARN_POLICY_DIR``.
+    The released policies shipped in the package (:func:`released_policy_dir`, the same in a
+    checkout and in a wheel install), then each folder of ``$METALEARN_POLICY_DIR``.
     """
-    dirs = [_REPO_ROOT / "policies"]
-    for prefix in (sys.prefix, site.USER_BASE or ""):
-        if prefix:
-            dirs.append(Path(prefix) / "share" / "metalearn" / "policies")
+    dirs = [released_policy_dir()]
     extra = os.environ.get(POLICY_DIR_ENV, "")
     dirs += [Path(part).expanduser() for part in extra.split(os.pathsep) if part.strip()]
     return dirs

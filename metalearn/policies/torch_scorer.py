@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import nn
+
+from metalearn.common.extras import require_extra
+
+require_extra("train", "the torch scorer (meta-training)")  # before torch: the error names the extra
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 from metalearn.policies.architecture import DEFAULT_PRIOR_SCALE, ScorerArchitecture, parameter_shapes
 

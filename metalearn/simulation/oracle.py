@@ -604,7 +604,7 @@ class OracleStrategy(QueryStrategy):
         self.batch_mode = batch_mode
 
     def __repr__(self) -> str:
-        params = {k: v for k, v in self.get_params().items() if k != "task"}
+        params = {k: v for k, v in self.get_params(deep=False).items() if k != "task"}
         inner = ", ".join(f"{k}={v!r}" for k, v in params.items())
         return f"OracleStrategy(task={getattr(self.task, 'name', '?')!r}, {inner})"
 

@@ -113,7 +113,7 @@ class RankingScorer:
 
     def scores(self, pool: MiniPool, rng: np.random.Generator) -> np.ndarray:
         """Scores of the unlabeled rows, shape (pool.n_unlabeled,)."""
-        params: dict[str, Any] = {} if isinstance(self.strategy, type) else dict(self.strategy.get_params())
+        params: dict[str, Any] = {} if isinstance(self.strategy, type) else dict(self.strategy.get_params(deep=False))
         params.update(missing_label=None, random_state=int(rng.integers(0, 2**31 - 1)))
         cls = self.strategy if isinstance(self.strategy, type) else type(self.strategy)
         strategy = cls(**params)

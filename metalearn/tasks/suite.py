@@ -65,6 +65,7 @@ stratified pool/test split is skipped and another draw is made, up to
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -120,12 +121,9 @@ _SOURCE_KEYS: dict[str, tuple[str, ...]] = {
 _SEED_HIGH = 2**31 - 1
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
-def _envs_dir() -> Path:
-    return _repo_root() / "envs"
+def _suites_dir() -> Path:
+    """The shipped task suites: package data of :mod:`metalearn.suites` (in the wheel too)."""
+    return Path(str(importlib.resources.files("metalearn.suites")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -714,7 +712,7 @@ _DEFAULT_SUITE: dict[str, Any] = {
 
 
 def default_task_suite() -> TaskSuite:
-    """The built-in synthetic suite (same as ``envs/synthetic.toml``), needing no file.
+    """The built-in synthetic suite (same as ``metalearn/suites/synthetic.toml``), needing no file.
 
     Models ``logreg``, ``rf``, ``nb``, ``knn``; cold and warm starts (20 warm labels);
     budgets 60 and 100; batch sizes 1, 5 and 10; test size 0.3; pools of at most 1000; all
@@ -724,9 +722,9 @@ def default_task_suite() -> TaskSuite:
 
 
 def list_task_suites() -> list[str]:
-    """Names :func:`load_task_suite` accepts: ``default`` and the ``envs/*.toml`` of the checkout."""
+    """Names :func:`load_task_suite` accepts: ``default`` and the shipped ``metalearn/suites/*.toml``."""
     names = {"default", "synthetic"}
-    envs = _envs_dir()
+    envs = _suites_dir()
     if envs.is_dir():
         names.update(p.name[: -len(".toml")] for p in envs.glob("*.toml"))
     return sorted(names)
@@ -738,10 +736,9 @@ def load_task_suite(name_or_path: str | os.PathLike[str] | TaskSuite) -> TaskSui
     Parameters
     ----------
     name_or_path : str, path-like or TaskSuite
-        A ``.toml`` file path; or a name looked up as ``<repo root>/envs/NAME.toml``;
-        ``"default"`` is :func:`default_task_suite`, and so is ``"synthetic"`` when its file
-        is absent (an installed package ships no ``envs/``). A :class:`TaskSuite` is
-        returned as is.
+        A ``.toml`` file path; or a name looked up as ``metalearn/suites/NAME.toml`` (package
+        data, shipped in the wheel); ``"default"`` is :func:`default_task_suite`, and so is
+        ``"synthetic"`` should its file be absent. A :class:`TaskSuite` is returned as is.
 
     Raises
     ------
@@ -761,7 +758,7 @@ def load_task_suite(name_or_path: str | os.PathLike[str] | TaskSuite) -> TaskSui
         return TaskSuite.from_toml(spec)
     if spec == "default":
         return default_task_suite()
-    candidate = _envs_dir() / f"{spec}.toml"
+    candidate = _suites_dir() / f"{spec}.toml"
     if candidate.is_file():
         return TaskSuite.from_toml(candidate)
     if spec == "synthetic":

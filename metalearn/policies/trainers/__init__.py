@@ -1,7 +1,18 @@
 """Meta-training trainers: imitation of the look-ahead oracle (DAgger), LAL regression, PPO.
 
 Each trainer is one readable file (:mod:`.imitation`, :mod:`.lal`, :mod:`.ppo`) with a
-configuration dataclass and a ``train_*`` function; what they share is in :mod:`.common`.
+configuration dataclass and a ``train_*`` function. What they share is in modules with one
+job each:
+
+- :mod:`.parallel`: an ordered map over joblib processes or a Dask cluster;
+- :mod:`.suites`: task-suite resolution (name, TOML path or TaskSuite) and its label;
+- :mod:`.episodes`: playing one simulated episode and recording its training samples;
+- :mod:`.samples`: the sample buffer and the input normalisation;
+- :mod:`.evaluation`: the validation tasks and the paired evaluation of a policy;
+- :mod:`.checkpoints`: checkpoints without pickle, RNG and optimiser state, resume checks;
+- :mod:`.progress`: the progress log and the iteration/time budget;
+- :mod:`.results`: the policy file with its metadata, and the training result.
+
 The trainers import torch; importing this package does not (names load on first use), so
 worker processes that only collect episodes stay light.
 """
@@ -11,19 +22,12 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from metalearn.policies.trainers.common import (
-    EpisodeSamples,
-    EpisodeSpec,
-    ProgressLog,
-    TrainingResult,
-    collect_episode,
-    evaluate_policy,
-    load_checkpoint,
-    parallel_map,
-    save_checkpoint,
-    validation_tasks,
-    write_policy,
-)
+from metalearn.policies.trainers.checkpoints import load_checkpoint, save_checkpoint
+from metalearn.policies.trainers.episodes import EpisodeSamples, EpisodeSpec, collect_episode
+from metalearn.policies.trainers.evaluation import evaluate_policy, validation_tasks
+from metalearn.policies.trainers.parallel import parallel_map
+from metalearn.policies.trainers.progress import ProgressLog
+from metalearn.policies.trainers.results import TrainingResult, write_policy
 
 __all__ = [
     "EpisodeSamples",

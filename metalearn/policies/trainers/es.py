@@ -38,25 +38,24 @@ from typing import Any
 
 import numpy as np
 
+from metalearn.common.extras import require_extra
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
 from metalearn.features.schema import POOL_SCHEMA_V2
 from metalearn.policies.architecture import ScorerArchitecture
-from metalearn.policies.trainers.common import (
+from metalearn.policies.trainers.checkpoints import (
     CHECKPOINT_DIR,
-    VALIDATION_SEED,
-    ProgressLog,
-    TrainingResult,
     check_resumable,
     config_settings,
     load_checkpoint,
-    parallel_map,
     prepare_out_dir,
-    resolve_suite,
     save_checkpoint,
-    should_stop,
-    write_policy,
 )
+from metalearn.policies.trainers.evaluation import VALIDATION_SEED
+from metalearn.policies.trainers.parallel import parallel_map
+from metalearn.policies.trainers.progress import ProgressLog, should_stop
+from metalearn.policies.trainers.results import TrainingResult, write_policy
+from metalearn.policies.trainers.suites import resolve_suite
 from metalearn.tasks.task import Task
 
 __all__ = [
@@ -309,6 +308,7 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
         ``policy_path``: the best mean on the held-in tasks (``policy.safetensors``);
         ``last_path``: the final distribution mean (``last.safetensors``).
     """
+    require_extra("train", "evolution-strategies training (metalearn train --method es)")
     config.validate()
     out = prepare_out_dir(config.out_dir)
     pairs = search_space(config)

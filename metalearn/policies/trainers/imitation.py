@@ -58,38 +58,31 @@ from typing import Any
 import numpy as np
 
 from metalearn.common.validation import check_positive_int
+from metalearn.common.extras import require_extra
 from metalearn.exceptions import InvalidInputError
 from metalearn.policies.architecture import ScorerArchitecture
-from metalearn.policies.trainers.common import (
+from metalearn.policies.trainers.checkpoints import (
     CHECKPOINT_DIR,
-    VALIDATION_SEED,
-    EpisodeSpec,
-    ProgressLog,
-    SampleBuffer,
-    TrainingResult,
     check_resumable,
     checkpoint_exists,
     prepare_out_dir,
-    trainable_schema,
-    collect_episode,
     config_settings,
     deterministic_torch,
-    episode_seed,
-    evaluate_policy,
     generator_from_state,
     generator_to_state,
-    input_normalization,
     load_checkpoint,
     optimizer_from_checkpoint,
     optimizer_to_checkpoint,
-    parallel_map,
     save_checkpoint,
-    should_stop,
     torch_rng_from_array,
     torch_rng_to_array,
-    validation_tasks,
-    write_policy,
 )
+from metalearn.policies.trainers.episodes import EpisodeSpec, trainable_schema, collect_episode, episode_seed
+from metalearn.policies.trainers.evaluation import VALIDATION_SEED, evaluate_policy, validation_tasks
+from metalearn.policies.trainers.parallel import parallel_map
+from metalearn.policies.trainers.progress import ProgressLog, should_stop
+from metalearn.policies.trainers.results import TrainingResult, write_policy
+from metalearn.policies.trainers.samples import SampleBuffer, input_normalization
 
 __all__ = ["ImitationConfig", "train_imitation", "listnet_targets", "listnet_loss", "PROGRESS_FIELDS"]
 
@@ -115,7 +108,7 @@ class ImitationConfig:
     """Settings of a DAgger run (CLI: ``metalearn train --method imitation``)."""
 
     suite: Any = "synthetic"
-    """Task suite the training episodes are drawn from: a name (``envs/NAME.toml``), a TOML path or a TaskSuite."""
+    """Task suite the training episodes are drawn from: a name (``metalearn/suites/NAME.toml``), a TOML path or a TaskSuite."""
     seed: int = 0
     """Master seed: task draws, episodes, initial weights and minibatch order derive from it."""
     out_dir: str = "runs/imitation"
@@ -291,6 +284,7 @@ def train_imitation(config: ImitationConfig, resume: bool = False, progress: boo
         ``policy_path`` = ``out_dir/policy.safetensors`` (best by validation),
         ``last_path`` = ``out_dir/last.safetensors``.
     """
+    require_extra("train", "imitation training (metalearn train --method imitation)")
     import torch
     from tqdm.auto import tqdm
 

@@ -59,18 +59,23 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-import torch as th
-from gymnasium import spaces
-from sb3_contrib import MaskablePPO
-from sb3_contrib.common.maskable.distributions import MaskableDistribution
-from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
-from torch import nn
+
+from metalearn.common.extras import require_extra
+
+require_extra("train", "PPO training (metalearn train --method ppo)")  # before torch: the error names the extra
+
+import torch as th  # noqa: E402
+from gymnasium import spaces  # noqa: E402
+from sb3_contrib import MaskablePPO  # noqa: E402
+from sb3_contrib.common.maskable.distributions import MaskableDistribution  # noqa: E402
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
+from stable_baselines3.common.logger import Logger  # noqa: E402
+from stable_baselines3.common.monitor import Monitor  # noqa: E402
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa: E402
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule  # noqa: E402
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv  # noqa: E402
+from torch import nn  # noqa: E402
 
 from metalearn.envs import POOL_AL_ID
 from metalearn.envs.common import METRICS, REWARDS
@@ -79,29 +84,25 @@ from metalearn.exceptions import InvalidInputError
 from metalearn.features.schema import POOL_SCHEMA
 from metalearn.policies.architecture import RESIDUAL_VERSION, ScorerArchitecture
 from metalearn.policies.torch_scorer import TorchScorer
-from metalearn.policies.trainers.common import (
+from metalearn.policies.trainers.checkpoints import (
     CHECKPOINT_DIR,
-    VALIDATION_SEED,
-    ProgressLog,
-    TrainingResult,
     check_resumable,
     checkpoint_exists,
     prepare_out_dir,
     config_settings,
     deterministic_torch,
-    episode_seed,
-    evaluate_policy,
     load_checkpoint,
     optimizer_from_checkpoint,
     optimizer_to_checkpoint,
-    resolve_suite,
     save_checkpoint,
-    should_stop,
     torch_rng_from_array,
     torch_rng_to_array,
-    validation_tasks,
-    write_policy,
 )
+from metalearn.policies.trainers.episodes import episode_seed
+from metalearn.policies.trainers.evaluation import VALIDATION_SEED, evaluate_policy, validation_tasks
+from metalearn.policies.trainers.progress import ProgressLog, should_stop
+from metalearn.policies.trainers.results import TrainingResult, write_policy
+from metalearn.policies.trainers.suites import resolve_suite
 
 __all__ = ["PPOConfig", "PPOResult", "DeepSetsMaskablePolicy", "make_training_env", "train_ppo"]
 
@@ -128,7 +129,7 @@ class PPOConfig:
     out_dir: str = "runs/ppo"
     """Folder for policy.safetensors (best), last.safetensors, checkpoint/ and progress.csv."""
     suite: str = "synthetic"
-    """Task suite the training environments sample from: a name (``envs/NAME.toml``) or a path."""
+    """Task suite the training environments sample from: a name (``metalearn/suites/NAME.toml``) or a path."""
     seed: int = 0
     """Master seed: weights, PPO sampling, minibatch order and every chunk's environment seeds."""
     n_candidates: int = 32
@@ -256,7 +257,7 @@ class PPOConfig:
 
 @dataclass
 class PPOResult(TrainingResult):
-    """:class:`~metalearn.policies.trainers.common.TrainingResult` of a PPO run.
+    """:class:`~metalearn.policies.trainers.results.TrainingResult` of a PPO run.
 
     ``iterations`` counts chunks (one rollout and one update each); ``history`` holds one
     dict per chunk with the columns of ``progress.csv``. Added:
@@ -550,8 +551,238 @@ def _mean(values: list[float]) -> float | None:
 
 
 # ============================================================================ training
+@dataclass
+class _RunState:
+    """What a PPO run carries from chunk to chunk (and through its checkpoint)."""
+
+    chunk: int = 0
+    wall_time: float = 0.0
+    n_episodes: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    best_iteration: int | None = None
+    best_params: dict[str, np.ndarray] = field(default_factory=dict)
+    init_source: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_resume_checkpoint(
+    config: PPOConfig, out_dir: Path, checkpoint_dir: Path, resume: bool
+) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
+    """The checkpoint to continue (tensors, state), or ``({}, None)`` for a fresh run."""
+    if not checkpoint_exists(checkpoint_dir):
+        return {}, None
+    if not resume:
+        raise InvalidInputError(
+            f"{out_dir} already holds a training checkpoint: pass resume=True to continue it, or use another out_dir"
+        )
+    loaded = load_checkpoint(checkpoint_dir)
+    assert loaded is not None
+    saved_tensors, saved = loaded
+    if saved.get("trainer") != METHOD:
+        raise InvalidInputError(f"{checkpoint_dir} holds a {saved.get('trainer')!r} checkpoint, not a PPO one")
+    check_resumable(saved["settings"], config)  # the budget (total_timesteps, time) may change
+    return saved_tensors, saved
+
+
+def _read_init_policy(config: PPOConfig, saved: dict[str, Any] | None) -> Any:
+    """The policy file a fresh run starts from (``config.init_policy``), checked; else None."""
+    if config.init_policy is None or saved is not None:
+        return None
+    from metalearn.policies.file import read_policy
+
+    init = read_policy(config.init_policy)
+    if init.window != config.window:
+        raise InvalidInputError(
+            f"init_policy {config.init_policy!r} was trained with window {init.window}, this run uses "
+            f"window {config.window}: its features would mean something else; set window={init.window}"
+        )
+    return init
+
+
+def _scorer_shape(config: PPOConfig, saved: dict[str, Any] | None, init: Any) -> tuple[int, bool]:
+    """Hidden width and residual flag: the config's, else the checkpoint's, else the init policy's."""
+    if config.hidden is not None:
+        hidden = config.hidden
+    else:
+        hidden = int(saved["arch"]["hidden"]) if saved else init.arch.hidden if init else 64
+    if config.residual is not None:
+        residual = bool(config.residual)
+    elif saved:
+        residual = int(saved["arch"].get("version", 1)) >= RESIDUAL_VERSION
+    else:
+        residual = init is not None and init.arch.residual
+    return hidden, residual
+
+
+def _build_agent(config: PPOConfig, venv: VecEnv, hidden: int, residual: bool) -> MaskablePPO:
+    """MaskablePPO around the deepsets actor-critic, logging into memory only."""
+    model = MaskablePPO(
+        DeepSetsMaskablePolicy,
+        venv,
+        learning_rate=config.learning_rate,
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm,
+        target_kl=config.target_kl,
+        policy_kwargs={"hidden": hidden, "ortho_init": config.ortho_init, "residual": residual},
+        seed=config.seed,
+        device="cpu",
+        verbose=0,
+    )
+    model.set_logger(Logger(folder=None, output_formats=[]))  # train/* values are read after each chunk
+    return model
+
+
+def _restore_state(model: MaskablePPO, saved_tensors: dict[str, np.ndarray], saved: dict[str, Any]) -> _RunState:
+    """Put the checkpoint's weights, optimiser, counters and RNG states back; its loop state."""
+    policy: DeepSetsMaskablePolicy = model.policy  # type: ignore[assignment]
+    policy.load_state_dict(
+        {k.removeprefix("policy."): th.from_numpy(np.array(v)) for k, v in saved_tensors.items() if k.startswith("policy.")}
+    )
+    optimizer_from_checkpoint(policy.optimizer, saved_tensors, saved["optimizer"])
+    model.num_timesteps = int(saved["num_timesteps"])
+    model._n_updates = int(saved["n_updates"])
+    _set_global_rng_state(saved_tensors, saved["rng"])
+    return _RunState(
+        chunk=int(saved["chunk"]),
+        wall_time=float(saved["wall_time"]),
+        n_episodes=int(saved["episodes"]),
+        history=list(saved["history"]),
+        best=saved["best"],
+        best_iteration=saved["best_iteration"],
+        best_params={k.removeprefix("best."): np.array(v) for k, v in saved_tensors.items() if k.startswith("best.")},
+        init_source=saved["init"],
+    )
+
+
+def _fresh_state(model: MaskablePPO, venv: VecEnv, config: PPOConfig, init: Any) -> _RunState:
+    """Start from the init policy's weights, or from fresh weights with a normalisation
+    estimated on a random policy's observations."""
+    policy: DeepSetsMaskablePolicy = model.policy  # type: ignore[assignment]
+    if init is not None:
+        if init.arch != policy.arch:
+            raise InvalidInputError(
+                f"init_policy {config.init_policy!r} has architecture {init.arch.to_dict()}, "
+                f"this run builds {policy.arch.to_dict()} (leave hidden=None and residual=None to take the "
+                "policy's width and version)"
+            )
+        policy.scorer.load_arrays(init.params)
+        return _RunState(init_source={"policy": str(config.init_policy), "normalization": "init_policy"})
+    policy.scorer.set_normalization(*_estimate_normalization(venv, config.n_normalization_steps, config.seed))
+    return _RunState(init_source={"policy": None, "normalization": f"random policy, {config.n_normalization_steps} steps"})
+
+
+def _rollout_and_update(model: MaskablePPO, venv: VecEnv, config: PPOConfig, state: _RunState) -> dict[str, Any]:
+    """One chunk: a rollout of n_steps * n_envs steps and one PPO update; its progress record.
+
+    ``record["seconds"]`` is the rollout-and-update time; the caller adds the validation.
+    """
+    if config.anneal_lr:
+        assert config.total_timesteps is not None
+        lr = config.learning_rate * max(0.0, 1.0 - model.num_timesteps / config.total_timesteps)
+        model.lr_schedule = lambda _remaining, lr=lr: lr
+    # Fresh episodes seeded from (seed, chunk): no environment state crosses a boundary.
+    venv.seed(_chunk_seed(config.seed, state.chunk))
+    model._last_obs = None  # type: ignore[assignment]
+    episode_stats = _EpisodeStats()
+    started = time.perf_counter()
+    model.learn(config.chunk_steps, callback=episode_stats, reset_num_timesteps=False)
+    learn_seconds = time.perf_counter() - started
+
+    state.n_episodes += len(episode_stats.returns)
+    stats = model.logger.name_to_value
+    return {
+        "iteration": state.chunk,
+        "timesteps": int(model.num_timesteps),
+        "seconds": learn_seconds,
+        "steps_per_second": config.chunk_steps / learn_seconds if learn_seconds > 0 else None,
+        "ep_return": _mean(episode_stats.returns),
+        "aulc": _mean(episode_stats.aulcs),
+        "episodes": state.n_episodes,
+        **{k: (float(stats[f"train/{k}"]) if f"train/{k}" in stats else None) for k in _TRAIN_STATS},
+    }
+
+
+def _validate_chunk(
+    config: PPOConfig, arch: ScorerArchitecture, params: dict[str, np.ndarray], val_tasks: list[Any],
+    model: MaskablePPO, record: dict[str, Any], state: _RunState,
+) -> dict[str, Any]:
+    """Evaluate ``params`` on the fixed validation tasks; keep them as the best if they beat it.
+
+    Adds the ``val_*`` columns to ``record``; returns the validation summary.
+    """
+    metrics = evaluate_policy(
+        arch, params, val_tasks, window=config.window, n_candidates=config.n_candidates,
+        n_jobs=config.n_jobs, dask=config.dask,
+    )
+    validation = {k: v for k, v in metrics.items() if k != "per_task"}
+    validation.update(iteration=state.chunk - 1, timesteps=int(model.num_timesteps))
+    record.update({f"val_{k}": metrics[k] for k in _VALIDATION_STATS})
+    if state.best is None or validation["delta_vs_margin"] > state.best["delta_vs_margin"]:
+        state.best, state.best_iteration, state.best_params = validation, state.chunk - 1, params
+        record["best"] = True
+    return validation
+
+
+def _export_policy(
+    path: Path, params: dict[str, np.ndarray], validation: dict[str, Any] | None, *,
+    config: PPOConfig, settings: dict[str, Any], arch: ScorerArchitecture, model: MaskablePPO, state: _RunState,
+) -> Path:
+    """Write one policy file, its model card holding the run's training curve so far."""
+    curve_keys = ("iteration", "timesteps", "ep_return", "aulc", "val_delta_vs_margin")
+    training = {
+        "num_timesteps": int(model.num_timesteps), "chunks": state.chunk, "episodes": state.n_episodes,
+        "wall_seconds": state.wall_time, "init": state.init_source, "best_iteration": state.best_iteration,
+        "curve": [{k: r.get(k) for k in curve_keys} for r in state.history],
+    }
+    return write_policy(
+        path, arch, params, method=METHOD, settings=settings, suite=config.suite, seed=config.seed,
+        window=config.window, n_candidates=config.n_candidates, training=training, validation=validation,
+    )
+
+
+def _save_run_checkpoint(
+    checkpoint_dir: Path, config: PPOConfig, settings: dict[str, Any], model: MaskablePPO, state: _RunState
+) -> None:
+    """Checkpoint the weights, optimiser, RNG states (taken after validation) and loop state."""
+    policy: DeepSetsMaskablePolicy = model.policy  # type: ignore[assignment]
+    opt_tensors, opt_info = optimizer_to_checkpoint(policy.optimizer)
+    rng_tensors, rng_info = _global_rng_state()
+    tensors = {f"policy.{k}": v.detach().cpu().numpy().copy() for k, v in policy.state_dict().items()}
+    tensors.update(opt_tensors)
+    tensors.update(rng_tensors)
+    tensors.update({f"best.{k}": v for k, v in state.best_params.items()})
+    save_checkpoint(checkpoint_dir, tensors, {
+        "trainer": METHOD,
+        "settings": settings,
+        "arch": policy.arch.to_dict(),
+        "chunk": state.chunk,
+        "next_env_seed": _chunk_seed(config.seed, state.chunk),
+        "num_timesteps": int(model.num_timesteps),
+        "n_updates": int(model._n_updates),
+        "episodes": state.n_episodes,
+        "wall_time": state.wall_time,
+        "history": state.history,
+        "best": state.best,
+        "best_iteration": state.best_iteration,
+        "init": state.init_source,
+        "optimizer": opt_info,
+        "rng": rng_info,
+    })
+
+
 def train_ppo(config: PPOConfig, resume: bool = False, progress: bool = True) -> PPOResult:
     """Train a querying policy with MaskablePPO and export it (see the module docstring).
+
+    One run, top to bottom: read the checkpoint (or the init policy), draw the validation
+    tasks, build the agent, restore or initialise its state, then per chunk: rollout and
+    update, validate, export the policies, checkpoint, log.
 
     Parameters
     ----------
@@ -578,45 +809,12 @@ def train_ppo(config: PPOConfig, resume: bool = False, progress: bool = True) ->
     checkpoint_dir = out_dir / CHECKPOINT_DIR
     settings = config_settings(config)
 
-    # ---- resume from the checkpoint, or start fresh
-    saved_tensors: dict[str, np.ndarray] = {}
-    saved: dict[str, Any] | None = None
-    if checkpoint_exists(checkpoint_dir):
-        if not resume:
-            raise InvalidInputError(
-                f"{out_dir} already holds a training checkpoint: pass resume=True to continue it, or use another out_dir"
-            )
-        loaded = load_checkpoint(checkpoint_dir)
-        assert loaded is not None
-        saved_tensors, saved = loaded
-        if saved.get("trainer") != METHOD:
-            raise InvalidInputError(f"{checkpoint_dir} holds a {saved.get('trainer')!r} checkpoint, not a PPO one")
-        check_resumable(saved["settings"], config)  # the budget (total_timesteps, time) may change
+    saved_tensors, saved = _read_resume_checkpoint(config, out_dir, checkpoint_dir, resume)
     prepare_out_dir(out_dir)  # a folder that cannot be written fails here, before any training
+    init = _read_init_policy(config, saved)
+    hidden, residual = _scorer_shape(config, saved, init)
 
-    init = None
-    if config.init_policy is not None and saved is None:
-        from metalearn.policies.file import read_policy
-
-        init = read_policy(config.init_policy)
-        if init.window != config.window:
-            raise InvalidInputError(
-                f"init_policy {config.init_policy!r} was trained with window {init.window}, this run uses "
-                f"window {config.window}: its features would mean something else; set window={init.window}"
-            )
-    if config.hidden is not None:
-        hidden = config.hidden
-    else:
-        hidden = int(saved["arch"]["hidden"]) if saved else init.arch.hidden if init else 64
-    if config.residual is not None:
-        residual = bool(config.residual)
-    elif saved:
-        residual = int(saved["arch"].get("version", 1)) >= RESIDUAL_VERSION
-    else:
-        residual = init is not None and init.arch.residual
-
-    # ---- fixed validation tasks, drawn once
-    val_tasks = []
+    val_tasks = []  # fixed validation tasks, drawn once
     if config.validate_every > 0:
         val_suite = resolve_suite(config.validation_suite or config.suite)
         val_tasks = validation_tasks(val_suite, config.n_validation_tasks, config.validation_seed)
@@ -626,149 +824,37 @@ def train_ppo(config: PPOConfig, resume: bool = False, progress: bool = True) ->
     venv = make_training_env(config)
     try:
         with deterministic_torch():
-            # ---- agent: MaskablePPO around the deepsets actor-critic
-            model = MaskablePPO(
-                DeepSetsMaskablePolicy,
-                venv,
-                learning_rate=config.learning_rate,
-                n_steps=config.n_steps,
-                batch_size=config.batch_size,
-                n_epochs=config.n_epochs,
-                gamma=config.gamma,
-                gae_lambda=config.gae_lambda,
-                clip_range=config.clip_range,
-                ent_coef=config.ent_coef,
-                vf_coef=config.vf_coef,
-                max_grad_norm=config.max_grad_norm,
-                target_kl=config.target_kl,
-                policy_kwargs={"hidden": hidden, "ortho_init": config.ortho_init, "residual": residual},
-                seed=config.seed,
-                device="cpu",
-                verbose=0,
-            )
-            model.set_logger(Logger(folder=None, output_formats=[]))  # train/* values are read after each chunk
+            model = _build_agent(config, venv, hidden, residual)
             policy: DeepSetsMaskablePolicy = model.policy  # type: ignore[assignment]
             arch = policy.arch
+            state = _restore_state(model, saved_tensors, saved) if saved is not None else _fresh_state(model, venv, config, init)
+            log.truncate(state.chunk)  # rows written after the checkpoint (before a crash) are redone
+            export = partial(_export_policy, config=config, settings=settings, arch=arch, model=model, state=state)
 
-            # ---- starting point: the checkpoint, an init policy, or fresh weights + normalisation
-            if saved is not None:
-                policy.load_state_dict(
-                    {k.removeprefix("policy."): th.from_numpy(np.array(v)) for k, v in saved_tensors.items() if k.startswith("policy.")}
-                )
-                optimizer_from_checkpoint(policy.optimizer, saved_tensors, saved["optimizer"])
-                model.num_timesteps = int(saved["num_timesteps"])
-                model._n_updates = int(saved["n_updates"])
-                n_episodes = int(saved["episodes"])
-                _set_global_rng_state(saved_tensors, saved["rng"])
-                chunk, wall_time = int(saved["chunk"]), float(saved["wall_time"])
-                history: list[dict[str, Any]] = list(saved["history"])
-                best, best_iteration = saved["best"], saved["best_iteration"]
-                best_params = {k.removeprefix("best."): np.array(v) for k, v in saved_tensors.items() if k.startswith("best.")}
-                init_source = saved["init"]
-            else:
-                if init is not None:
-                    if init.arch != arch:
-                        raise InvalidInputError(
-                            f"init_policy {config.init_policy!r} has architecture {init.arch.to_dict()}, "
-                            f"this run builds {arch.to_dict()} (leave hidden=None and residual=None to take the "
-                            "policy's width and version)"
-                        )
-                    policy.scorer.load_arrays(init.params)
-                    init_source = {"policy": str(config.init_policy), "normalization": "init_policy"}
-                else:
-                    policy.scorer.set_normalization(*_estimate_normalization(venv, config.n_normalization_steps, config.seed))
-                    init_source = {"policy": None, "normalization": f"random policy, {config.n_normalization_steps} steps"}
-                chunk, wall_time, history, best, best_iteration, best_params = 0, 0.0, [], None, None, {}
-                n_episodes = 0
-            log.truncate(chunk)  # rows written after the checkpoint (before a crash) are redone
-
-            def export(path: Path, params: dict[str, np.ndarray], validation: dict[str, Any] | None) -> Path:
-                curve_keys = ("iteration", "timesteps", "ep_return", "aulc", "val_delta_vs_margin")
-                training = {
-                    "num_timesteps": int(model.num_timesteps), "chunks": chunk, "episodes": n_episodes,
-                    "wall_seconds": wall_time, "init": init_source, "best_iteration": best_iteration,
-                    "curve": [{k: r.get(k) for k in curve_keys} for r in history],
-                }
-                return write_policy(
-                    path, arch, params, method=METHOD, settings=settings, suite=config.suite, seed=config.seed,
-                    window=config.window, n_candidates=config.n_candidates, training=training, validation=validation,
-                )
-
-            # ---- training loop: one chunk = one rollout of n_steps * n_envs steps + one PPO update
-            while not should_stop(chunk, wall_time, [r["seconds"] for r in history], n_chunks, config.time_budget_seconds):
-                if config.anneal_lr:
-                    assert config.total_timesteps is not None
-                    lr = config.learning_rate * max(0.0, 1.0 - model.num_timesteps / config.total_timesteps)
-                    model.lr_schedule = lambda _remaining, lr=lr: lr
-                # Fresh episodes seeded from (seed, chunk): no environment state crosses a boundary.
-                venv.seed(_chunk_seed(config.seed, chunk))
-                model._last_obs = None  # type: ignore[assignment]
-                episode_stats = _EpisodeStats()
+            while not should_stop(
+                state.chunk, state.wall_time, [r["seconds"] for r in state.history], n_chunks, config.time_budget_seconds
+            ):
                 started = time.perf_counter()
-                model.learn(config.chunk_steps, callback=episode_stats, reset_num_timesteps=False)
-                learn_seconds = time.perf_counter() - started
+                record = _rollout_and_update(model, venv, config, state)
+                state.chunk += 1
 
-                n_episodes += len(episode_stats.returns)
-                stats = model.logger.name_to_value
-                record: dict[str, Any] = {
-                    "iteration": chunk,
-                    "timesteps": int(model.num_timesteps),
-                    "seconds": learn_seconds,  # replaced by the whole chunk's time below
-                    "steps_per_second": config.chunk_steps / learn_seconds if learn_seconds > 0 else None,
-                    "ep_return": _mean(episode_stats.returns),
-                    "aulc": _mean(episode_stats.aulcs),
-                    "episodes": n_episodes,
-                    **{k: (float(stats[f"train/{k}"]) if f"train/{k}" in stats else None) for k in _TRAIN_STATS},
-                }
-                chunk += 1
-
-                # ---- validation on the fixed tasks (every validate_every chunks and the last)
+                # Validation on the fixed tasks, every validate_every chunks and after the last.
                 params = policy.scorer.arrays()
-                durations = [*(r["seconds"] for r in history), learn_seconds]
-                last = should_stop(chunk, wall_time + learn_seconds, durations, n_chunks, config.time_budget_seconds)
+                durations = [*(r["seconds"] for r in state.history), record["seconds"]]
+                last = should_stop(
+                    state.chunk, state.wall_time + record["seconds"], durations, n_chunks, config.time_budget_seconds
+                )
                 validation = None
-                if val_tasks and (chunk % config.validate_every == 0 or last):
-                    metrics = evaluate_policy(
-                        arch, params, val_tasks, window=config.window, n_candidates=config.n_candidates,
-                        n_jobs=config.n_jobs, dask=config.dask,
-                    )
-                    validation = {k: v for k, v in metrics.items() if k != "per_task"}
-                    validation.update(iteration=chunk - 1, timesteps=int(model.num_timesteps))
-                    record.update({f"val_{k}": metrics[k] for k in _VALIDATION_STATS})
-                    if best is None or validation["delta_vs_margin"] > best["delta_vs_margin"]:
-                        best, best_iteration, best_params = validation, chunk - 1, params
-                        record["best"] = True
+                if val_tasks and (state.chunk % config.validate_every == 0 or last):
+                    validation = _validate_chunk(config, arch, params, val_tasks, model, record, state)
                 # The time budget counts whole chunks: rollout, update and validation.
                 record["seconds"] = time.perf_counter() - started
-                wall_time += record["seconds"]
-                history.append(record)
+                state.wall_time += record["seconds"]
+                state.history.append(record)
 
-                # ---- export the policies, then checkpoint (RNG states taken after validation)
                 export(out_dir / LAST_NAME, params, validation)
-                export(out_dir / POLICY_NAME, best_params if best is not None else params, best)
-                opt_tensors, opt_info = optimizer_to_checkpoint(policy.optimizer)
-                rng_tensors, rng_info = _global_rng_state()
-                tensors = {f"policy.{k}": v.detach().cpu().numpy().copy() for k, v in policy.state_dict().items()}
-                tensors.update(opt_tensors)
-                tensors.update(rng_tensors)
-                tensors.update({f"best.{k}": v for k, v in best_params.items()})
-                save_checkpoint(checkpoint_dir, tensors, {
-                    "trainer": METHOD,
-                    "settings": settings,
-                    "arch": arch.to_dict(),
-                    "chunk": chunk,
-                    "next_env_seed": _chunk_seed(config.seed, chunk),
-                    "num_timesteps": int(model.num_timesteps),
-                    "n_updates": int(model._n_updates),
-                    "episodes": n_episodes,
-                    "wall_time": wall_time,
-                    "history": history,
-                    "best": best,
-                    "best_iteration": best_iteration,
-                    "init": init_source,
-                    "optimizer": opt_info,
-                    "rng": rng_info,
-                })
+                export(out_dir / POLICY_NAME, state.best_params if state.best is not None else params, state.best)
+                _save_run_checkpoint(checkpoint_dir, config, settings, model, state)
                 log.append(record)
                 if progress:
                     _print_progress(record, n_chunks)
@@ -782,11 +868,11 @@ def train_ppo(config: PPOConfig, resume: bool = False, progress: bool = True) ->
         last_path=out_dir / LAST_NAME,
         out_dir=out_dir,
         method=METHOD,
-        iterations=chunk,
-        best_iteration=best_iteration,
-        best_validation=best,
-        history=history,
-        wall_seconds=wall_time,
+        iterations=state.chunk,
+        best_iteration=state.best_iteration,
+        best_validation=state.best,
+        history=state.history,
+        wall_seconds=state.wall_time,
         num_timesteps=num_timesteps,
         params=final_params,
     )

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Rebuild every stored benchmark's tables, report and plots from the committed results tables
+# (benchmarks/*/results.parquet), computing nothing: the figures in README.md and
+# benchmarks/README.md come from these commands. Needs ../shared/datasets beside the clone.
+# Usage: scripts/rebuild_benchmark_reports.sh [path/to/metalearn]   (default .venv/bin/metalearn)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+METALEARN="${1:-.venv/bin/metalearn}"
+DATA="folder:../shared/datasets:validation"
+CLASSIC="random,least_confidence,margin,entropy,density_weighted,kcenter_greedy,qbc,albl"
+COLD_B10=(--models logreg,rf --regimes cold --batch-sizes 10 --budget 100 --seeds 10)
+
+# The full protocol, classic strategies (benchmarks/validation-classic/report.md).
+"$METALEARN" benchmark --quiet --stored-only --datasets "$DATA" --seeds 10 --jobs 2 \
+    --out benchmarks/validation-classic
+# The released default against every classic strategy, from the same runs.
+METALEARN_POLICY_DIR=benchmarks/validation-trainers/policies "$METALEARN" benchmark --quiet --stored-only \
+    --strategies "$CLASSIC,policy:default,policy:lal-synthetic-20min" --datasets "$DATA" --seeds 10 --jobs 2 \
+    --out benchmarks/validation-classic --report-dir benchmarks/validation-default
+# Candidate policies against random and margin, cold start, batch 10.
+METALEARN_POLICY_DIR=benchmarks/validation-trainers/policies "$METALEARN" benchmark --quiet --stored-only \
+    --strategies random,margin,policy:imitation-synthetic-20min,policy:lal-synthetic-20min,policy:ppo-synthetic-20min \
+    --datasets "$DATA" "${COLD_B10[@]}" --jobs 2 --out benchmarks/validation-trainers
+METALEARN_POLICY_DIR=benchmarks/validation-proba/policies "$METALEARN" benchmark --quiet --stored-only \
+    --strategies random,margin,policy:lal-proba-residual-5min \
+    --datasets "$DATA" "${COLD_B10[@]}" --jobs 2 --out benchmarks/validation-proba
+METALEARN_POLICY_DIR=benchmarks/validation-issue6/policies "$METALEARN" benchmark --quiet --stored-only \
+    --strategies random,margin,policy:ppo-synthetic-20min,policy:ppo-residual-st-45min \
+    --datasets "$DATA" "${COLD_B10[@]}" --jobs 2 --out benchmarks/validation-issue6
