@@ -682,7 +682,7 @@ def resolve_policy_path(name_or_path: str | os.PathLike[str]) -> Path:
     ----------
     name_or_path : str or path-like
         An existing path is returned as is. Otherwise a bare name (no folder separator) is
-        looked up as ``<name>.safetensors`` in the repository's ``policies/`` folder, then in
+        looked up as ``<name>.safetensors`` in the released policies (package data), then in
         each folder of ``$METALEARN_POLICY_DIR`` (``os.pathsep``-separated); the first match wins.
 
     Returns
