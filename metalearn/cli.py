@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 
+from metalearn.common.text import printable, printable_json
 from metalearn.exceptions import InvalidInputError, MetalearnError
 
 __all__ = ["main", "build_parser"]
@@ -86,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-pool", type=int, default=None, help="subsample larger pools to this size")
     bench.add_argument("--oracle", action="store_true", help="add the greedy look-ahead oracle (expensive)")
     bench.add_argument("--oracle-candidates", type=int, default=20, help="candidates the oracle evaluates per query")
-    bench.add_argument("--reference", default="margin", help="strategy the statistics compare against")
+    bench.add_argument(
+        "--reference", default=None, help="strategy the statistics compare against (default margin); one of --strategies"
+    )
     bench.add_argument("--out", required=True, help="result folder (resumable)")
     bench.add_argument("--jobs", type=int, default=-1, help="local worker processes (-1: all cores)")
     bench.add_argument("--dask", default=None, metavar="ADDRESS", help="Dask scheduler address, or 'local[:N]'")
@@ -199,8 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_jobs(jobs: int) -> None:
+    """--jobs: -1 (all cores) or a positive number of workers, as joblib counts them."""
+    if jobs == 0 or jobs < -1:
+        raise InvalidInputError(f"--jobs must be -1 (all cores) or a positive number of worker processes, got {jobs}")
+
+
 def _demo(args: argparse.Namespace) -> int:
     from metalearn.demo import DemoConfig, run_demo
+
+    _check_jobs(args.jobs)
 
     config = DemoConfig(seed=args.seed, n_jobs=args.jobs, quick=args.quick)
     config.out_dir = args.out or ("out/demo-quick" if args.quick else config.out_dir)
@@ -229,6 +240,15 @@ def _benchmark(args: argparse.Namespace) -> int:
     strategies = args.strategies or list(defaults.strategies)
     if args.oracle and "oracle" not in strategies:
         strategies.append("oracle")
+    _check_jobs(args.jobs)
+    if args.reference is not None and args.reference not in strategies:
+        raise InvalidInputError(
+            f"--reference {printable(args.reference)!r} is not among the benchmark's strategies "
+            f"({', '.join(strategies)}); the statistics compare every strategy with it"
+        )
+    reference = args.reference or defaults.reference
+    if reference not in strategies:
+        print(f"metalearn: note: {reference} is not among --strategies: no comparison against it", file=sys.stderr)
     config = BenchmarkConfig(
         strategies=strategies,
         datasets=args.datasets,
@@ -242,7 +262,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         n_warm=args.n_warm,
         max_pool=args.max_pool,
         oracle_candidates=args.oracle_candidates,
-        reference=args.reference,
+        reference=reference,
     )
     try:
         result = run_benchmark(
@@ -312,14 +332,15 @@ def _inspect(args: argparse.Namespace) -> int:
     from metalearn.policies.file import format_model_card, read_policy
 
     policy = read_policy(args.policy)
-    if args.json:
-        print(json.dumps(policy.metadata, indent=2, ensure_ascii=False))
+    if args.json:  # JSON escapes C0 controls itself; C1 and format characters are escaped here
+        print(printable_json(json.dumps(policy.metadata, indent=2, ensure_ascii=False)))
     else:
         print(format_model_card(policy))
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
+    _check_jobs(args.jobs)
     common: dict[str, object] = {"suite": args.suite, "seed": args.seed, "out_dir": args.out, "n_jobs": args.jobs, "dask": args.dask}
     if args.candidates is not None:
         common["n_candidates"] = args.candidates
@@ -402,11 +423,19 @@ def _train(args: argparse.Namespace) -> int:
 def _next_batch(args: argparse.Namespace) -> int:
     from metalearn.workflow import next_batch
 
-    result = next_batch(
-        args.data, args.labels, model=args.model, batch_size=args.batch_size, policy=args.policy, out=args.out,
-        state=args.state, id_column=args.id_column, label_column=args.label_column, classes=args.classes,
-        seed=args.seed, label_budget=args.budget,
-    )
+    try:
+        result = next_batch(
+            args.data, args.labels, model=args.model, batch_size=args.batch_size, policy=args.policy, out=args.out,
+            state=args.state, id_column=args.id_column, label_column=args.label_column, classes=args.classes,
+            seed=args.seed, label_budget=args.budget,
+        )
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: no file is partly written (--out and the state file are replaced whole or not at all); "
+            "rerun the same command",
+            file=sys.stderr,
+        )
+        return 130
     for note in result.notes:
         print(f"metalearn: note: {note}", file=sys.stderr)
     history = f", history of {result.history_loops} loop(s)" if result.history_loops else ""
@@ -438,8 +467,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "next-batch":
             return _next_batch(args)
     except MetalearnError as exc:
-        print(f"metalearn: error: {exc}", file=sys.stderr)
+        # One line, control characters escaped: messages quote names and values from files.
+        print(f"metalearn: error: {printable(' '.join(str(exc).split()))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     return 1  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from metalearn.common.validation import check_positive_int
+from metalearn.common.validation import check_positive_int, check_probabilities
 from metalearn.exceptions import InvalidInputError, InvalidTypeError
 from metalearn.strategies.base import QueryContext, QueryStrategy, select_top
 from metalearn.strategies.registry import register_strategy
@@ -43,6 +43,11 @@ class QueryByCommittee(QueryStrategy):
         super().__init__(missing_label=missing_label, random_state=random_state)
         self.n_members = n_members
         self.method = method
+
+    def _validate_params(self) -> None:
+        check_positive_int(self.n_members, "n_members", minimum=2)
+        if not isinstance(self.method, str) or self.method not in _METHODS:
+            raise InvalidInputError(f"method must be one of {_METHODS}, got {self.method!r}"[:300])
 
     def _members(self, ctx: QueryContext) -> list[Any]:
         rows = np.flatnonzero(ctx.labeled)
@@ -83,7 +88,7 @@ class QueryByCommittee(QueryStrategy):
             counts = np.stack([(votes == c).sum(axis=0) for c in classes], axis=1) / len(members)
             p = np.clip(counts, 1e-12, 1.0)
             return -(counts * np.log(p)).sum(axis=1) / np.log(min(len(members), classes.size))
-        probas = np.stack([m.predict_proba(X) for m in members])  # (members, n, C)
+        probas = np.stack([check_probabilities(m.predict_proba(X), X.shape[0]) for m in members])  # (members, n, C)
         consensus = probas.mean(axis=0)
         ratio = np.log(np.clip(probas, 1e-12, 1.0)) - np.log(np.clip(consensus, 1e-12, 1.0))[None]
         return (probas * ratio).sum(axis=2).mean(axis=0)

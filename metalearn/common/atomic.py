@@ -1,0 +1,122 @@
+"""Atomic file writes: a reader (or a crash) sees the old file or the new one, never a part.
+
+The data goes to a temporary file beside the target, named ``.<target>.<pid>.<random>.tmp``,
+is flushed to disk, then renamed over the target (:func:`os.replace`, atomic on POSIX and
+Windows). A process killed mid-write (SIGKILL, power loss) leaves its temporary file behind;
+the next write to the same target removes the temporaries of processes that no longer run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["atomic_write", "atomic_write_bytes", "remove_stale_temporaries"]
+
+
+def _prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}."
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: keep its file
+    return True
+
+
+def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that writes to ``target`` by dead processes left behind.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    target = Path(target)
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(\d+)\.[^.]*\.tmp$")
+    removed = []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        try:
+            entry.unlink()
+        except OSError:
+            continue
+        removed.append(entry)
+    return removed
+
+
+def atomic_write(target: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Write ``target`` atomically with ``write(temporary_path)``.
+
+    Parameters
+    ----------
+    target : path
+        The file to create or replace. Its folder must exist.
+    write : callable
+        Writes the complete content to the path it is given (e.g. ``frame.to_csv``).
+
+    Returns
+    -------
+    Path
+        ``target``.
+
+    Raises
+    ------
+    OSError
+        The temporary file cannot be created, written or renamed (nothing is left behind,
+        and an existing ``target`` is unchanged).
+    """
+    target = Path(target)
+    remove_stale_temporaries(target)
+    handle, name = tempfile.mkstemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as out:
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(target.parent)
+    return target
+
+
+def atomic_write_bytes(target: str | os.PathLike[str], payload: bytes) -> Path:
+    """Write ``payload`` to ``target`` atomically (see :func:`atomic_write`)."""
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as out:
+            out.write(payload)
+
+    return atomic_write(target, write)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Persist the rename (POSIX; best effort elsewhere)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
