@@ -54,7 +54,7 @@ import pandas as pd
 from metalearn.common.atomic import atomic_write, atomic_write_bytes
 from metalearn.common.text import printable
 from metalearn.exceptions import DatasetError, InvalidInputError, UnknownNameError
-from metalearn.policies.file import PolicyFile, read_policy
+from metalearn.policies.file import MAX_WINDOW, PolicyFile, read_policy
 from metalearn.policies.strategy import PolicyStrategy, match_records, record_keys
 from metalearn.strategies.base import QueryStrategy
 
@@ -416,6 +416,8 @@ def _check_state_content(meta: dict[str, Any], arrays: dict[str, np.ndarray], wh
                 raise bad(f"'history.{key}' must be an integer >= {minimum}", history[key])
         if not _is_int(history.get("window")) or not _is_int(history.get("n_records")):
             raise bad("'history' needs integer 'window' and 'n_records'", history)
+        if history["window"] > MAX_WINDOW:
+            raise bad(f"'history.window' must be at most {MAX_WINDOW} loops", history["window"])
         n_initial = history.get("n_initial_labeled")
         if n_initial is not None and (not _is_int(n_initial) or n_initial < 0):
             raise bad("'history.n_initial_labeled' must be an integer >= 0 or null", n_initial)

@@ -60,7 +60,7 @@ class QueryByCommittee(QueryStrategy):
             sample = np.concatenate([ctx.rng.choice(g, size=g.size, replace=True) for g in groups])
             try:
                 member = clone(ctx.clf)
-            except TypeError as exc:
+            except (TypeError, RuntimeError) as exc:  # no get_params, or a constructor that alters its params
                 raise InvalidTypeError(
                     f"query by committee clones the classifier, but {type(ctx.clf).__name__} cannot be cloned: {exc}"
                 ) from None
