@@ -17,6 +17,7 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -208,10 +209,27 @@ def _check_jobs(jobs: int) -> None:
         raise InvalidInputError(f"--jobs must be -1 (all cores) or a positive number of worker processes, got {jobs}")
 
 
+def _check_sizes(args: argparse.Namespace, limits: dict[str, tuple[int, int]]) -> None:
+    """Refuse sizes no run can use before any work (out of range, exhausting memory, or never ending),
+    whichever method would read them."""
+    for option, (minimum, limit) in limits.items():
+        value = getattr(args, option.lstrip("-").replace("-", "_"), None)
+        if value is not None and value < minimum:
+            raise InvalidInputError(f"{option} must be >= {minimum}, got {value}")
+        if value is not None and value > limit:
+            raise InvalidInputError(f"{option} {value} is larger than any run can use (limit {limit})")
+
+
+def _check_finite(value: float | None, option: str) -> None:
+    if value is not None and not math.isfinite(value):
+        raise InvalidInputError(f"{option} must be a finite number, got {value}")
+
+
 def _demo(args: argparse.Namespace) -> int:
     from metalearn.demo import DemoConfig, run_demo
 
     _check_jobs(args.jobs)
+    _check_finite(args.train_minutes, "--train-minutes")
 
     config = DemoConfig(seed=args.seed, n_jobs=args.jobs, quick=args.quick)
     config.out_dir = args.out or ("out/demo-quick" if args.quick else config.out_dir)
@@ -340,7 +358,15 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from metalearn.policies.file import MAX_N_CANDIDATES
+
     _check_jobs(args.jobs)
+    _check_finite(args.time_budget, "--time-budget")
+    _check_sizes(
+        args,
+        {"--candidates": (1, MAX_N_CANDIDATES), "--episodes": (1, 10**6), "--iterations": (1, 10**6),
+         "--oracle-horizon": (1, 1000), "--validation-tasks": (0, 10**5), "--seed": (0, 2**63 - 1)},
+    )
     common: dict[str, object] = {"suite": args.suite, "seed": args.seed, "out_dir": args.out, "n_jobs": args.jobs, "dask": args.dask}
     if args.candidates is not None:
         common["n_candidates"] = args.candidates
@@ -473,6 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("metalearn: error: out of memory; use smaller sizes (fewer records, candidates or seeds)", file=sys.stderr)
+        return 2
     return 1  # pragma: no cover - argparse rejects unknown commands
 
 
