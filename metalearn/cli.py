@@ -234,6 +234,8 @@ def _demo(args: argparse.Namespace) -> int:
     config = DemoConfig(seed=args.seed, n_jobs=args.jobs, quick=args.quick)
     config.out_dir = args.out or ("out/demo-quick" if args.quick else config.out_dir)
     if args.train_minutes is not None:
+        if not args.train_minutes > 0:
+            raise InvalidInputError(f"--train-minutes must be positive, got {args.train_minutes}")
         if args.quick:
             print("metalearn: note: --quick trains one iteration; --train-minutes is not used", file=sys.stderr)
         config.train_minutes = args.train_minutes
@@ -265,8 +267,6 @@ def _benchmark(args: argparse.Namespace) -> int:
             f"({', '.join(strategies)}); the statistics compare every strategy with it"
         )
     reference = args.reference or defaults.reference
-    if reference not in strategies:
-        print(f"metalearn: note: {reference} is not among --strategies: no comparison against it", file=sys.stderr)
     config = BenchmarkConfig(
         strategies=strategies,
         datasets=args.datasets,
@@ -314,6 +314,8 @@ def _benchmark(args: argparse.Namespace) -> int:
         print("\n" + format_table(strategy_summary(result.runs)))
         if config.reference in set(ok["strategy"]):
             print("\n" + format_table(overall_comparison(result.runs, reference=config.reference)))
+        elif config.reference not in strategies:
+            print(f"metalearn: note: {config.reference} is not among --strategies: no comparison against it", file=sys.stderr)
     if not args.no_report and not ok.empty:
         files = write_report(result.runs, result.curves, out, reference=config.reference)
         print("\nreport: " + ", ".join(str(p) for p in files.values()))

@@ -310,6 +310,9 @@ def _check_paths(data: Any, labels: Any, out: Path | None, state: Path | None) -
     """Refuse an output that is an input: ``--out`` or the state file must never overwrite the records or labels."""
     inputs = {"--data": data, "--labels": labels}
     outputs = {"--out": out, "--state": state}
+    for name, path in {**inputs, **outputs}.items():
+        if isinstance(path, (str, os.PathLike)) and "\x00" in os.fspath(path):
+            raise InvalidInputError(f"{name} {printable(os.fspath(path)[:100])!r} contains a NUL character")
     for out_name, target in outputs.items():
         if target is None:
             continue
