@@ -261,6 +261,14 @@ def _benchmark(args: argparse.Namespace) -> int:
     if args.oracle and "oracle" not in strategies:
         strategies.append("oracle")
     _check_jobs(args.jobs)
+    if args.format == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise InvalidInputError(
+                "--format parquet needs pyarrow, which is not installed (pip install 'metalearn-al[parquet]'); "
+                "use --format csv"
+            ) from None
     if args.reference is not None and args.reference not in strategies:
         raise InvalidInputError(
             f"--reference {printable(args.reference)!r} is not among the benchmark's strategies "

@@ -674,13 +674,16 @@ def test_hand_edited_state_files_are_one_line_errors(tmp_path, edit, capsys):
         (["train", "--jobs", "0", "--out", "{tmp}/t"], "jobs"),
         (["demo", "--jobs", "-2", "--out", "{tmp}/d"], "jobs"),
         (["inspect", "{tmp}/missing.safetensors"], "no such file"),
+        (["next-batch", "--policy", "p" * 5000], "cannot look it up"),
+        (["next-batch", "--out", "{tmp}/o\x00.csv"], "NUL"),
     ],
 )
 def test_cli_refuses_with_one_line_and_exit_2(tables, tmp_path, capsys, argv, match):
     records, labels = tables
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     if argv[0] == "next-batch":
-        argv += ["--data", str(records), "--labels", str(labels), "--out", str(tmp_path / "o.csv"), "--model", "nb"]
+        defaults = ["--data", str(records), "--labels", str(labels), "--out", str(tmp_path / "o.csv"), "--model", "nb"]
+        argv = argv[:1] + defaults + argv[1:]  # the case's options last: they override
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("metalearn: error:") and err.count("\n") == 1 and match in err, err
@@ -711,6 +714,9 @@ def test_parquet_without_pyarrow_is_one_line(tables, tmp_path, capsys, monkeypat
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", without_pyarrow)
+    assert main(["benchmark", "--datasets", "sklearn:iris", "--format", "parquet", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pyarrow" in err and not (tmp_path / "b").exists()
     argv = ["next-batch", "--data", str(records), "--labels", str(labels), "--out", str(tmp_path / "o.parquet"),
             "--policy", "margin", "--model", "nb"]
     assert main(argv) == 2
