@@ -473,7 +473,7 @@ def _next_batch(args: argparse.Namespace) -> int:
         )
         return 130
     for note in result.notes:
-        print(f"metalearn: note: {note}", file=sys.stderr)
+        print(f"metalearn: note: {printable(note)}", file=sys.stderr)
     history = f", history of {result.history_loops} loop(s)" if result.history_loops else ""
     print(
         f"loop {result.loop}: {len(result.table)} record(s) to label written to {result.out_path} "

@@ -548,9 +548,15 @@ def test_temporaries_of_killed_writers_are_removed(tmp_path):
     alive.write_bytes(b"in progress")
     other = tmp_path / ".other.bin.1.abc.tmp"
     other.write_bytes(b"not ours")
+    legacy_old = tmp_path / "state.bin.k3j4h5g6.tmp"  # metalearn 0.1.0's name, an hour old
+    legacy_old.write_bytes(b"partial")
+    os.utime(legacy_old, (0, 0))
+    legacy_new = tmp_path / "state.bin.abcdefgh.tmp"  # maybe a 0.1.0 write in progress
+    legacy_new.write_bytes(b"partial")
     atomic_write_bytes(target, b"complete")
     assert target.read_bytes() == b"complete"
     assert not stale.exists() and alive.exists() and other.exists()
+    assert not legacy_old.exists() and legacy_new.exists()
     assert remove_stale_temporaries(target) == []
 
 

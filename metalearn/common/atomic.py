@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
 __all__ = ["atomic_write", "atomic_write_bytes", "remove_stale_temporaries"]
+
+_LEGACY_AGE_SECONDS = 3600.0
 
 
 def _prefix(target: Path) -> str:
@@ -43,14 +46,21 @@ def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
     """
     target = Path(target)
     pattern = re.compile(rf"^\.{re.escape(target.name)}\.(\d+)\.[^.]*\.tmp$")
+    # metalearn 0.1.0 named them <target>.<random>.tmp, without a process id: removed once an
+    # hour old (no write takes that long).
+    legacy = re.compile(rf"^{re.escape(target.name)}\.[a-z0-9_]{{8}}\.tmp$")
     removed = []
     try:
         entries = list(target.parent.iterdir())
     except OSError:
         return removed
+    now = time.time()
     for entry in entries:
         match = pattern.match(entry.name)
-        if match is None or _process_alive(int(match.group(1))):
+        if match is not None:
+            if _process_alive(int(match.group(1))):
+                continue
+        elif legacy.match(entry.name) is None or not _older_than(entry, now - _LEGACY_AGE_SECONDS):
             continue
         try:
             entry.unlink()
@@ -58,6 +68,13 @@ def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
             continue
         removed.append(entry)
     return removed
+
+
+def _older_than(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_mtime < cutoff
+    except OSError:
+        return False
 
 
 def atomic_write(target: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
