@@ -213,11 +213,12 @@ def _check_sizes(args: argparse.Namespace, limits: dict[str, tuple[int, int]]) -
     """Refuse sizes no run can use before any work (out of range, exhausting memory, or never ending),
     whichever method would read them."""
     for option, (minimum, limit) in limits.items():
-        value = getattr(args, option.lstrip("-").replace("-", "_"), None)
+        field = option.lstrip("-").replace("-", "_")
+        value = getattr(args, field, None)
         if value is not None and value < minimum:
-            raise InvalidInputError(f"{option} must be >= {minimum}, got {value}")
+            raise InvalidInputError(f"{option} ({field}) must be >= {minimum}, got {value}")
         if value is not None and value > limit:
-            raise InvalidInputError(f"{option} {value} is larger than any run can use (limit {limit})")
+            raise InvalidInputError(f"{option} ({field}) {value} is larger than any run can use (limit {limit})")
 
 
 def _check_finite(value: float | None, option: str) -> None:
