@@ -17,12 +17,14 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 
+from metalearn.common.text import printable, printable_json
 from metalearn.exceptions import InvalidInputError, MetalearnError, MissingDependencyError
 
 __all__ = ["main", "build_parser"]
@@ -119,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-pool", type=int, default=None, help="subsample larger pools to this size (default: whole pools)")
     bench.add_argument("--oracle", action="store_true", help="add the greedy look-ahead oracle (expensive)")
     bench.add_argument("--oracle-candidates", type=int, default=20, help="candidates the oracle evaluates per query")
-    bench.add_argument("--reference", default="margin", help="strategy the statistics compare against")
+    bench.add_argument(
+        "--reference", default=None, help="strategy the statistics compare against (default margin); one of --strategies"
+    )
     bench.add_argument("--out", required=True, help="result folder (resumable)")
     bench.add_argument("--jobs", type=int, default=-1, help="local worker processes (-1: all cores)")
     bench.add_argument(
@@ -256,12 +260,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_jobs(jobs: int) -> None:
+    """--jobs: -1 (all cores) or a positive number of workers, as joblib counts them."""
+    if jobs == 0 or jobs < -1:
+        raise InvalidInputError(f"--jobs must be -1 (all cores) or a positive number of worker processes, got {jobs}")
+
+
+def _check_sizes(args: argparse.Namespace, limits: dict[str, tuple[int, int]]) -> None:
+    """Refuse sizes no run can use before any work (out of range, exhausting memory, or never ending),
+    whichever method would read them."""
+    for option, (minimum, limit) in limits.items():
+        field = option.lstrip("-").replace("-", "_")
+        value = getattr(args, field, None)
+        if value is not None and value < minimum:
+            raise InvalidInputError(f"{option} ({field}) must be >= {minimum}, got {value}")
+        if value is not None and value > limit:
+            raise InvalidInputError(f"{option} ({field}) {value} is larger than any run can use (limit {limit})")
+
+
+def _check_finite(value: float | None, option: str) -> None:
+    if value is not None and not math.isfinite(value):
+        raise InvalidInputError(f"{option} must be a finite number, got {value}")
+
+
 def _demo(args: argparse.Namespace) -> int:
     from metalearn.demo import DemoConfig, run_demo
+
+    _check_jobs(args.jobs)
+    _check_finite(args.train_minutes, "--train-minutes")
 
     config = DemoConfig(seed=args.seed, n_jobs=args.jobs, quick=args.quick)
     config.out_dir = args.out or ("out/demo-quick" if args.quick else config.out_dir)
     if args.train_minutes is not None:
+        if not args.train_minutes > 0:
+            raise InvalidInputError(f"--train-minutes must be positive, got {args.train_minutes}")
         if args.quick:
             print("metalearn: note: --quick trains one iteration; --train-minutes is not used", file=sys.stderr)
         config.train_minutes = args.train_minutes
@@ -286,6 +318,21 @@ def _benchmark(args: argparse.Namespace) -> int:
     strategies = args.strategies or list(defaults.strategies)
     if args.oracle and "oracle" not in strategies:
         strategies.append("oracle")
+    _check_jobs(args.jobs)
+    if args.format == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise InvalidInputError(
+                "--format parquet needs pyarrow, which is not installed (pip install 'metalearn-al[parquet]'); "
+                "use --format csv"
+            ) from None
+    if args.reference is not None and args.reference not in strategies:
+        raise InvalidInputError(
+            f"--reference {printable(args.reference)!r} is not among the benchmark's strategies "
+            f"({', '.join(strategies)}); the statistics compare every strategy with it"
+        )
+    reference = args.reference or defaults.reference
     config = BenchmarkConfig(
         strategies=strategies,
         datasets=args.datasets,
@@ -299,7 +346,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         n_warm=args.n_warm,
         max_pool=args.max_pool,
         oracle_candidates=args.oracle_candidates,
-        reference=args.reference,
+        reference=reference,
     )
     try:
         result = run_benchmark(
@@ -333,6 +380,8 @@ def _benchmark(args: argparse.Namespace) -> int:
         print("\n" + format_table(strategy_summary(result.runs)))
         if config.reference in set(ok["strategy"]):
             print("\n" + format_table(overall_comparison(result.runs, reference=config.reference)))
+        elif config.reference not in strategies:
+            print(f"metalearn: note: {config.reference} is not among --strategies: no comparison against it", file=sys.stderr)
     if not args.no_report and not ok.empty:
         files = write_report(result.runs, result.curves, out, reference=config.reference)
         print("\nreport: " + ", ".join(str(p) for p in files.values()))
@@ -369,14 +418,23 @@ def _inspect(args: argparse.Namespace) -> int:
     from metalearn.policies.file import format_model_card, read_policy
 
     policy = read_policy(args.policy)
-    if args.json:
-        print(json.dumps(policy.metadata, indent=2, ensure_ascii=False))
+    if args.json:  # JSON escapes C0 controls itself; C1 and format characters are escaped here
+        print(printable_json(json.dumps(policy.metadata, indent=2, ensure_ascii=False)))
     else:
         print(format_model_card(policy))
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
+    from metalearn.policies.file import MAX_N_CANDIDATES
+
+    _check_jobs(args.jobs)
+    _check_finite(args.time_budget, "--time-budget")
+    _check_sizes(
+        args,
+        {"--candidates": (1, MAX_N_CANDIDATES), "--episodes": (1, 10**6), "--iterations": (1, 10**6),
+         "--oracle-horizon": (1, 1000), "--validation-tasks": (0, 10**5), "--seed": (0, 2**63 - 1)},
+    )
     common: dict[str, object] = {"suite": args.suite, "seed": args.seed, "out_dir": args.out, "n_jobs": args.jobs, "dask": args.dask}
     if args.candidates is not None:
         common["n_candidates"] = args.candidates
@@ -491,13 +549,21 @@ def _train(args: argparse.Namespace) -> int:
 def _next_batch(args: argparse.Namespace) -> int:
     from metalearn.workflow import next_batch
 
-    result = next_batch(
-        args.data, args.labels, model=args.model, batch_size=args.batch_size, policy=args.policy, out=args.out,
-        state=args.state, id_column=args.id_column, label_column=args.label_column, classes=args.classes,
-        seed=args.seed, label_budget=args.budget,
-    )
+    try:
+        result = next_batch(
+            args.data, args.labels, model=args.model, batch_size=args.batch_size, policy=args.policy, out=args.out,
+            state=args.state, id_column=args.id_column, label_column=args.label_column, classes=args.classes,
+            seed=args.seed, label_budget=args.budget,
+        )
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: no file is partly written (--out and the state file are replaced whole or not at all); "
+            "rerun the same command",
+            file=sys.stderr,
+        )
+        return 130
     for note in result.notes:
-        print(f"metalearn: note: {note}", file=sys.stderr)
+        print(f"metalearn: note: {printable(note)}", file=sys.stderr)
     history = f", history of {result.history_loops} loop(s)" if result.history_loops else ""
     print(
         f"loop {result.loop}: {len(result.table)} record(s) to label written to {result.out_path} "
@@ -527,7 +593,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "next-batch":
             return _next_batch(args)
     except MetalearnError as exc:
-        print(f"metalearn: error: {exc}", file=sys.stderr)
+        # One line, control characters escaped: messages quote names and values from files.
+        print(f"metalearn: error: {printable(' '.join(str(exc).split()))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("metalearn: error: out of memory; use smaller sizes (fewer records, candidates or seeds)", file=sys.stderr)
         return 2
     return 1  # pragma: no cover - argparse rejects unknown commands
 

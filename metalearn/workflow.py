@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,9 +51,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metalearn.common.atomic import atomic_write_bytes
+from metalearn.common.atomic import atomic_write, atomic_write_bytes
+from metalearn.common.text import printable
 from metalearn.exceptions import DatasetError, InvalidInputError, UnknownNameError
-from metalearn.policies.file import PolicyFile, read_policy
+from metalearn.policies.file import MAX_WINDOW, PolicyFile, read_policy
 from metalearn.policies.strategy import PolicyStrategy, match_records, record_keys
 from metalearn.strategies.base import QueryStrategy
 
@@ -120,8 +122,8 @@ def _read_table(source: Any, what: str, text_columns: Sequence[str]) -> tuple[pd
         frame, name = source.copy(), f"the {what} table"
     else:
         path = Path(source).expanduser()
-        name = str(path)
-        if not path.is_file():
+        name = printable(path)
+        if not _is_file(path, what):
             hint = " (it may hold just the header line: id,label)" if what == "labels" else ""
             raise DatasetError(f"{what} file {name} does not exist{hint}")
         suffix = _suffix(path)
@@ -133,12 +135,38 @@ def _read_table(source: Any, what: str, text_columns: Sequence[str]) -> tuple[pd
             else:
                 sep = "\t" if suffix.startswith(".tsv") else ","
                 frame = pd.read_csv(path, sep=sep, dtype={c: str for c in text_columns}, keep_default_na=True)
-        except ImportError as exc:
-            raise DatasetError(f"cannot read {name}: {exc}; install pyarrow (pip install 'metalearn-al[parquet]')") from None
+                present = [c for c in dict.fromkeys(text_columns) if c in frame.columns]
+                if present:
+                    # Ids and labels are text: only an empty cell is missing ("NA", "None", "null"
+                    # and "nan" are names), so they are read again without pandas' NA strings.
+                    text = pd.read_csv(
+                        path, sep=sep, usecols=present, dtype=str, keep_default_na=False, na_values=[""]
+                    )
+                    for column in present:
+                        frame[column] = text[column].to_numpy(dtype=object)
+        except ImportError:
+            raise DatasetError(
+                f"cannot read {name}: reading Parquet needs pyarrow, which is not installed "
+                "(pip install 'metalearn-al[parquet]'), or save the table as CSV"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - any parser or IO failure means an unreadable table
             raise DatasetError(f"cannot read {name} as a {suffix} table: {type(exc).__name__}: {exc}") from None
     frame.columns = [str(c) for c in frame.columns]
     return frame, name
+
+
+def _is_file(path: Path, what: str) -> bool:
+    """Whether ``path`` is a file; a path the system cannot look up (too long...) is a DatasetError."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except (OSError, ValueError) as exc:
+        text = str(path)
+        shown = text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+        raise DatasetError(
+            f"{what} file {printable(shown)!r}: cannot look it up ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
 
 
 def _text(values: pd.Series) -> np.ndarray:
@@ -251,12 +279,69 @@ def _record_hashes(features: pd.DataFrame) -> np.ndarray:
 
 
 def _write_table(table: pd.DataFrame, path: Path) -> None:
+    """Write the records to label atomically: a crash leaves the previous file or none, never a part."""
     suffix = _suffix(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".parquet", ".pq"):
-        table.to_parquet(path, index=False)
-    else:
-        table.to_csv(path, index=False, sep="\t" if suffix and suffix.startswith(".tsv") else ",")
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise InvalidInputError(
+                f"cannot write {printable(path)}: writing Parquet needs pyarrow, which is not installed "
+                "(pip install 'metalearn-al[parquet]'); use a .csv or .tsv --out"
+            ) from None
+
+    def write(tmp: Path) -> None:
+        if suffix in (".parquet", ".pq"):
+            table.to_parquet(tmp, index=False)
+        else:
+            compression = "gzip" if suffix and suffix.endswith(".gz") else None
+            table.to_csv(tmp, index=False, sep="\t" if suffix and suffix.startswith(".tsv") else ",", compression=compression)
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, write)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot write the records to label to {printable(path)}: {exc.strerror or exc}; choose another --out"
+        ) from None
+
+
+def _check_paths(data: Any, labels: Any, out: Path | None, state: Path | None) -> None:
+    """Refuse an output that is an input: ``--out`` or the state file must never overwrite the records or labels."""
+    inputs = {"--data": data, "--labels": labels}
+    outputs = {"--out": out, "--state": state}
+    for name, path in {**inputs, **outputs}.items():
+        if isinstance(path, (str, os.PathLike)) and "\x00" in os.fspath(path):
+            raise InvalidInputError(f"{name} {printable(os.fspath(path)[:100])!r} contains a NUL character")
+    for out_name, target in outputs.items():
+        if target is None:
+            continue
+        try:
+            is_dir = target.is_dir()
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"{out_name} {printable(str(target)[:80])}: cannot look it up ({exc})") from None
+        if is_dir:
+            raise InvalidInputError(f"{out_name} {printable(target)} is a folder; give a file name")
+        for in_name, source in inputs.items():
+            if isinstance(source, pd.DataFrame) or source is None:
+                continue
+            if _same_file(target, Path(source).expanduser()):
+                raise InvalidInputError(
+                    f"{out_name} {printable(target)} is the {in_name} file: writing it would overwrite your "
+                    f"{'records' if in_name == '--data' else 'labels'}; choose another {out_name}"
+                )
+    if out is not None and state is not None and _same_file(out, state):
+        raise InvalidInputError(f"--out {printable(out)} is the state file; choose another --out")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file: equal resolved paths (symlinks followed) or, for existing files, the same inode."""
+    try:
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
 
 
 # ------------------------------------------------------------------------------------ state file
@@ -289,20 +374,81 @@ def read_state(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, 
         raise StateFileError(f"{where} cannot be read ({type(exc).__name__}: {exc}); delete it to start over") from None
     if not isinstance(meta, dict) or meta.get("format") != _STATE_FORMAT:
         raise StateFileError(f"{where} is not a metalearn next-batch state file")
-    if meta.get("version", 0) > _STATE_VERSION:
-        raise StateFileError(f"{where} was written by a newer metalearn (state version {meta.get('version')}); upgrade metalearn")
+    version = meta.get("version")
+    if not _is_int(version) or version < 1:
+        raise StateFileError(f"{where} has an invalid state version {version!r} (edited or corrupted); delete it to start over"[:400])
+    if version > _STATE_VERSION:
+        raise StateFileError(f"{where} was written by a newer metalearn (state version {version}); upgrade metalearn")
+    _check_state_content(meta, arrays, where)
+    return meta, arrays
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_state_content(meta: dict[str, Any], arrays: dict[str, np.ndarray], where: str) -> None:
+    """Every field a run reads has the type and range this release writes; else StateFileError."""
+    fix = "the file was edited or corrupted; delete it to start over"
+
+    def bad(what: str, value: Any) -> StateFileError:
+        return StateFileError(f"{where}: {what}, got {printable(repr(value)[:100])}; {fix}")
+
+    for key, minimum in (("loops", 0), ("seed", 0), ("label_budget", 1), ("n_records", 1)):
+        if key in meta and (not _is_int(meta[key]) or meta[key] < minimum):
+            raise bad(f"{key!r} must be an integer >= {minimum}", meta[key])
+    columns = meta.get("columns")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise bad("'columns' must be a list of column names", columns)
+    log = meta.get("log", [])
+    if not isinstance(log, list) or not all(isinstance(entry, dict) for entry in log):
+        raise bad("'log' must be a list of run records", log)
+    for entry in log:
+        picked = entry.get("picked", [])
+        if not isinstance(picked, list) or not all(isinstance(i, str) for i in picked):
+            raise bad("each 'log' entry's 'picked' must be a list of ids", picked)
+    history = meta.get("history")
+    if history is not None:
+        if not isinstance(history, dict):
+            raise bad("'history' must be an object or null", history)
+        classes = history.get("classes")
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise bad("'history.classes' must be a list of class names", classes)
+        for key, minimum in (("window", 2), ("n_loops", 0), ("n_records", 1), ("n_queries", 0), ("label_budget", 1)):
+            if key in history and (not _is_int(history[key]) or history[key] < minimum):
+                raise bad(f"'history.{key}' must be an integer >= {minimum}", history[key])
+        if not _is_int(history.get("window")) or not _is_int(history.get("n_records")):
+            raise bad("'history' needs integer 'window' and 'n_records'", history)
+        if history["window"] > MAX_WINDOW:
+            raise bad(f"'history.window' must be at most {MAX_WINDOW} loops", history["window"])
+        n_initial = history.get("n_initial_labeled")
+        if n_initial is not None and (not _is_int(n_initial) or n_initial < 0):
+            raise bad("'history.n_initial_labeled' must be an integer >= 0 or null", n_initial)
     for key in ("id_keys", "record_hashes"):
         if key not in arrays:
             raise StateFileError(f"{where} lacks its {key!r} array (corrupted)")
-    return meta, arrays
+        if arrays[key].ndim != 1 or arrays[key].dtype.kind not in "iu":
+            raise bad(f"array {key!r} must be 1-D integers", f"shape {arrays[key].shape}, dtype {arrays[key].dtype}")
+    if arrays["record_hashes"].shape != arrays["id_keys"].shape:
+        raise bad(
+            "arrays 'id_keys' and 'record_hashes' must have one entry per record",
+            f"{arrays['id_keys'].shape[0]} and {arrays['record_hashes'].shape[0]}",
+        )
+    if history is not None and "record_keys" in arrays and arrays["record_keys"].ndim != 1:
+        raise bad("array 'record_keys' must be 1-D", arrays["record_keys"].shape)
 
 
 def _write_state(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     from safetensors.numpy import save
 
     payload = save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={_META_KEY: json.dumps(meta)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, payload)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, payload)  # a kill leaves the previous state; its temporary is cleaned next time
+    except OSError as exc:
+        raise StateFileError(
+            f"cannot write the state file {printable(path)}: {exc.strerror or exc}; choose another --state"
+        ) from None
 
 
 def _check_fingerprint(
@@ -343,7 +489,7 @@ def _strategy(policy: Any, label_budget: int, seed: int) -> tuple[QueryStrategy,
     if isinstance(policy, PolicyFile):
         return PolicyStrategy(policy, label_budget=label_budget, missing_label=None, random_state=seed), str(policy.path)
     text = os.fspath(policy)
-    if not Path(text).expanduser().exists():
+    if not _exists(Path(text).expanduser()):
         try:
             cls = get_strategy_class(text)
         except UnknownNameError:
@@ -356,6 +502,14 @@ def _strategy(policy: Any, label_budget: int, seed: int) -> tuple[QueryStrategy,
         raise UnknownNameError(f"{exc}; nor is it a strategy name ({', '.join(strategy_names())})") from None
     strategy = PolicyStrategy(policy_file, label_budget=label_budget, missing_label=None, random_state=seed)
     return strategy, str(policy_file.path)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except (OSError, ValueError):  # a name too long to be a file is a strategy or policy name
+        return False
+    return True
 
 
 def _loop_seed(seed: int, loop: int) -> int:
@@ -434,6 +588,22 @@ def next_batch(
     from metalearn.tasks.preprocessing import TabularPreprocessor
 
     batch_size = check_positive_int(batch_size, "batch_size")
+    if seed is not None:
+        check_positive_int(seed, "seed", minimum=0)
+    if label_budget is not None:
+        check_positive_int(label_budget, "label_budget")
+    for option, column in (("id_column", id_column), ("label_column", label_column)):
+        if not isinstance(column, str) or not column.strip():
+            raise InvalidInputError(f"{option} must be a column name, got {column!r}"[:300])
+    if id_column == label_column:
+        raise InvalidInputError(
+            f"the id column and the label column are both {id_column!r}; name the label column with --label-column"
+        )
+    out_path = None if out is None else Path(out).expanduser()
+    if state is None and not isinstance(labels, pd.DataFrame):
+        state = default_state_path(labels)
+    state_path = None if state is None else Path(state).expanduser()
+    _check_paths(data, labels, out_path, state_path)
     if classes is not None:
         classes = [str(c).strip() for c in classes if str(c).strip()]
         if len(set(classes)) < 2:
@@ -449,9 +619,6 @@ def next_batch(
     if batch_size > n_unlabeled:
         raise InvalidInputError(f"batch_size={batch_size} but only {n_unlabeled} record(s) are unlabeled; ask for at most {n_unlabeled}")
 
-    if state is None and not isinstance(labels, pd.DataFrame):
-        state = default_state_path(labels)
-    state_path = None if state is None else Path(state).expanduser()
     id_keys = record_keys(ids, n_records)
     hashes = _record_hashes(features)
     columns = [str(c) for c in features.columns]
@@ -499,13 +666,24 @@ def next_batch(
         history_arrays = {name: saved_arrays[name] for name in _HISTORY_ARRAYS if name in saved_arrays}
         if set(history_arrays) != set(_HISTORY_ARRAYS):
             raise StateFileError(f"state file {str(state_path)!r} lacks history arrays (corrupted); delete it to start over")
+        if history_meta["n_records"] != saved_arrays["id_keys"].shape[0] or "record_keys" not in saved_arrays:
+            raise StateFileError(
+                f"state file {str(state_path)!r}: its history does not cover its records (edited or corrupted); "
+                "delete it to start over"
+            )
         if int(history_meta.get("window", -1)) != strategy.policy_file.window:
             notes.append(
                 f"the saved history has a window of {history_meta.get('window')} loops but this policy uses "
                 f"{strategy.policy_file.window}: starting a fresh history"
             )
         else:
-            strategy.load_history_state(X, history_arrays, history_meta, record_ids=ids)
+            try:
+                strategy.load_history_state(X, history_arrays, history_meta, record_ids=ids)
+            except (InvalidInputError, ValueError, TypeError, KeyError, IndexError) as exc:
+                raise StateFileError(
+                    f"state file {str(state_path)!r}: its policy history cannot be restored ({printable(exc)}); "
+                    "delete it to start over"
+                ) from None
 
     previous_picks = (saved.get("log") or [{}])[-1].get("picked", []) if saved is not None else []
     if previous_picks:
@@ -524,7 +702,6 @@ def next_batch(
             scores = np.full(picks.shape[0], np.nan)
     table = pd.DataFrame({id_column: ids[picks], "rank": np.arange(1, picks.shape[0] + 1), "score": scores})
 
-    out_path = None if out is None else Path(out).expanduser()
     if out_path is not None:
         _write_table(table, out_path)
 

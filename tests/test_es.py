@@ -124,10 +124,14 @@ def test_gated_linear_weights_are_a_function_of_the_context():
     ]
 
 
-def test_gated_linear_scores_are_never_nan():
+def test_gated_linear_weights_that_could_overflow_are_refused_and_scores_never_nan():
     weights = np.full((SCHEMA.n_candidate_features, SCHEMA.n_context_features + 1), 3e38)
-    weights[::2] = -3e38
-    scores = _policy(weights).scorer.scores(np.ones((5, SCHEMA.n_candidate_features)), np.ones(SCHEMA.n_context_features))
+    with pytest.raises(InvalidInputError, match="extreme weights"):
+        _policy(weights)
+    # Within the bound, the scores are finite even where float32 arithmetic would overflow.
+    large = np.full((SCHEMA.n_candidate_features, SCHEMA.n_context_features + 1), 1e27)
+    large[::2] = -1e27
+    scores = _policy(large).scorer.scores(np.ones((5, SCHEMA.n_candidate_features)), np.ones(SCHEMA.n_context_features))
     assert np.all(np.isfinite(scores))
 
 

@@ -25,6 +25,12 @@ ORACLE = "oracle"
 #: Prefix of a learned policy in strategy lists: ``policy:PATH_OR_NAME``.
 POLICY_PREFIX = "policy:"
 
+#: Most runs one benchmark may list (the full protocol of the released default is 960 runs):
+#: the run list is built in memory before any work, so an impossible size is refused up front.
+MAX_RUNS = 1_000_000
+#: Largest label budget, batch size, warm start or oracle candidate count accepted.
+MAX_COUNT = 10_000_000
+
 # Fields that change what a run computes: a result folder is only resumed with equal values.
 _RESULT_FIELDS = ("label_budget", "seed", "test_size", "n_warm", "max_pool", "oracle_candidates")
 
@@ -130,9 +136,42 @@ class BenchmarkConfig:
         check_positive_int(self.oracle_candidates, "oracle_candidates")
         if self.max_pool is not None:
             check_positive_int(self.max_pool, "max_pool", minimum=2)
+        if isinstance(self.test_size, bool) or not isinstance(self.test_size, (int, float, np.integer, np.floating)):
+            raise InvalidInputError(f"test_size must be a fraction in (0, 1), got {self.test_size!r}")
         if not 0.0 < float(self.test_size) < 1.0:
             raise InvalidInputError(f"test_size must be a fraction in (0, 1), got {self.test_size}")
+        for name, value in (
+            ("label_budget", self.label_budget), ("n_warm", self.n_warm), ("oracle_candidates", self.oracle_candidates),
+            ("batch size", max(self.batch_sizes)), ("n_seeds", self.n_seeds),
+        ):
+            if value > MAX_COUNT:
+                raise InvalidInputError(f"{name}={value} is larger than any benchmark can run (limit {MAX_COUNT})")
+        if not isinstance(self.reference, str) or not self.reference:
+            raise InvalidInputError(f"reference must be a strategy name, got {self.reference!r}")
+        if self.reference not in (ORACLE, *self.strategies) and not self.reference.startswith(POLICY_PREFIX):
+            try:
+                get_strategy_class(self.reference)
+            except UnknownNameError:
+                raise UnknownNameError(
+                    f"unknown reference strategy {self.reference!r}; valid names: {', '.join(valid)}"
+                ) from None
+        self.n_runs(len(self.datasets))  # each spec names at least one dataset: refuse impossible sizes now
         return self
+
+    def n_runs(self, n_datasets: int) -> int:
+        """Runs the benchmark lists for ``n_datasets`` datasets; refuses more than :data:`MAX_RUNS`."""
+        n_runs = (
+            int(self.n_seeds) * int(n_datasets) * len(self.models) * len(self.regimes) * len(self.batch_sizes)
+            * len(self.strategies)
+        )
+        if n_runs > MAX_RUNS:
+            raise InvalidInputError(
+                f"the benchmark lists {n_runs:,} runs ({self.n_seeds} seeds x {n_datasets} dataset(s) x "
+                f"{len(self.models)} model(s) x {len(self.regimes)} regime(s) x {len(self.batch_sizes)} batch size(s) x "
+                f"{len(self.strategies)} strateg(ies)), more than the {MAX_RUNS:,} one benchmark may hold; "
+                "use fewer seeds or settings"
+            )
+        return n_runs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +209,7 @@ class BenchmarkConfig:
 
     def run_keys(self, dataset_names: Sequence[str]) -> list["RunKey"]:
         """Every run, seed by seed: an interrupted benchmark has whole paired seeds of every problem."""
+        self.n_runs(len(dataset_names))
         return [
             RunKey(d, m, r, b, s, strategy)
             for s in range(self.n_seeds)

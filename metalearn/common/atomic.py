@@ -1,81 +1,153 @@
-"""Atomic file writes: a file appears under its final name complete, or not at all.
+"""Atomic file writes: a reader (or a crash) sees the old file or the new one, never a part.
 
 Every file metalearn writes that a crash, a full disk or Ctrl-C must not leave half-written
-(run results, tables, policy files, checkpoints, progress logs, labeling state) goes through
-:func:`atomic_write`: the data is written to a temporary file in the same folder, flushed to
-disk (fsync) and moved over the target with :func:`os.replace`, which is atomic on POSIX and
-Windows. A failure removes the temporary file and re-raises the :class:`OSError`, so callers
-turn it into their own error naming what could not be written.
+(run results, tables, policy files, checkpoints, progress logs, labeling state, next-batch
+output) goes through :func:`atomic_write`.
+
+The data goes to a temporary file beside the target, named ``.<target>.<pid>.<random>.tmp``,
+is flushed to disk, then renamed over the target (:func:`os.replace`, atomic on POSIX and
+Windows). A process killed mid-write (SIGKILL, power loss) leaves its temporary file behind;
+the next write to the same target removes the temporaries of processes that no longer run.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
-from collections.abc import Callable
+import time
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "fsync_replace"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries"]
 
-
-def fsync_replace(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
-    """Flush the finished temporary file ``tmp`` to disk, then move it over ``final``."""
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
+_LEGACY_AGE_SECONDS = 3600.0
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
-    """Write ``path`` atomically with ``write(temporary_path)``, which writes the whole file.
+def _prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}."
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: keep its file
+    return True
+
+
+def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that writes to ``target`` by dead processes left behind.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    target = Path(target)
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(\d+)\.[^.]*\.tmp$")
+    # metalearn 0.1.0 named them <target>.<random>.tmp, without a process id: removed once an
+    # hour old (no write takes that long).
+    legacy = re.compile(rf"^{re.escape(target.name)}\.[a-z0-9_]{{8}}\.tmp$")
+    removed = []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is not None:
+            if _process_alive(int(match.group(1))):
+                continue
+        elif legacy.match(entry.name) is None or not _older_than(entry, now - _LEGACY_AGE_SECONDS):
+            continue
+        try:
+            entry.unlink()
+        except OSError:
+            continue
+        removed.append(entry)
+    return removed
+
+
+def _older_than(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_mtime < cutoff
+    except OSError:
+        return False
+
+
+def atomic_write(target: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
+    """Write ``target`` atomically with ``write(temporary_path)``.
 
     Parameters
     ----------
-    path : path
-        The target; its folder must exist.
+    target : path
+        The file to create or replace. Its folder must exist.
     write : callable
-        Called with the temporary file's path (an empty file in the same folder), e.g.
-        ``lambda tmp: frame.to_parquet(tmp)``.
+        Writes the complete content to the path it is given (e.g. ``frame.to_csv``).
 
     Returns
     -------
     Path
-        ``path``.
+        ``target``.
 
     Raises
     ------
     OSError
-        Whatever the write, the fsync or the rename raised; the temporary file is removed.
+        The temporary file cannot be created, written or renamed (nothing is left behind,
+        and an existing ``target`` is unchanged).
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    target = Path(target)
+    remove_stale_temporaries(target)
+    handle, name = tempfile.mkstemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent)
+    os.close(handle)
+    tmp = Path(name)
     try:
-        write(tmp)
-        fsync_replace(tmp, path)
+        write(str(tmp))
+        with open(tmp, "rb+") as out:
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        tmp.unlink(missing_ok=True)
         raise
-    return path
+    _fsync_folder(target.parent)
+    return target
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+def atomic_write_bytes(target: str | os.PathLike[str], payload: bytes) -> Path:
+    """Write ``payload`` to ``target`` atomically (see :func:`atomic_write`)."""
 
-    def write(tmp: str) -> None:
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as handle:
-            handle.write(data)
+    def write(path: str) -> None:
+        with open(path, "wb") as out:
+            out.write(payload)
 
-    return atomic_write(path, write)
+    return atomic_write(target, write)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, *, newline: str | None = None) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write`)."""
+def atomic_write_text(target: str | os.PathLike[str], text: str, *, newline: str | None = None) -> Path:
+    """Write ``text`` (UTF-8) to ``target`` atomically (see :func:`atomic_write`)."""
 
-    def write(tmp: str) -> None:
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8", newline=newline) as handle:
-            handle.write(text)
+    def write(path: str) -> None:
+        with open(path, "w", encoding="utf-8", newline=newline) as out:
+            out.write(text)
 
-    return atomic_write(path, write)
+    return atomic_write(target, write)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Persist the rename (POSIX; best effort elsewhere)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

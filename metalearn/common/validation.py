@@ -22,8 +22,16 @@ __all__ = [
     "check_classifier",
     "check_batch_size",
     "check_positive_int",
+    "check_random_state",
+    "check_real",
+    "check_missing_label",
+    "check_probabilities",
     "is_missing",
+    "PROBA_TOLERANCE",
 ]
+
+#: How far class probabilities may stray from [0, 1] and their rows from summing to 1.
+PROBA_TOLERANCE = 1e-3
 
 
 def check_pool_features(X: Any, *, name: str = "X") -> np.ndarray:
@@ -34,23 +42,50 @@ def check_pool_features(X: Any, *, name: str = "X") -> np.ndarray:
     wrongly shaped or non-finite input.
     """
     if sp.issparse(X):
-        X = X.toarray()
-    elif hasattr(X, "to_numpy") and hasattr(X, "dtypes"):  # pandas DataFrame
-        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+        X = _densify(X, name)
+    elif hasattr(X, "to_numpy") and hasattr(X, "columns"):  # pandas DataFrame
+        from pandas.api.types import is_bool_dtype, is_complex_dtype, is_numeric_dtype
 
-        non_numeric = [str(c) for c, t in X.dtypes.items() if not (is_numeric_dtype(t) or is_bool_dtype(t))]
+        non_numeric = [
+            str(c) for c, t in X.dtypes.items() if not (is_numeric_dtype(t) or is_bool_dtype(t)) or is_complex_dtype(t)
+        ]
         if non_numeric:
             raise InvalidInputError(
                 f"{name} has non-numeric columns {non_numeric[:5]}; encode them first "
                 "(metalearn.tasks.preprocessing.TabularPreprocessor one-hot encodes categoricals)"
             )
-        X = X.to_numpy(dtype=float)
+        try:
+            X = X.to_numpy(dtype=float, na_value=np.nan)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{name} must be numeric; could not convert its columns: {exc}") from None
+    elif hasattr(X, "to_numpy") and hasattr(X, "dtype"):  # pandas Series: one column or one row?
+        raise InvalidInputError(
+            f"{name} must be 2-D (n_samples, n_features), got a pandas Series of length {len(X)}; "
+            "use X.to_frame() for a single feature"
+        )
+    kind = getattr(getattr(X, "dtype", None), "kind", None)
+    if kind is None and not isinstance(X, (str, bytes)):
+        try:  # lists and other array-likes: look at what numpy makes of them, unconverted
+            kind = np.asarray(X).dtype.kind
+        except (TypeError, ValueError):
+            kind = None
+    if kind == "c":
+        raise InvalidInputError(
+            f"{name} holds complex numbers; give real features (e.g. np.column_stack([X.real, X.imag]))"
+        )
+    if kind in ("M", "m"):
+        raise InvalidInputError(
+            f"{name} holds dates or durations (datetime64/timedelta64); encode them as numeric features first "
+            "(e.g. days since a reference date)"
+        )
     try:
         arr = np.asarray(X, dtype=float)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(
             f"{name} must be numeric, array-like of shape (n_samples, n_features); could not convert it: {exc}"
         ) from None
+    except MemoryError:
+        raise InvalidInputError(f"{name} does not fit in memory as a float64 array; subsample the pool") from None
     if arr.ndim == 1:
         raise InvalidInputError(
             f"{name} must be 2-D (n_samples, n_features), got a 1-D array of length {arr.shape[0]}; "
@@ -74,16 +109,44 @@ def check_pool_features(X: Any, *, name: str = "X") -> np.ndarray:
 def is_missing(y: np.ndarray, missing_label: Any) -> np.ndarray:
     """Boolean mask of the entries of ``y`` equal to ``missing_label`` (NaN-aware, None-aware)."""
     y = np.asarray(y)
-    if missing_label is None or (isinstance(missing_label, float) and np.isnan(missing_label)):
+    if y.dtype.kind == "O":
+        # pandas' NA (nullable and ``string`` dtypes), None and NaN are always missing in
+        # object labels, whatever marker the user configured; others are compared one by one
+        # (an elementwise == on objects may return NA, an array or raise).
+        absent = np.array([_is_absent(v) for v in y.ravel()], dtype=bool).reshape(y.shape)
+        if missing_label is None or _is_absent(missing_label):
+            return absent
+        present = ~absent
+        out = absent.copy()
+        out[present] = [_same_label(v, missing_label) for v in y[present]]
+        return out
+    if missing_label is None or _is_absent(missing_label):
         if y.dtype.kind == "f":
             return np.isnan(y)
-        if y.dtype.kind == "O":
-            return np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in y], dtype=bool)
         return np.zeros(y.shape, dtype=bool)
     if y.dtype.kind == "f" and np.isnan(y).any():
         # NaN is always missing in float labels, whatever marker the user configured.
         return np.isnan(y) | (y == missing_label)
-    return np.asarray(y == missing_label, dtype=bool)
+    try:
+        return np.asarray(y == missing_label, dtype=bool).reshape(y.shape)
+    except (TypeError, ValueError):
+        return np.zeros(y.shape, dtype=bool)
+
+
+def _is_absent(value: Any) -> bool:
+    """None, NaN or pandas' NA (the scalar itself, never an element-wise test)."""
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    return type(value).__name__ == "NAType" or type(value).__name__ == "NaTType"
+
+
+def _same_label(value: Any, marker: Any) -> bool:
+    try:
+        return bool(value == marker)
+    except (TypeError, ValueError):  # an array-valued or NA comparison: not the marker
+        return False
 
 
 def check_labels(y: Any, n_samples: int, missing_label: Any = np.nan) -> tuple[np.ndarray, np.ndarray]:
@@ -103,9 +166,13 @@ def check_labels(y: Any, n_samples: int, missing_label: Any = np.nan) -> tuple[n
     labeled : ndarray of bool, shape (n_samples,)
     y_array : ndarray of shape (n_samples,)
     """
+    check_missing_label(missing_label)
     if hasattr(y, "to_numpy"):
         y = y.to_numpy()
-    y_arr = np.asarray(y)
+    try:
+        y_arr = np.asarray(y)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"y must be 1-D of shape (n_samples,); could not convert it: {exc}") from None
     if y_arr.ndim == 2 and y_arr.shape[1] == 1:
         y_arr = y_arr.ravel()
     if y_arr.ndim != 1:
@@ -116,8 +183,105 @@ def check_labels(y: Any, n_samples: int, missing_label: Any = np.nan) -> tuple[n
         )
     if y_arr.dtype.kind == "f" and np.isinf(y_arr).any():
         raise InvalidInputError("y contains infinite values; mark unlabeled rows with NaN (or missing_label)")
+    if y_arr.dtype.kind == "c":
+        raise InvalidInputError("y holds complex numbers; labels must be class names or numbers")
     labeled = ~is_missing(y_arr, missing_label)
+    if y_arr.dtype.kind == "O" and labeled.any():
+        _check_label_values(y_arr[labeled])
     return labeled, y_arr
+
+
+def _check_label_values(values: np.ndarray) -> None:
+    """Labels in an object array must be hashable scalars of one comparable kind."""
+    bad = next((v for v in values if isinstance(v, (list, tuple, dict, set, np.ndarray))), None)
+    if bad is not None:
+        raise InvalidInputError(f"y holds a {type(bad).__name__} as a label; each label must be one class value")
+    try:
+        np.unique(values)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in values})
+        raise InvalidInputError(
+            f"y mixes label types that cannot be compared ({', '.join(kinds)}); give every label the same type "
+            "(e.g. all strings: y.astype(str))"
+        ) from None
+
+
+def check_missing_label(missing_label: Any) -> Any:
+    """``missing_label`` must be one scalar value (None, NaN, a number or a string)."""
+    if missing_label is None or _is_absent(missing_label):
+        return missing_label
+    if isinstance(missing_label, (str, bytes, numbers.Number, np.generic)) and np.ndim(missing_label) == 0:
+        return missing_label
+    raise InvalidTypeError(
+        f"missing_label must be one scalar marker of unlabeled entries (NaN, None, -1, \"\"...), "
+        f"got {type(missing_label).__name__} {missing_label!r}"[:300]
+    )
+
+
+def check_random_state(random_state: Any, name: str = "random_state") -> Any:
+    """``random_state`` must be None, an int >= 0 or a numpy Generator (or SeedSequence/BitGenerator)."""
+    if random_state is None or isinstance(random_state, (np.random.Generator, np.random.SeedSequence, np.random.BitGenerator)):
+        return random_state
+    if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, (numbers.Integral, np.integer)):
+        raise InvalidTypeError(
+            f"{name} must be None, a non-negative int or a numpy Generator, got {type(random_state).__name__} "
+            f"{random_state!r}"[:300]
+        )
+    if random_state < 0:
+        raise InvalidInputError(f"{name} must be a non-negative int, got {random_state}")
+    return random_state
+
+
+def check_probabilities(proba: Any, n_rows: int, n_classes: int | None = None, *, name: str = "predict_proba") -> np.ndarray:
+    """Class probabilities as a float array of shape (n_rows, n_classes), checked.
+
+    Refuses what is not a numeric 2-D array of that shape (a string, a dict, ragged rows, no
+    class column), NaN or infinite values, values outside [0, 1] and rows that do not sum to 1
+    (each within :data:`PROBA_TOLERANCE`); returns the values clipped to [0, 1].
+    """
+    what = f"the classifier's {name}"
+    if isinstance(proba, (str, bytes, dict)) or sp.issparse(proba):
+        raise InvalidInputError(f"{what} returned a {type(proba).__name__}, expected an array of shape ({n_rows}, n_classes)")
+    try:
+        arr = np.asarray(proba, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{what} returned something that is not a numeric array ({exc})") from None
+    if arr.ndim != 2 or arr.shape[0] != n_rows or arr.shape[1] == 0:
+        raise InvalidInputError(f"{what} returned shape {arr.shape}, expected ({n_rows}, n_classes)")
+    if n_classes is not None and arr.shape[1] != n_classes:
+        raise InvalidInputError(
+            f"{what} returned {arr.shape[1]} column(s) but the classifier has {n_classes} classes (classes_)"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise InvalidInputError(f"{what} returned NaN or infinite values")
+    if arr.size and (arr.min() < -PROBA_TOLERANCE or arr.max() > 1.0 + PROBA_TOLERANCE):
+        raise InvalidInputError(
+            f"{what} returned values in [{arr.min():.3g}, {arr.max():.3g}]; class probabilities lie in [0, 1] "
+            "(apply a softmax to scores first)"
+        )
+    worst = float(np.abs(arr.sum(axis=1) - 1.0).max()) if arr.size else 0.0
+    if worst > PROBA_TOLERANCE:
+        raise InvalidInputError(
+            f"{what} returned rows that do not sum to 1 (the worst is off by {worst:.3g}); "
+            "class probabilities of a record sum to 1"
+        )
+    return np.clip(arr, 0.0, 1.0)
+
+
+def _densify(X: Any, name: str) -> np.ndarray:
+    """A sparse matrix as a dense array, or a clear error when it cannot be allocated."""
+    n_rows, n_cols = X.shape
+    n_bytes = float(n_rows) * float(n_cols) * 8.0
+    try:
+        return X.toarray()
+    except (MemoryError, ValueError) as exc:
+        if isinstance(exc, ValueError) and "too big" not in str(exc) and "maximum" not in str(exc):
+            raise InvalidInputError(f"{name}: cannot densify the sparse matrix ({exc})") from None
+        raise InvalidInputError(
+            f"{name} is a sparse matrix of shape {X.shape}, which needs {n_bytes / 2**30:.3g} GiB as a dense float64 "
+            "array (strategies work on dense features) and cannot be allocated; reduce its features first "
+            "(e.g. sklearn.decomposition.TruncatedSVD) or subsample the pool"
+        ) from None
 
 
 def check_classifier(clf: Any, *, require_fitted: bool = True, n_features: int | None = None) -> None:
@@ -162,6 +326,13 @@ def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     if value < minimum:
         raise InvalidInputError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_real(value: Any, name: str) -> float:
+    """Return ``value`` as a float; a bool, a string or another non-number is an :class:`InvalidTypeError`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
+        raise InvalidTypeError(f"{name} must be a number, got {type(value).__name__} {value!r}"[:300])
+    return float(value)
 
 
 def check_batch_size(batch_size: Any, n_unlabeled: int) -> int:

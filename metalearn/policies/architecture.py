@@ -103,6 +103,11 @@ RESIDUAL_PRIORS: dict[str, tuple[str, int]] = {"pool": ("margin", -1), "proba": 
 #: right order of temperature. The scale is learned from there.
 DEFAULT_PRIOR_SCALE = 10.0
 _PRIOR_FIELDS = ("prior_feature", "prior_index", "prior_sign")
+#: Widest hidden layer a policy file may declare (released policies use 64): bounds the memory
+#: a file can make a query allocate, whatever it claims.
+MAX_HIDDEN = 2048
+#: Most features a scorer may declare (the schemas have 10 to 16).
+MAX_FEATURES = 4096
 
 
 @dataclass(frozen=True)
@@ -193,13 +198,15 @@ class ScorerArchitecture:
                 f"scorer architecture {self.name!r} version {self.version} is not supported by this release "
                 f"(supported: {ARCHITECTURES[self.name]}); upgrade metalearn"
             )
-        check_positive_int(self.n_candidate_features, "n_candidate_features")
-        check_positive_int(self.n_context_features, "n_context_features")
+        for field_name, limit in (("n_candidate_features", MAX_FEATURES), ("n_context_features", MAX_FEATURES)):
+            value = check_positive_int(getattr(self, field_name), field_name)
+            if value > limit:
+                raise InvalidInputError(f"scorer architecture {field_name}={value} exceeds the limit of {limit}")
         if self.name == GATED_LINEAR:
-            if self.hidden != 0:
+            if isinstance(self.hidden, bool) or self.hidden != 0:
                 raise InvalidInputError(f"scorer architecture {GATED_LINEAR!r} has no hidden layer: hidden must be 0, got {self.hidden!r}")
-        else:
-            check_positive_int(self.hidden, "hidden")
+        elif check_positive_int(self.hidden, "hidden") > MAX_HIDDEN:
+            raise InvalidInputError(f"scorer architecture hidden={self.hidden} exceeds the limit of {MAX_HIDDEN}")
         if not self.residual:
             given = {k: getattr(self, k) for k in _PRIOR_FIELDS if getattr(self, k) is not None}
             if given:
@@ -236,6 +243,18 @@ class ScorerArchitecture:
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> "ScorerArchitecture":
+        if not isinstance(d, dict):
+            raise InvalidInputError(f"a scorer architecture is a dict, got {type(d).__name__}")
+        # Integer fields must be JSON integers: 1.5, 64.5 or "64" are refused, never truncated.
+        for key in ("n_candidate_features", "n_context_features", "hidden", "version"):
+            value = d.get(key, 1)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidInputError(
+                    f"malformed scorer architecture: {key!r} must be an integer, got {type(value).__name__} {value!r}"[:300]
+                )
+        name = d.get("name", "deepsets")
+        if not isinstance(name, str):
+            raise InvalidInputError(f"malformed scorer architecture: 'name' must be a string, got {name!r}"[:300])
         try:
             index = d.get("prior_index")
             sign = d.get("prior_sign")
@@ -243,7 +262,7 @@ class ScorerArchitecture:
                 n_candidate_features=int(d["n_candidate_features"]),  # type: ignore[arg-type]
                 n_context_features=int(d["n_context_features"]),  # type: ignore[arg-type]
                 hidden=int(d.get("hidden", 64)),  # type: ignore[arg-type]
-                name=str(d.get("name", "deepsets")),
+                name=name,
                 version=int(d.get("version", 1)),  # type: ignore[arg-type]
                 prior_feature=d.get("prior_feature"),  # type: ignore[arg-type]
                 # JSON integers stay ints; anything else is left for validate() to refuse.

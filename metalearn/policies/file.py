@@ -43,6 +43,7 @@ import numpy as np
 
 from metalearn.common.atomic import atomic_write_bytes
 from metalearn.common.jsonable import json_safe
+from metalearn.common.text import printable
 from metalearn.exceptions import (
     FeatureSchemaError, InvalidInputError, InvalidTypeError, MetalearnError, PolicyFileError, UnknownNameError,
 )
@@ -82,6 +83,11 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_METADATA_BYTES = 8 * 1024 * 1024
 #: Largest file accepted (bytes); a policy is a few hundred KiB.
 MAX_FILE_BYTES = 512 * 1024 * 1024
+#: Longest history a policy may declare (loops; released policies use 5): the history takes
+#: n_pool x window x n_classes floats, so a file must not be able to ask for more.
+MAX_WINDOW = 100
+#: Most candidates per query a policy may declare (released policies use 32).
+MAX_N_CANDIDATES = 65536
 
 _DTYPES: dict[str, np.dtype[Any]] = {
     "F16": np.dtype("<f2"),
@@ -262,16 +268,20 @@ def _check_prior(arch: ScorerArchitecture, schema: FeatureSchema, where: str) ->
 
 
 def _check_window(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
-        raise PolicyFileError(f"{where}: metadata 'window' must be an integer >= 2 (history loops), got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 2 <= value <= MAX_WINDOW:
+        raise PolicyFileError(
+            f"{where}: metadata 'window' must be an integer in [2, {MAX_WINDOW}] (history loops), got {value!r}"[:400]
+        )
     return int(value)
 
 
 def _check_n_candidates(value: Any, where: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise PolicyFileError(f"{where}: metadata 'n_candidates' must be a positive integer or absent, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_N_CANDIDATES:
+        raise PolicyFileError(
+            f"{where}: metadata 'n_candidates' must be an integer in [1, {MAX_N_CANDIDATES}] or absent, got {value!r}"[:400]
+        )
     return int(value)
 
 
@@ -370,30 +380,15 @@ def save_policy(
 
 
 def _atomic_write(target: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``target`` via a temporary file, fsync and :func:`os.replace`."""
+    """Write ``payload`` to ``target`` atomically (:func:`~metalearn.common.atomic.atomic_write_bytes`)."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PolicyFileError(f"cannot create the folder of policy file {str(target)!r}: {exc}") from None
     try:
-        atomic_write_bytes(target, payload)
-        _fsync_dir(target.parent)
+        atomic_write_bytes(target, payload)  # fsyncs the file and its folder
     except OSError as exc:
         raise PolicyFileError(f"cannot write policy file {str(target)!r}: {exc}") from None
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist a rename on POSIX (best effort; Windows cannot open folders)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -705,8 +700,10 @@ def resolve_policy_path(name_or_path: str | os.PathLike[str]) -> Path:
     text = os.fspath(name_or_path)
     if not text.strip():
         raise PolicyFileError("empty policy name or path")
+    if "\x00" in text:
+        raise PolicyFileError(f"policy name or path {printable(text[:200])!r} contains a NUL character")
     path = Path(text).expanduser()
-    if path.exists():
+    if _exists(path, text):
         return path
     looks_like_path = isinstance(name_or_path, os.PathLike) or any(
         sep in text for sep in {"/", os.sep, os.altsep or "/"}
@@ -722,9 +719,22 @@ def resolve_policy_path(name_or_path: str | os.PathLike[str]) -> Path:
         raise PolicyFileError(f"policy file {text!r}: no such file; {listing}")
     for folder in policy_search_dirs():
         candidate = folder / f"{text}{POLICY_SUFFIX}"
-        if candidate.is_file():
+        if _exists(candidate, text) and candidate.is_file():
             return candidate
     raise UnknownNameError(f"unknown policy {text!r}: neither a file nor a released policy name; {listing}")
+
+
+def _exists(path: Path, text: str) -> bool:
+    """Whether ``path`` exists; a name the system cannot look up (too long...) is a PolicyFileError."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except (OSError, ValueError) as exc:
+        shown = text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+        reason = getattr(exc, "strerror", None) or exc
+        raise PolicyFileError(f"policy file {printable(shown)!r}: cannot look it up ({reason})") from None
+    return True
 
 
 # ------------------------------------------------------------------------------------ model card
@@ -759,9 +769,9 @@ def format_model_card(policy: PolicyFile) -> str:
     str
         Several lines, no trailing newline.
     """
-    meta = policy.metadata
+    meta = _printable_tree(policy.metadata)  # text from a file never reaches the terminal raw
     arch = policy.arch
-    lines = [f"policy: {policy.path}" if policy.path else "policy: (not saved)"]
+    lines = [f"policy: {printable(policy.path)}" if policy.path else "policy: (not saved)"]
     lines.append(
         f"  format: {meta.get('format')} v{meta.get('format_version')}, written by metalearn "
         f"{meta.get('package_version', '?')} on {meta.get('created', '?')}"
@@ -831,6 +841,17 @@ def format_model_card(policy: PolicyFile) -> str:
     if isinstance(release, dict):
         lines.extend(_release_lines(release))
     return "\n".join(lines)
+
+
+def _printable_tree(value: Any) -> Any:
+    """A copy of JSON data with control characters escaped in every key and string."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(k): _printable_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable_tree(v) for v in value]
+    return value
 
 
 def _release_lines(release: Mapping[str, Any]) -> list[str]:

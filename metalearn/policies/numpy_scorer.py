@@ -13,7 +13,11 @@ import numpy as np
 from metalearn.exceptions import InvalidInputError
 from metalearn.policies.architecture import GATED_LINEAR, ScorerArchitecture, parameter_shapes
 
-__all__ = ["NumpyScorer", "GatedLinearScorer", "build_scorer", "checked_params", "Scorer"]
+__all__ = ["NumpyScorer", "GatedLinearScorer", "build_scorer", "checked_params", "Scorer", "MAX_SCORE_BOUND"]
+
+#: Largest score (and activation) magnitude a policy's weights may reach on features in
+#: [-1, 1]; float32 overflows at 3.4e38, so scores stay finite with room to spare.
+MAX_SCORE_BOUND = 1e30
 
 
 def _relu(x: np.ndarray) -> np.ndarray:
@@ -58,6 +62,32 @@ class NumpyScorer:
         self.params = checked_params(arch, params)
         if np.any(self.params["cand_std"] <= 0) or np.any(self.params["ctx_std"] <= 0):
             raise InvalidInputError("normalisation standard deviations must be positive")
+        bound = self.score_bound()
+        if not bound <= MAX_SCORE_BOUND:
+            raise InvalidInputError(
+                f"the weights can produce scores of magnitude up to {bound:.3g} on features in [-1, 1], past the "
+                f"limit of {MAX_SCORE_BOUND:.0e} (float32 overflows to infinite or NaN scores): extreme weights or "
+                "near-zero standard deviations; the policy is corrupt"
+            )
+
+    def score_bound(self) -> float:
+        """An upper bound on |score| (and every activation) for features in [-1, 1], in float64.
+
+        Interval arithmetic through the layers: |W x + b| <= |W| |x| + |b| elementwise.
+        """
+        p = {name: np.abs(value.astype(np.float64)) for name, value in self.params.items()}
+        with np.errstate(all="ignore"):
+            c = (1.0 + p["cand_mean"]) / p["cand_std"]
+            g = (1.0 + p["ctx_mean"]) / p["ctx_std"]
+            e0 = p["encoder.0.weight"] @ np.concatenate([c, g]) + p["encoder.0.bias"]
+            e1 = p["encoder.1.weight"] @ e0 + p["encoder.1.bias"]
+            z = p["head.0.weight"] @ np.concatenate([e1, e1, e1, g]) + p["head.0.bias"]
+            s = p["head.1.weight"] @ z + p["head.1.bias"]
+            if self.arch.residual:
+                s = s + p["prior_scale"]
+            bounds = [c, g, e0, e1, z, s]
+            worst = max(float(np.max(b)) if b.size else 0.0 for b in bounds)
+        return worst if np.isfinite(worst) else float("inf")
 
     def _dense(self, name: str, x: np.ndarray) -> np.ndarray:
         return x @ self.params[f"{name}.weight"].T + self.params[f"{name}.bias"]
@@ -91,7 +121,8 @@ class NumpyScorer:
         -------
         ndarray of float32, shape (k,)
         """
-        h, g, prior = self._encode(candidates, context)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked in _head
+            h, g, prior = self._encode(candidates, context)
         return self._head(h, g, np.ones(h.shape[0], dtype=bool) if mask is None else np.asarray(mask, dtype=bool), prior)
 
     def _head(self, h: np.ndarray, g: np.ndarray, mask: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
@@ -105,6 +136,12 @@ class NumpyScorer:
         s = self._dense("head.1", z)[:, 0]
         if prior is not None:
             s = prior + s
+        if not np.all(np.isfinite(s[mask])):
+            # A NaN would rank like a picked candidate: never hand out such scores.
+            raise InvalidInputError(
+                "the policy's scores overflowed to infinite or NaN values (features outside [-1, 1], or corrupt "
+                "weights); clip the features to [-1, 1]"
+            )
         return np.where(mask, s, -np.inf).astype(np.float32)
 
     def pick_sequentially(
@@ -131,7 +168,8 @@ class NumpyScorer:
         first_scores : ndarray of float32, shape (k,)
             Scores before the first pick.
         """
-        h, g, prior = self._encode(candidates, context)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked in _head
+            h, g, prior = self._encode(candidates, context)
         mask = np.ones(h.shape[0], dtype=bool)
         picks = np.empty(n_picks, dtype=np.int64)
         first: np.ndarray | None = None
@@ -163,6 +201,19 @@ class GatedLinearScorer:
     def __init__(self, arch: ScorerArchitecture, params: dict[str, np.ndarray]) -> None:
         self.arch = arch.validate()
         self.params = checked_params(arch, params)
+        bound = self.score_bound()
+        if not bound <= MAX_SCORE_BOUND:
+            raise InvalidInputError(
+                f"the weights can produce scores of magnitude up to {bound:.3g} on features in [-1, 1], past the "
+                f"limit of {MAX_SCORE_BOUND:.0e}: extreme weights; the policy is corrupt"
+            )
+
+    def score_bound(self) -> float:
+        """An upper bound on |score| for features and context in [-1, 1], in float64."""
+        with np.errstate(all="ignore"):
+            bound = float(np.abs(self.params["prior_scale"].astype(np.float64)).sum())
+            bound += float(np.abs(self.params["weights"].astype(np.float64)).sum())
+        return bound if np.isfinite(bound) else float("inf")
 
     def feature_weights(self, context: np.ndarray) -> np.ndarray:
         """The weight of each candidate feature in this loop, shape (F,) (prior excluded)."""

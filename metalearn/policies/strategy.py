@@ -124,15 +124,29 @@ def record_keys(record_ids: Any, n_rows: int) -> np.ndarray:
     """
     if hasattr(record_ids, "to_numpy"):
         record_ids = record_ids.to_numpy()
-    ids = np.asarray(record_ids)
+    try:
+        ids = np.asarray(record_ids)
+    except (TypeError, ValueError) as exc:  # ragged lists
+        raise InvalidInputError(f"record_ids must be 1-D with one id per row of X ({n_rows}): {exc}") from None
     if ids.ndim != 1 or ids.shape[0] != n_rows:
         raise InvalidInputError(f"record_ids must be 1-D with one id per row of X ({n_rows}), got shape {ids.shape}")
     if ids.dtype.kind in "iub":
         keys = _mix64(ids.astype(np.int64).view(np.uint64) ^ _GOLDEN)
+    elif ids.dtype.kind in "fcmMV":
+        raise InvalidInputError(f"record_ids must be ints or strings, got dtype {ids.dtype}")
     else:
         import pandas as pd
 
-        keys = pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False).astype(np.uint64)
+        if ids.dtype.kind == "O":
+            bad = next((v for v in ids if v is None or isinstance(v, (list, tuple, dict, set, np.ndarray, float))), "ok")
+            if not isinstance(bad, str) or bad != "ok":
+                raise InvalidInputError(
+                    f"record_ids must hold one int or string per row, got a {type(bad).__name__} ({bad!r})"[:300]
+                )
+        try:
+            keys = pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False).astype(np.uint64)
+        except TypeError as exc:
+            raise InvalidInputError(f"record_ids must hold one int or string per row ({exc})") from None
     if np.unique(keys).size != n_rows:
         values, counts = np.unique(ids.astype(str), return_counts=True)
         repeated = values[counts > 1][:5].tolist()
@@ -445,7 +459,12 @@ class PolicyStrategy(QueryStrategy):
             predictions = ensemble_predictions(ctx.clf, ctx.X[rows])  # per tree for a forest, as in training
         except (ValueError, TypeError, ArithmeticError) as exc:
             raise InvalidInputError(f"the classifier's members failed to predict the pool: {type(exc).__name__}: {exc}") from exc
-        features.update(ctx.proba_unlabeled if predictions is None else predictions, ctx.labeled)
+        if predictions is None:
+            predictions = ctx.proba_unlabeled
+        if predictions.shape[1] == 1:
+            # A model fitted on one class is certain everywhere: probability 0 for any other class.
+            predictions = np.concatenate([predictions, np.zeros_like(predictions)], axis=1)
+        features.update(predictions, ctx.labeled)
         return features
 
     def _select(self, ctx: QueryContext, batch_size: int) -> np.ndarray:

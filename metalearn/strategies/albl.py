@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from metalearn.exceptions import InvalidInputError
+from metalearn.common.validation import check_positive_int, check_real
+from metalearn.exceptions import InvalidInputError, InvalidTypeError
 from metalearn.strategies.base import QueryContext, QueryStrategy
 from metalearn.strategies.registry import get_strategy_class, register_strategy
 
@@ -72,13 +73,28 @@ class ALBL(QueryStrategy):
         self.delta = delta
         self.p_min = p_min
 
-    def _on_new_pool(self, X: np.ndarray) -> None:
-        if not self.experts and not self.uniform_expert:
+    def _validate_params(self) -> None:
+        experts = self.experts
+        if isinstance(experts, str) or not isinstance(experts, (tuple, list)) or not all(isinstance(e, str) for e in experts):
+            raise InvalidTypeError(f"experts must be a tuple of strategy names, got {experts!r}"[:300])
+        for name in experts:
+            get_strategy_class(name)  # UnknownNameError lists the valid names
+        if not isinstance(self.uniform_expert, (bool, np.bool_)):
+            raise InvalidTypeError(f"uniform_expert must be True or False, got {self.uniform_expert!r}"[:300])
+        if not experts and not self.uniform_expert:
             raise InvalidInputError("ALBL needs at least one expert")
-        if "albl" in self.experts:
+        if "albl" in experts:
             raise InvalidInputError("ALBL cannot be its own expert")
-        if not 0.0 < self.delta < 1.0:
+        check_positive_int(self.n_queries, "n_queries")
+        delta = check_real(self.delta, "delta")
+        if not 0.0 < delta < 1.0:
             raise InvalidInputError(f"delta must be in (0, 1), got {self.delta}")
+        if self.p_min is not None:
+            p_min = check_real(self.p_min, "p_min")
+            if not 0.0 < p_min <= 1.0:
+                raise InvalidInputError(f"p_min must be in (0, 1] or None (the libact default), got {self.p_min}")
+
+    def _on_new_pool(self, X: np.ndarray) -> None:
         seeds = self.rng_.integers(0, 2**31 - 1, size=len(self.experts))
         self.expert_strategies_ = [
             get_strategy_class(name)(missing_label=self.missing_label, random_state=int(seed))

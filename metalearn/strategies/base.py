@@ -17,7 +17,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from metalearn.common.validation import check_batch_size, check_classifier, check_labels, check_pool_features
+from metalearn.common.validation import (
+    check_batch_size,
+    check_classifier,
+    check_labels,
+    check_pool_features,
+    check_probabilities,
+    check_random_state,
+)
 from metalearn.exceptions import InvalidInputError, InvalidTypeError, PoolChangedWarning
 
 __all__ = ["QueryStrategy", "QueryContext", "select_top"]
@@ -94,16 +101,25 @@ class QueryContext:
                 f"the classifier's {method} failed on the pool: {type(exc).__name__}: {exc}"
             ) from exc
 
-    @staticmethod
-    def _checked_proba(proba: Any, n_rows: int) -> np.ndarray:
-        proba = np.asarray(proba, dtype=float)
-        if proba.ndim != 2 or proba.shape[0] != n_rows:
+    def _checked_proba(self, proba: Any, n_rows: int) -> np.ndarray:
+        classes = self._declared_classes()
+        return check_probabilities(proba, n_rows, None if classes is None else classes.size)
+
+    def _declared_classes(self) -> np.ndarray | None:
+        """The classifier's ``classes_`` as a 1-D array, None without it; refuses another shape."""
+        classes = getattr(self.clf, "classes_", None)
+        if classes is None:
+            return None
+        try:
+            classes = np.asarray(classes)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"the classifier's classes_ is not an array of class labels ({exc})") from None
+        if classes.ndim != 1 or classes.size == 0:
             raise InvalidInputError(
-                f"the classifier's predict_proba returned shape {proba.shape}, expected ({n_rows}, n_classes)"
+                f"the classifier's classes_ must be a non-empty 1-D array of class labels, got shape {classes.shape} "
+                "(multi-output classifiers are not supported)"
             )
-        if not np.all(np.isfinite(proba)):
-            raise InvalidInputError("the classifier's predict_proba returned NaN or infinite values")
-        return proba
+        return classes
 
     @property
     def proba(self) -> np.ndarray:
@@ -129,10 +145,10 @@ class QueryContext:
     @property
     def classes(self) -> np.ndarray:
         """The classifier's classes, in the column order of the probabilities."""
-        classes = getattr(self.clf, "classes_", None)
+        classes = self._declared_classes()
         if classes is None:
             return np.arange(self.proba_unlabeled.shape[1])
-        return np.asarray(classes)
+        return classes
 
     def label_indices(self) -> np.ndarray:
         """Index into :attr:`classes` of each labeled row's label, -1 elsewhere; shape (n_pool,).
@@ -149,7 +165,9 @@ class QueryContext:
             order = np.argsort(classes)
             pos = np.searchsorted(classes[order], values)
             pos = np.clip(pos, 0, classes.size - 1)
-            found = classes[order][pos] == values
+            found = np.asarray(classes[order][pos] == values, dtype=bool)
+            if found.shape != values.shape:
+                raise TypeError("labels and classes cannot be compared element by element")
         except TypeError:
             raise InvalidInputError(
                 f"labels of type {type(values[0]).__name__} cannot be compared with the classifier's classes "
@@ -216,6 +234,8 @@ class QueryStrategy(ABC):
         ndarray of int64, shape (batch_size,)
             Distinct indices of unlabeled rows, best first where the strategy ranks.
         """
+        check_random_state(self.random_state)
+        self._validate_params()
         X_arr = check_pool_features(X)
         labeled, y_arr = check_labels(y, X_arr.shape[0], self.missing_label)
         batch_size = check_batch_size(batch_size, int((~labeled).sum()))
@@ -223,6 +243,8 @@ class QueryStrategy(ABC):
             check_classifier(clf, n_features=X_arr.shape[1])
         self._check_state(X_arr)
         ctx = QueryContext(X_arr, y_arr, labeled, clf, self.rng_)
+        if self.requires_classifier and getattr(clf, "classes_", None) is not None:
+            ctx.label_indices()  # every strategy refuses labels its classifier does not know
         picks = np.asarray(self._select(ctx, batch_size), dtype=np.int64)
         self.n_queries_ += 1
         self._check_picks(picks, labeled, batch_size)
@@ -308,6 +330,10 @@ class QueryStrategy(ABC):
     @abstractmethod
     def _select(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
         """Return ``batch_size`` distinct indices into the pool, all unlabeled."""
+
+    def _validate_params(self) -> None:
+        """Hook: check the constructor parameters (called by every :meth:`query`, as scikit-learn
+        validates at call time); raise :class:`InvalidInputError` / :class:`InvalidTypeError`."""
 
     def _on_new_pool(self, X: np.ndarray) -> None:
         """Hook: create per-pool state (called at the first query and after a pool change)."""

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from metalearn.common.validation import check_positive_int
+from metalearn.common.validation import check_positive_int, check_probabilities
 from metalearn.exceptions import InvalidInputError, InvalidTypeError
 from metalearn.strategies.base import QueryContext, QueryStrategy, select_top
 from metalearn.strategies.registry import register_strategy
@@ -44,6 +44,11 @@ class QueryByCommittee(QueryStrategy):
         self.n_members = n_members
         self.method = method
 
+    def _validate_params(self) -> None:
+        check_positive_int(self.n_members, "n_members", minimum=2)
+        if not isinstance(self.method, str) or self.method not in _METHODS:
+            raise InvalidInputError(f"method must be one of {_METHODS}, got {self.method!r}"[:300])
+
     def _members(self, ctx: QueryContext) -> list[Any]:
         rows = np.flatnonzero(ctx.labeled)
         y_lab = ctx.y[rows]
@@ -55,7 +60,7 @@ class QueryByCommittee(QueryStrategy):
             sample = np.concatenate([ctx.rng.choice(g, size=g.size, replace=True) for g in groups])
             try:
                 member = clone(ctx.clf)
-            except TypeError as exc:
+            except (TypeError, RuntimeError) as exc:  # no get_params, or a constructor that alters its params
                 raise InvalidTypeError(
                     f"query by committee clones the classifier, but {type(ctx.clf).__name__} cannot be cloned: {exc}"
                 ) from None
@@ -83,7 +88,7 @@ class QueryByCommittee(QueryStrategy):
             counts = np.stack([(votes == c).sum(axis=0) for c in classes], axis=1) / len(members)
             p = np.clip(counts, 1e-12, 1.0)
             return -(counts * np.log(p)).sum(axis=1) / np.log(min(len(members), classes.size))
-        probas = np.stack([m.predict_proba(X) for m in members])  # (members, n, C)
+        probas = np.stack([check_probabilities(m.predict_proba(X), X.shape[0]) for m in members])  # (members, n, C)
         consensus = probas.mean(axis=0)
         ratio = np.log(np.clip(probas, 1e-12, 1.0)) - np.log(np.clip(consensus, 1e-12, 1.0))[None]
         return (probas * ratio).sum(axis=2).mean(axis=0)

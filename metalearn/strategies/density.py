@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from metalearn.common.geometry import knn_reference_distance
-from metalearn.common.validation import check_positive_int
+from metalearn.common.validation import check_positive_int, check_real
 from metalearn.exceptions import InvalidInputError
 from metalearn.common.uncertainty import margins, normalized_entropy
 from metalearn.strategies.base import QueryContext, QueryStrategy, select_top
@@ -56,11 +56,15 @@ class DensityWeightedSampling(QueryStrategy):
         self.n_reference = n_reference
         self.n_neighbors = n_neighbors
 
-    def _on_new_pool(self, X: np.ndarray) -> None:
-        if self.uncertainty not in _UNCERTAINTIES:
-            raise InvalidInputError(f"uncertainty must be one of {_UNCERTAINTIES}, got {self.uncertainty!r}")
-        if not np.isfinite(self.beta) or self.beta < 0:
+    def _validate_params(self) -> None:
+        if not isinstance(self.uncertainty, str) or self.uncertainty not in _UNCERTAINTIES:
+            raise InvalidInputError(f"uncertainty must be one of {_UNCERTAINTIES}, got {self.uncertainty!r}"[:300])
+        if not np.isfinite(check_real(self.beta, "beta")) or self.beta < 0:
             raise InvalidInputError(f"beta must be a finite number >= 0, got {self.beta!r}")
+        check_positive_int(self.n_reference, "n_reference")
+        check_positive_int(self.n_neighbors, "n_neighbors")
+
+    def _on_new_pool(self, X: np.ndarray) -> None:
         knn = knn_reference_distance(
             X,
             self.rng_,

@@ -51,10 +51,13 @@ class TypiClustThenMargin(QueryStrategy):
 
     def _select(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
         switch_after = check_positive_int(self.switch_after, "switch_after", minimum=0)
+        # The classifier is checked in every loop, also before the switch (its probabilities
+        # are validated here, so a broken classifier fails at the first query, not later).
+        proba = ctx.proba_unlabeled
         n_labeled = int(ctx.labeled.sum())
         if not hasattr(self, "n_initial_labeled_"):
             self.n_initial_labeled_ = n_labeled
         if n_labeled - self.n_initial_labeled_ < switch_after:
             return typiclust_picks(ctx.X, ctx.labeled, batch_size, ctx.rng)
-        scores = -margins(ctx.proba_unlabeled)
+        scores = -margins(proba)
         return ctx.unlabeled_indices[select_top(scores, batch_size, ctx.rng)]

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from metalearn.common.validation import check_classifier, check_positive_int
+from metalearn.common.validation import check_classifier, check_positive_int, check_random_state
 from metalearn.exceptions import InvalidInputError, InvalidTypeError
 from metalearn.policies.file import PolicyFile
 from metalearn.strategies.base import QueryContext, QueryStrategy
@@ -299,6 +299,7 @@ class StreamingPolicy:
             raise InvalidTypeError(f"adaptation must be a number, got {type(self.adaptation).__name__}")
         if not (np.isfinite(self.adaptation) and 0.0 <= self.adaptation <= 1.0):
             raise InvalidInputError(f"adaptation must lie in [0, 1] (0 disables it), got {self.adaptation}")
+        check_random_state(self.random_state)
 
     def _start(self, x: np.ndarray) -> None:
         self._check_params()
