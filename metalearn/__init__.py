@@ -10,3 +10,4 @@ __version__ = "0.1.0"
 
 import metalearn.envs  # noqa: E402,F401  (registers the Gymnasium environments)
 from metalearn.policies import load_policy  # noqa: E402  (numpy-only policy loading)
+from metalearn.stopping import load_stopping_rule  # noqa: E402  (numpy-only stopping rules)

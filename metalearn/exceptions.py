@@ -17,6 +17,7 @@ __all__ = [
     "TaskSuiteError",
     "FeatureSchemaError",
     "PolicyFileError",
+    "StoppingRuleFileError",
     "PoolChangedWarning",
 ]
 
@@ -59,6 +60,12 @@ class FeatureSchemaError(InvalidInputError):
 class PolicyFileError(InvalidInputError):
     """A policy file cannot be used: missing, not a metalearn policy (e.g. a pickle or a zip
     checkpoint), truncated, corrupted, or holding weights or metadata this release refuses."""
+
+
+class StoppingRuleFileError(PolicyFileError):
+    """A stopping-rule file cannot be used: missing, not a metalearn stopping rule (a querying
+    policy, a pickle, a checkpoint), truncated, corrupted, or holding weights or metadata this
+    release refuses."""
 
 
 class PoolChangedWarning(UserWarning):
