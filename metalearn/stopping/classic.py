@@ -47,6 +47,21 @@ def _check_fraction(value: Any, name: str, *, low: float = 0.0, high: float = 1.
     return float(value)
 
 
+def _labels_to_json(values: np.ndarray) -> list[Any]:
+    """Predicted labels as JSON values: numbers stay numbers (so restored labels compare equal), others text."""
+    out: list[Any] = []
+    for v in np.asarray(values, dtype=object):
+        if v is None or isinstance(v, (bool, np.bool_)):
+            out.append(None if v is None else bool(v))
+        elif isinstance(v, (numbers.Integral, np.integer)):
+            out.append(int(v))
+        elif isinstance(v, (numbers.Real, np.floating)):
+            out.append(float(v))
+        else:
+            out.append(str(v))
+    return out
+
+
 def _predicted_labels(ctx: QueryContext, rows: np.ndarray) -> np.ndarray:
     """The classifier's predicted labels (its ``classes_``) of some pool rows, from ``predict_proba``."""
     proba = ctx._checked_proba(ctx.call_classifier("predict_proba", ctx.X[rows]), rows.size)
@@ -114,7 +129,7 @@ class StabilizingPredictions(StoppingRule):
         if hasattr(self, "stop_set_"):
             arrays["stop_set"] = self.stop_set_.astype(np.int64)
         if getattr(self, "last_predictions_", None) is not None:
-            meta["last_predictions"] = [str(v) for v in self.last_predictions_]
+            meta["last_predictions"] = _labels_to_json(self.last_predictions_)
         return arrays, meta
 
     def _load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -122,7 +137,7 @@ class StabilizingPredictions(StoppingRule):
             self.stop_set_ = np.asarray(arrays["stop_set"], dtype=np.int64)
             self.kappas_ = [float(k) for k in meta.get("kappas", [])]
         if "last_predictions" in meta:
-            self.last_predictions_ = np.asarray(meta["last_predictions"], dtype=object)
+            self.last_predictions_ = np.asarray(meta["last_predictions"])
 
 
 class OverallUncertainty(StoppingRule):
@@ -220,7 +235,7 @@ class ClassificationChange(StoppingRule):
         previous = getattr(self, "last_predictions_", None)
         if previous is None:
             return {}, {}
-        return {}, {"last_predictions": [None if v is None else str(v) for v in previous]}
+        return {}, {"last_predictions": _labels_to_json(previous)}
 
     def _load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         if "last_predictions" in meta:

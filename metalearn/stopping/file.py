@@ -9,7 +9,8 @@ The metadata JSON holds ``format`` (``"metalearn-stopping-rule"``), ``format_ver
 ``architecture`` (:class:`~metalearn.stopping.model.GainModelArchitecture`), ``feature_set``
 (:data:`~metalearn.stopping.features.STOPPING_FEATURE_SET`; refused if this release computes
 other features), ``window`` (history loops), ``horizon`` (labels the gain is measured over),
-``threshold`` (the recommended setting of the knob, accuracy points), ``package_version`` and
+``threshold`` (the recommended setting of the knob, accuracy points), ``patience`` (calls in a
+row below it, default 1), ``package_version`` and
 ``created``; the trainer adds ``task_suite``, ``trainer``, ``seed``, ``training`` and
 ``validation`` (the model card).
 
@@ -89,6 +90,11 @@ class StoppingRuleFile:
         return int(self.metadata["horizon"])
 
     @property
+    def patience(self) -> int:
+        """Recommended patience: calls in a row below the threshold before stopping (default 1)."""
+        return int(self.metadata.get("patience", 1))
+
+    @property
     def threshold(self) -> float:
         """Recommended threshold of the expected gain, in accuracy points."""
         return float(self.metadata["threshold"])
@@ -128,6 +134,9 @@ def _check_metadata(meta: Mapping[str, Any], where: str) -> GainModelArchitectur
         value = meta[key]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise StoppingRuleFileError(f"{where}: metadata {key!r} must be an integer >= {minimum}, got {value!r}")
+    patience = meta.get("patience", 1)
+    if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
+        raise StoppingRuleFileError(f"{where}: metadata 'patience' must be a positive integer, got {patience!r}")
     threshold = meta["threshold"]
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(float(threshold)):
         raise StoppingRuleFileError(f"{where}: metadata 'threshold' must be a finite number, got {threshold!r}")
@@ -336,12 +345,15 @@ def format_stopping_card(rule: StoppingRuleFile) -> str:
         f"  predicts: quantiles {list(rule.arch.quantiles)} and the mean of the gain in test accuracy (points) "
         f"from the next {rule.horizon} labels"
     )
-    lines.append(f"  recommended threshold: stop when the expected gain is below {rule.threshold:g} points")
+    lines.append(
+        f"  recommended setting: stop when the expected gain is below {rule.threshold:g} points for "
+        f"{rule.patience} loop(s) in a row"
+    )
     lines.append(
         f"  regressor: {rule.arch.name} v{rule.arch.version}, {rule.arch.n_features} features, hidden {rule.arch.hidden}, "
         f"{sum(v.size for v in rule.params.values())} parameters; window {rule.window} loops"
     )
-    known = {*_STANDARD, *_REQUIRED}
+    known = {*_STANDARD, *_REQUIRED, "patience"}
     for key, value in meta.items():
         if key in known:
             continue

@@ -52,8 +52,9 @@ class LearnedStoppingRule(StoppingRule):
     threshold : float or None, default=None
         Stop once the expected gain in test accuracy from the next ``horizon`` labels (in
         accuracy points) is below this; None uses the file's recommended threshold.
-    patience : int, default=1
-        Consecutive calls the expected gain must stay below the threshold.
+    patience : int or None, default=None
+        Consecutive calls the expected gain must stay below the threshold; None uses the
+        file's recommended patience (the one its threshold was chosen with).
     missing_label, random_state
         See :class:`~metalearn.stopping.base.StoppingRule`.
 
@@ -71,7 +72,7 @@ class LearnedStoppingRule(StoppingRule):
         rule_file: Any = "default",
         *,
         threshold: float | None = None,
-        patience: int = 1,
+        patience: int | None = None,
         missing_label: Any = np.nan,
         random_state: int | np.random.Generator | None = None,
     ) -> None:
@@ -96,19 +97,27 @@ class LearnedStoppingRule(StoppingRule):
         """The threshold in use: ``threshold``, or the file's recommended one."""
         return self.file.threshold if self.threshold is None else float(self.threshold)
 
+    @property
+    def effective_patience(self) -> int:
+        """The patience in use: ``patience``, or the file's recommended one."""
+        return self.file.patience if self.patience is None else int(self.patience)
+
     def _validate_params(self) -> None:
         if self.threshold is not None:
             if isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real):
                 raise InvalidTypeError(f"threshold must be a number of accuracy points or None, got {self.threshold!r}")
             if not np.isfinite(float(self.threshold)):
                 raise InvalidInputError(f"threshold must be finite, got {self.threshold}")
-        check_positive_int(self.patience, "patience")
+        if self.patience is not None:
+            check_positive_int(self.patience, "patience")
         self.file  # noqa: B018 - read and check the file now, before any work
 
     def describe(self) -> str:
         where = self.file.path.stem if self.file.path is not None else "in memory"
-        return f"learned ({where}; stop when the expected gain from the next {self.file.horizon} labels < " \
-               f"{self.effective_threshold:g} points)"
+        return (
+            f"learned ({where}; stop when the expected gain from the next {self.file.horizon} labels < "
+            f"{self.effective_threshold:g} points for {self.effective_patience} loop(s))"
+        )
 
     # -- the decision ----------------------------------------------------------------------
     def _on_new_pool(self, X: np.ndarray) -> None:
@@ -127,7 +136,7 @@ class LearnedStoppingRule(StoppingRule):
         quantiles, mean = self.estimate(vector)
         threshold = self.effective_threshold
         self.below_ = self.below_ + 1 if mean < threshold else 0
-        stop = self.below_ >= int(self.patience)
+        stop = self.below_ >= self.effective_patience
         self.estimate_ = GainEstimate(
             expected_gain=mean,
             quantiles={float(q): float(v) for q, v in zip(self.file.arch.quantiles, quantiles)},

@@ -42,12 +42,15 @@ class StoppingRun:
         the last point, when nothing is left to decide).
     features : ndarray of float32, shape (n_points, n_features) or None
         The learned rule's features at each point (NaN row where not computed).
+    pool_exhausted : bool
+        Whether the run ended because no unlabeled record was left (not at its budget).
     """
 
     result: SimulationResult
     stops: dict[str, int | None] = field(default_factory=dict)
     estimates: dict[str, np.ndarray] = field(default_factory=dict)
     features: np.ndarray | None = None
+    pool_exhausted: bool = False
 
 
 class _Observer:
@@ -125,4 +128,5 @@ def simulate_with_stopping(
         stops=observer.stops,
         estimates={name: np.asarray(values, dtype=np.float64) for name, values in observer.estimates.items()},
         features=features,
+        pool_exhausted=bool(result.n_bought[-1] + task.initial_labeled.size >= task.n_pool),
     )
