@@ -110,7 +110,8 @@ def test_train_stopping_is_resumable_seeded_and_writes_a_valid_rule(tmp_path) ->
                   horizon=20, epochs=5, hidden=8, held_in_fraction=0.5, seed=1)
     first = train_stopping(StoppingTrainConfig(out_dir=str(tmp_path / "a"), **common), progress=False)
     rule = read_stopping_rule(first.rule_path)
-    assert rule.horizon == 20 and rule.patience == 2 and "held_in" in rule.metadata["validation"]
+    assert rule.horizon == 20 and rule.patience in (1, 2, 3) and "held_in" in rule.metadata["validation"]
+    assert rule.decision in ("mean", "q0.75", "q0.9")
     assert first.n_computed == first.n_runs == 12
     assert (tmp_path / "a" / "loops.csv.gz").exists()
     resumed = train_stopping(StoppingTrainConfig(out_dir=str(tmp_path / "a"), **common), progress=False)

@@ -241,7 +241,10 @@ def plot_stopping_front(summary: pd.DataFrame, path: str | Path, title: str = "S
                     xytext=(5, 4), fontsize=8)
     front = classic_front(summary)
     if not front.empty:
-        xs, ys = front["points_lost"].to_numpy(), front["labels_saved"].to_numpy()
+        # Each front point dominates everything to its right and below: a staircase to the right edge.
+        right = float(max(summary["points_lost"].max(), front["points_lost"].max())) + 0.25
+        xs = np.append(front["points_lost"].to_numpy(), right)
+        ys = np.append(front["labels_saved"].to_numpy(), front["labels_saved"].to_numpy()[-1])
         ax.step(xs, ys, where="post", color="tab:gray", linestyle="--", linewidth=1, label="classic front")
         ax.legend(loc="lower right", fontsize=8)
     ax.axvline(0.0, color="black", linewidth=0.5)

@@ -10,7 +10,8 @@ The metadata JSON holds ``format`` (``"metalearn-stopping-rule"``), ``format_ver
 (:data:`~metalearn.stopping.features.STOPPING_FEATURE_SET`; refused if this release computes
 other features), ``window`` (history loops), ``horizon`` (labels the gain is measured over),
 ``threshold`` (the recommended setting of the knob, accuracy points), ``patience`` (calls in a
-row below it, default 1), ``package_version`` and
+row below it, default 1), ``decision`` (the gain statistic compared with the threshold:
+``"mean"`` or a quantile such as ``"q0.9"``, default ``"mean"``), ``package_version`` and
 ``created``; the trainer adds ``task_suite``, ``trainer``, ``seed``, ``training`` and
 ``validation`` (the model card).
 
@@ -90,6 +91,17 @@ class StoppingRuleFile:
         return int(self.metadata["horizon"])
 
     @property
+    def decision(self) -> str:
+        """The gain statistic compared with the threshold: ``"mean"`` or a quantile level such as ``"q0.9"``."""
+        return str(self.metadata.get("decision", "mean"))
+
+    def decision_index(self) -> int | None:
+        """Column of the decision quantile among the model's quantiles (None for the mean)."""
+        if self.decision == "mean":
+            return None
+        return list(self.arch.quantiles).index(float(self.decision[1:]))
+
+    @property
     def patience(self) -> int:
         """Recommended patience: calls in a row below the threshold before stopping (default 1)."""
         return int(self.metadata.get("patience", 1))
@@ -137,6 +149,12 @@ def _check_metadata(meta: Mapping[str, Any], where: str) -> GainModelArchitectur
     patience = meta.get("patience", 1)
     if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
         raise StoppingRuleFileError(f"{where}: metadata 'patience' must be a positive integer, got {patience!r}")
+    decision = meta.get("decision", "mean")
+    levels = [f"q{q:g}" for q in arch.quantiles]
+    if decision != "mean" and decision not in levels:
+        raise StoppingRuleFileError(
+            f"{where}: metadata 'decision' must be 'mean' or one of the model's quantiles {levels}, got {decision!r}"
+        )
     threshold = meta["threshold"]
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(float(threshold)):
         raise StoppingRuleFileError(f"{where}: metadata 'threshold' must be a finite number, got {threshold!r}")
@@ -345,15 +363,16 @@ def format_stopping_card(rule: StoppingRuleFile) -> str:
         f"  predicts: quantiles {list(rule.arch.quantiles)} and the mean of the gain in test accuracy (points) "
         f"from the next {rule.horizon} labels"
     )
+    statistic = "expected (mean) gain" if rule.decision == "mean" else f"{float(rule.decision[1:]):.0%} quantile of the gain"
     lines.append(
-        f"  recommended setting: stop when the expected gain is below {rule.threshold:g} points for "
+        f"  recommended setting: stop when the {statistic} is below {rule.threshold:g} points for "
         f"{rule.patience} loop(s) in a row"
     )
     lines.append(
         f"  regressor: {rule.arch.name} v{rule.arch.version}, {rule.arch.n_features} features, hidden {rule.arch.hidden}, "
         f"{sum(v.size for v in rule.params.values())} parameters; window {rule.window} loops"
     )
-    known = {*_STANDARD, *_REQUIRED, "patience"}
+    known = {*_STANDARD, *_REQUIRED, "patience", "decision"}
     for key, value in meta.items():
         if key in known:
             continue

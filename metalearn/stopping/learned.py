@@ -3,8 +3,9 @@
 At each call the rule records the loop in its multi-loop metadata history
 (:class:`~metalearn.stopping.features.StoppingFeatures`), computes the loop's features and
 asks the regressor of the rule file for the gain in test accuracy (points) that the next
-``horizon`` labels are expected to bring, with quantiles. It recommends stopping once the
-expected gain is below ``threshold`` for ``patience`` consecutive calls.
+``horizon`` labels will bring: its expected value and quantiles. It recommends stopping once
+the file's decision statistic of that gain (the mean, or an upper quantile: "the gain is below
+the threshold with 90% confidence") is below ``threshold`` for ``patience`` calls in a row.
 
 The knob is ``threshold`` (accuracy points): larger stops earlier (fewer labels, more
 accuracy given up), smaller later. ``None`` (the default) uses the file's recommended
@@ -30,14 +31,17 @@ __all__ = ["LearnedStoppingRule", "GainEstimate"]
 
 class GainEstimate(dict):
     """The rule's estimate at one call: a dict with ``expected_gain`` (mean, points),
-    ``quantiles`` (level -> points), ``horizon`` (labels), ``threshold`` and ``stop``."""
+    ``quantiles`` (level -> points), ``decision`` (the statistic compared: ``"mean"`` or
+    ``"q0.9"``...), ``statistic`` (its value), ``horizon`` (labels), ``threshold`` and ``stop``."""
 
     def __str__(self) -> str:
-        q = self["quantiles"]
+        q = {float(k): v for k, v in self["quantiles"].items()}
         low, high = min(q), max(q)
+        decision = self.get("decision", "mean")
+        compared = "" if decision == "mean" else f"; its {float(decision[1:]):.0%} quantile {self['statistic']:+.2f}"
         return (
             f"expected gain from the next {self['horizon']} labels: {self['expected_gain']:+.2f} accuracy points "
-            f"({int(round(100 * low))}-{int(round(100 * high))}% range {q[low]:+.2f} to {q[high]:+.2f}); "
+            f"({low:.0%}-{high:.0%} range {q[low]:+.2f} to {q[high]:+.2f}{compared}); "
             f"threshold {self['threshold']:.2f}: {'stop' if self['stop'] else 'continue'}"
         )
 
@@ -50,8 +54,9 @@ class LearnedStoppingRule(StoppingRule):
     rule_file : str, path-like or StoppingRuleFile, default="default"
         A released rule name, a file, or a rule already read.
     threshold : float or None, default=None
-        Stop once the expected gain in test accuracy from the next ``horizon`` labels (in
-        accuracy points) is below this; None uses the file's recommended threshold.
+        Stop once the file's statistic (mean or upper quantile) of the gain in test accuracy
+        from the next ``horizon`` labels (accuracy points) is below this; None uses the file's
+        recommended threshold.
     patience : int or None, default=None
         Consecutive calls the expected gain must stay below the threshold; None uses the
         file's recommended patience (the one its threshold was chosen with).
@@ -114,8 +119,9 @@ class LearnedStoppingRule(StoppingRule):
 
     def describe(self) -> str:
         where = self.file.path.stem if self.file.path is not None else "in memory"
+        statistic = "expected gain" if self.file.decision == "mean" else f"{float(self.file.decision[1:]):.0%} quantile of the gain"
         return (
-            f"learned ({where}; stop when the expected gain from the next {self.file.horizon} labels < "
+            f"learned ({where}; stop when the {statistic} from the next {self.file.horizon} labels < "
             f"{self.effective_threshold:g} points for {self.effective_patience} loop(s))"
         )
 
@@ -135,11 +141,15 @@ class LearnedStoppingRule(StoppingRule):
         vector = self.features_.update(proba, ctx.classes, ctx.labeled, ctx.label_indices())
         quantiles, mean = self.estimate(vector)
         threshold = self.effective_threshold
-        self.below_ = self.below_ + 1 if mean < threshold else 0
+        column = self.file.decision_index()
+        statistic = mean if column is None else float(quantiles[column])
+        self.below_ = self.below_ + 1 if statistic < threshold else 0
         stop = self.below_ >= self.effective_patience
         self.estimate_ = GainEstimate(
             expected_gain=mean,
             quantiles={float(q): float(v) for q, v in zip(self.file.arch.quantiles, quantiles)},
+            decision=self.file.decision,
+            statistic=statistic,
             horizon=self.file.horizon,
             threshold=threshold,
             stop=bool(stop),

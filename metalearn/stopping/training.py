@@ -13,9 +13,11 @@
    whole pool the gain is that of the end.
 3. Fit the quantile MLP (:mod:`metalearn.stopping.model`) with torch on the runs of the
    training tasks, keep the epoch with the best loss on a tenth of them.
-4. Choose the recommended threshold on held-in runs, from train-split datasets that no
-   training run used: the largest threshold whose replayed stops lose at most
-   ``target_mean_loss`` points on average and ``target_p90_loss`` in 90% of the runs.
+4. Choose the recommended setting on held-in runs, from train-split datasets that no
+   training run used: for each decision statistic (the mean gain or an upper quantile) and
+   patience, the largest threshold whose replayed stops lose at most ``target_mean_loss``
+   points on average and ``target_p90_loss`` in 90% of the runs; of those, the one that saves
+   the most labels.
 5. Write ``OUT/stopping.safetensors`` (weights + JSON model card, calibration included).
 """
 
@@ -72,8 +74,10 @@ class StoppingTrainConfig:
     held_in_fraction : float
         Fraction of the suite's real datasets (by name) kept out of training, for choosing
         the threshold.
-    patience : int
-        Calls in a row the expected gain must stay below the threshold (recorded in the file).
+    decisions : list of str
+        Candidate decision statistics: ``"mean"`` and quantile levels of ``quantiles`` (``"q0.9"``).
+    patiences : list of int
+        Candidate numbers of calls in a row the statistic must stay below the threshold.
     target_mean_loss, target_p90_loss : float
         Accuracy points the recommended threshold may lose on held-in runs (mean, 90th percentile).
     seed : int
@@ -94,7 +98,8 @@ class StoppingTrainConfig:
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     held_in_fraction: float = 0.25
-    patience: int = 2
+    decisions: list[str] = field(default_factory=lambda: ["mean", "q0.75", "q0.9"])
+    patiences: list[int] = field(default_factory=lambda: [1, 2, 3])
     target_mean_loss: float = 0.6
     target_p90_loss: float = 1.5
     seed: int = 0
@@ -103,7 +108,12 @@ class StoppingTrainConfig:
         for name in ("n_tasks", "batch_size", "label_budget", "horizon", "hidden", "epochs"):
             check_positive_int(getattr(self, name), name)
         check_positive_int(self.window, "window", minimum=2)
-        check_positive_int(self.patience, "patience")
+        for patience in self.patiences:
+            check_positive_int(patience, "patience")
+        levels = {f"q{float(q):g}" for q in self.quantiles}
+        bad = [d for d in self.decisions if d != "mean" and d not in levels]
+        if bad or not self.decisions or not self.patiences:
+            raise InvalidInputError(f"decisions must be 'mean' or quantiles of {sorted(levels)}, got {self.decisions}")
         check_positive_int(self.seed, "seed", minimum=0)
         if not self.models or not self.strategies:
             raise InvalidInputError("models and strategies must not be empty")
@@ -426,12 +436,15 @@ def calibration_table(expected: np.ndarray, quantiles: np.ndarray, realised: np.
     return pd.DataFrame(rows), coverage
 
 
-def _choose_threshold(loops: pd.DataFrame, expected: np.ndarray, config: StoppingTrainConfig) -> tuple[float, pd.DataFrame]:
-    grid = np.round(np.arange(-1.0, 5.01, 0.1), 2)
+def _choose_threshold(
+    loops: pd.DataFrame, statistic: np.ndarray, patience: int, config: StoppingTrainConfig
+) -> tuple[float, bool, pd.DataFrame]:
+    """The threshold for one decision statistic and patience, whether it meets the targets, the sweep."""
+    grid = np.round(np.arange(-1.0, 3.01, 0.25), 2)
     rows = []
     for threshold in grid:
-        stops = replay_stops(loops, expected, float(threshold), int(config.patience))
-        rows.append({"threshold": float(threshold), "mean_points_lost": float(stops["points_lost"].mean()),
+        stops = replay_stops(loops, statistic, float(threshold), patience)
+        rows.append({"patience": patience, "threshold": float(threshold), "mean_points_lost": float(stops["points_lost"].mean()),
                      "p90_points_lost": float(np.quantile(stops["points_lost"], 0.9)),
                      "mean_labels_saved": float(stops["labels_saved"].mean()),
                      "mean_labels_at_stop": float(stops["labels_at_stop"].mean())})
@@ -439,14 +452,14 @@ def _choose_threshold(loops: pd.DataFrame, expected: np.ndarray, config: Stoppin
     feasible = ((table["mean_points_lost"] <= config.target_mean_loss)
                 & (table["p90_points_lost"] <= config.target_p90_loss)).to_numpy()
     if not feasible.any():
-        return float(grid[0]), table  # the most conservative setting of the grid
+        return float(grid[0]), False, table  # the most conservative setting of the grid
     # The end of the first run of feasible thresholds: a larger threshold that happens to pass
     # after failing ones would be a lucky draw of the held-in runs, not a setting to trust.
     first = int(np.argmax(feasible))
     last = first
     while last + 1 < feasible.size and feasible[last + 1]:
         last += 1
-    return float(grid[last]), table
+    return float(grid[last]), True, table
 
 
 def train_stopping(config: StoppingTrainConfig, *, resume: bool = True, progress: bool = True) -> StoppingTrainResult:
@@ -496,12 +509,29 @@ def train_stopping(config: StoppingTrainConfig, *, resume: bool = True, progress
     held_loops = loops[held]
     if held_loops.empty:
         raise InvalidInputError("no held-in run: the suite has no real datasets to hold in; use synthetic_and_train")
-    threshold, sweep = _choose_threshold(held_loops, expected[held], config)
-    stops = replay_stops(held_loops, expected[held], threshold, int(config.patience))
+    candidates = []
+    sweeps = []
+    for decision in config.decisions:
+        statistic = expected if decision == "mean" else quantiles[:, [f"q{q:g}" for q in arch.quantiles].index(decision)]
+        for patience in config.patiences:
+            chosen, feasible, sweep = _choose_threshold(held_loops, statistic[held], int(patience), config)
+            sweeps.append(sweep.assign(decision=decision))
+            saved = float(sweep.loc[sweep["threshold"] == chosen, "mean_labels_saved"].iloc[0])
+            candidates.append((feasible, saved if feasible else -float(patience), decision, int(patience), chosen, statistic))
+    # The feasible setting that saves the most labels; if none is, the most cautious one.
+    feasible_first = sorted(candidates, key=lambda c: (c[0], c[1], c[2] != "mean"), reverse=True)
+    if not any(c[0] for c in candidates):
+        top = max(config.decisions, key=lambda d: -1.0 if d == "mean" else float(d[1:]))
+        feasible_first = [c for c in candidates if c[2] == top and c[3] == max(config.patiences)]
+    _, _, decision, patience, threshold, statistic = feasible_first[0]
+    sweep = pd.concat(sweeps, ignore_index=True)
+    stops = replay_stops(held_loops, statistic[held], threshold, patience)
     table, coverage = calibration_table(expected[held], quantiles[held], targets[held], arch.quantiles)
     sweep.to_csv(out / "threshold_sweep.csv", index=False)
     table.to_csv(out / "calibration.csv", index=False)
     held_in = {
+        "decision": decision,
+        "patience": patience,
         "runs": int(stops.shape[0]),
         "datasets": sorted(set(held_loops["dataset"])),
         "threshold": threshold,
@@ -517,7 +547,8 @@ def train_stopping(config: StoppingTrainConfig, *, resume: bool = True, progress
         "window": int(config.window),
         "horizon": int(config.horizon),
         "threshold": threshold,
-        "patience": int(config.patience),
+        "patience": patience,
+        "decision": decision,
         "feature_set": dict(STOPPING_FEATURE_SET),
         "task_suite": config.suite,
         "trainer": {"method": "quantile-mlp on simulated learning curves", "settings": asdict(config)},
