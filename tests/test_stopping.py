@@ -224,10 +224,13 @@ def test_released_default_rule_exposes_its_estimate_and_the_threshold_knob_works
         assert values == sorted(values)  # quantiles are monotone
         assert np.isfinite(estimate["expected_gain"])
         assert estimate["horizon"] == rule.file.horizon
-    # The knob: a threshold above every estimate stops at once (patience 1); one below never stops.
-    high = max(e["expected_gain"] for e in estimates) + 1.0
+        if estimate["decision"] != "mean":
+            assert estimate["statistic"] == estimate["quantiles"][float(estimate["decision"][1:])]
+    assert stops == [bool(e["stop"]) for e in estimates]
+    # The knob: a threshold above every statistic stops at once (patience 1); one below never stops.
+    high = max(e["statistic"] for e in estimates) + 1.0
     assert _loop(load_stopping_rule("default", threshold=high, patience=1))[0][0] is True
-    low = min(e["expected_gain"] for e in estimates) - 1.0
+    low = min(e["statistic"] for e in estimates) - 1.0
     assert not any(_loop(load_stopping_rule("default", threshold=low))[0])
     with pytest.raises(InvalidTypeError):
         load_stopping_rule("default", threshold="high")

@@ -14,7 +14,7 @@ from metalearn.benchmark import BenchmarkConfig, run_benchmark
 from metalearn.cli import main
 from metalearn.exceptions import InvalidInputError, UnknownNameError
 from metalearn.stopping import read_stopping_rule
-from metalearn.stopping.evaluation import stopping_summary, stopping_table, write_stopping_report
+from metalearn.stopping.evaluation import calibration_from_table, stopping_summary, stopping_table, write_stopping_report
 from metalearn.stopping.training import StoppingTrainConfig, _check_split, train_stopping
 from metalearn.workflow import read_state
 
@@ -73,7 +73,8 @@ def test_next_batch_with_a_classic_rule_and_without_one(tables, tmp_path, capsys
 def test_benchmark_records_stopping_metrics_and_writes_the_front(tmp_path) -> None:
     rules = ["default", "stabilizing_predictions", "fixed_budget"]
     config = BenchmarkConfig(strategies=["margin", "random"], datasets=["sklearn:breast_cancer"], models=["logreg"],
-                             regimes=["cold"], batch_sizes=[10], label_budget=60, n_seeds=2, stop_rules=rules)
+                             regimes=["cold"], batch_sizes=[10], label_budget=60, n_seeds=2, stop_rules=rules,
+                             max_pool=62)  # 2 initial labels + 60 bought = the whole pool: the gains are known
     result = run_benchmark(config, tmp_path / "bench", n_jobs=1, progress=False)
     table = stopping_table(result.runs)
     assert len(table) == 4 * len(rules) and set(table["rule"]) == set(rules)
@@ -83,6 +84,11 @@ def test_benchmark_records_stopping_metrics_and_writes_the_front(tmp_path) -> No
     assert not budget["stopped"].any() and (budget["labels_saved"] == 0).all()
     summary = stopping_summary(table)
     assert set(summary["rule"]) == set(rules)
+    learned = table[table["rule"] == "default"].iloc[0]
+    assert len(learned["gain_quantiles"]) == len(learned["expected_gain"]) == learned["labels_end"] // 10 + 1
+    calibration = calibration_from_table(table, result.curves)
+    shares = calibration.filter(like="below_q").to_numpy()
+    assert shares.size and np.all((shares >= 0) & (shares <= 1))
     files = write_stopping_report(result.runs, result.curves, tmp_path / "report")
     assert {"stopping_table", "stopping_summary", "stopping_front", "stopping_md"} <= set(files)
     assert files["stopping_front"].stat().st_size > 1000

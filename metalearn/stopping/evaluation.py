@@ -129,6 +129,9 @@ def stopping_rows(run: StoppingRun, horizons: Mapping[str, int] | None = None) -
         }
         if rule in run.estimates:
             row["expected_gain"] = [None if not np.isfinite(v) else round(float(v), 4) for v in run.estimates[rule]]
+            if rule in run.quantile_estimates:
+                row["gain_quantiles"] = [[None if not np.isfinite(v) else round(float(v), 3) for v in point]
+                                         for point in run.quantile_estimates[rule]]
             row["horizon"] = int((horizons or {}).get(rule, 0))
         rows.append(row)
     return rows
@@ -203,9 +206,12 @@ def calibration_from_table(table: pd.DataFrame, curves: pd.DataFrame, n_bins: in
             continue
         exhausted = bool(row.get("pool_exhausted", False))
         realised = gain_targets(curve["n_bought"].to_numpy(), curve["accuracy"].to_numpy(), int(row["horizon"]), exhausted)
-        for e, r in zip(estimates, realised):
+        quantiles = row.get("gain_quantiles")
+        quantiles = quantiles if isinstance(quantiles, list) and len(quantiles) == estimates.size else [None] * estimates.size
+        for e, r, q in zip(estimates, realised, quantiles):
             if np.isfinite(e) and np.isfinite(r):
-                rows.append({"rule": row["rule"], "estimated": e, "realised": r})
+                below = {f"below_q{j}": float(r <= v) for j, v in enumerate(q) if v is not None} if q else {}
+                rows.append({"rule": row["rule"], "estimated": e, "realised": r, **below})
     pairs = pd.DataFrame(rows)
     if pairs.empty:
         return pairs
@@ -217,7 +223,12 @@ def calibration_from_table(table: pd.DataFrame, curves: pd.DataFrame, n_bins: in
             if mask.any():
                 out.append({"rule": rule, "bin_low": low, "bin_high": high, "n": int(mask.sum()),
                             "estimated_mean": float(group.loc[mask, "estimated"].mean()),
-                            "realised_mean": float(group.loc[mask, "realised"].mean())})
+                            "realised_mean": float(group.loc[mask, "realised"].mean()),
+                            **{c: float(group.loc[mask, c].mean()) for c in group.columns if c.startswith("below_q")}})
+        # One row over every point: the share of realised gains below each quantile (calibrated: the level).
+        out.append({"rule": rule, "bin_low": float("nan"), "bin_high": float("nan"), "n": len(group),
+                    "estimated_mean": float(group["estimated"].mean()), "realised_mean": float(group["realised"].mean()),
+                    **{c: float(group[c].mean()) for c in group.columns if c.startswith("below_q")}})
     return pd.DataFrame(out)
 
 
@@ -285,7 +296,7 @@ def write_stopping_report(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: str
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    flat = table.drop(columns=[c for c in ("expected_gain",) if c in table.columns])
+    flat = table.drop(columns=[c for c in ("expected_gain", "gain_quantiles") if c in table.columns])
     flat.to_csv(out / "stopping.csv", index=False)
     written["stopping_table"] = out / "stopping.csv"
     summary = stopping_summary(table)
@@ -302,8 +313,12 @@ def write_stopping_report(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: str
             _markdown(summary[shown]), "", "## By strategy", "", _markdown(by_strategy[["strategy", *shown]]), "",
             "![labels saved vs points lost](stopping_front.png)", ""]
     if not calibration.empty:
+        shown_cal = ["rule", "n", "estimated_mean", "realised_mean", *[c for c in calibration.columns if c.startswith("below_q")]]
         text += ["## Calibration of the learned rules' estimate", "",
-                 _markdown(calibration[["rule", "n", "estimated_mean", "realised_mean"]]), ""]
+                 "Expected gain (points, next `horizon` labels) against the realised gain, by bins of the estimate; "
+                 "`below_qJ`: share of realised gains below the J-th quantile of the estimate (calibrated: that "
+                 "quantile's level). The last row of each rule is over every point.", "",
+                 _markdown(calibration[shown_cal]), ""]
     (out / "stopping.md").write_text("\n".join(text), encoding="utf-8")
     written["stopping_md"] = out / "stopping.md"
     return written

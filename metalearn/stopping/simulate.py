@@ -40,6 +40,8 @@ class StoppingRun:
     estimates : dict of str to ndarray of shape (n_points,)
         Per learned rule, its expected gain (points) at each curve point (NaN where not asked:
         the last point, when nothing is left to decide).
+    quantile_estimates : dict of str to ndarray of shape (n_points, n_quantiles)
+        Per learned rule, its quantiles of the gain at each point (NaN where not asked).
     features : ndarray of float32, shape (n_points, n_features) or None
         The learned rule's features at each point (NaN row where not computed).
     pool_exhausted : bool
@@ -49,6 +51,7 @@ class StoppingRun:
     result: SimulationResult
     stops: dict[str, int | None] = field(default_factory=dict)
     estimates: dict[str, np.ndarray] = field(default_factory=dict)
+    quantile_estimates: dict[str, np.ndarray] = field(default_factory=dict)
     features: np.ndarray | None = None
     pool_exhausted: bool = False
 
@@ -62,6 +65,7 @@ class _Observer:
         self.point = 0
         self.stops: dict[str, int | None] = {name: None for name in self.rules}
         self.estimates: dict[str, list[float]] = {n: [] for n, r in self.rules.items() if isinstance(r, LearnedStoppingRule)}
+        self.quantiles: dict[str, list[list[float]]] = {n: [] for n in self.estimates}
         self.recorder = StoppingFeatures(task.X_pool, window=window, seed=seed) if record_features else None
         self.features: list[np.ndarray] = []
 
@@ -74,10 +78,13 @@ class _Observer:
             if nothing_left or (self.stops[name] is not None and not learned):
                 if learned:
                     self.estimates[name].append(np.nan)
+                    self.quantiles[name].append([np.nan] * len(rule.file.arch.quantiles))  # type: ignore[attr-defined]
                 continue
             stop = rule.should_stop(self.task.X_pool, y, model)
             if learned:
-                self.estimates[name].append(float(rule.estimate_["expected_gain"]))  # type: ignore[attr-defined]
+                estimate = rule.estimate_  # type: ignore[attr-defined]
+                self.estimates[name].append(float(estimate["expected_gain"]))
+                self.quantiles[name].append([float(v) for v in estimate["quantiles"].values()])
             if stop and self.stops[name] is None:
                 self.stops[name] = self.point
         if self.recorder is not None:
@@ -127,6 +134,7 @@ def simulate_with_stopping(
         result=result,
         stops=observer.stops,
         estimates={name: np.asarray(values, dtype=np.float64) for name, values in observer.estimates.items()},
+        quantile_estimates={name: np.asarray(values, dtype=np.float64) for name, values in observer.quantiles.items()},
         features=features,
         pool_exhausted=bool(result.n_bought[-1] + task.initial_labeled.size >= task.n_pool),
     )
