@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = sub.add_parser(
         "inspect",
-        help="show a policy file's model card",
+        help="show a policy file's (or a stopping-rule file's) model card",
         description=(
             "Read and check a policy file (or a released policy name) and print its model card: what it was "
             "trained on and how, its architecture, feature schema, window, candidates and validation scores."
@@ -355,7 +355,17 @@ def _inspect(args: argparse.Namespace) -> int:
 
     from metalearn.policies.file import format_model_card, read_policy
 
-    policy = read_policy(args.policy)
+    try:
+        policy = read_policy(args.policy)
+    except MetalearnError as policy_error:
+        from metalearn.stopping.file import format_stopping_card, read_stopping_rule
+
+        try:  # a stopping-rule file (the same safe kind) gets its own model card
+            rule = read_stopping_rule(args.policy)
+        except MetalearnError:
+            raise policy_error from None
+        print(json.dumps(rule.metadata, indent=2, ensure_ascii=False) if args.json else format_stopping_card(rule))
+        return 0
     if args.json:
         print(json.dumps(policy.metadata, indent=2, ensure_ascii=False))
     else:

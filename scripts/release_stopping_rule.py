@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     card = format_stopping_card(read_stopping_rule(target))
     (target.with_suffix(".md")).write_text(
         f"# Stopping rule `{args.name}`\n\n`metalearn.load_stopping_rule({args.name!r})`; "
-        "`metalearn inspect`-style card below (scripts/release_stopping_rule.py).\n\n```text\n" + card + "\n```\n",
+        f"the card `metalearn inspect policies/stopping/{args.name}.safetensors` prints "
+        "(written by scripts/release_stopping_rule.py).\n\n```text\n" + card + "\n```\n",
         encoding="utf-8",
     )
     print(card)

@@ -136,3 +136,12 @@ def test_training_refuses_validation_split_tasks() -> None:
 
     with pytest.raises(InvalidInputError, match="validation split"):
         _check_split(_Task())
+
+
+def test_inspect_shows_a_stopping_rules_model_card(capsys) -> None:
+    path = Path(__file__).resolve().parents[1] / "policies" / "stopping" / "default.safetensors"
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "stopping rule" in out and "recommended setting" in out and "horizon" not in out.split("\n")[0]
+    assert main(["inspect", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["format"] == "metalearn-stopping-rule"

@@ -88,11 +88,15 @@ def watched_run(task: Any, strategy: Any, names: Sequence[str], seed: int) -> tu
 
     rules = build_stop_rules(names, seed)
     run = simulate_with_stopping(task, strategy, rules)
-    horizons = {n: r.file.horizon for n, r in rules.items() if isinstance(r, LearnedStoppingRule)}
-    return run.result, json.dumps(stopping_rows(run, horizons))
+    learned = {n: r for n, r in rules.items() if isinstance(r, LearnedStoppingRule)}
+    horizons = {n: r.file.horizon for n, r in learned.items()}
+    levels = {n: list(r.file.arch.quantiles) for n, r in learned.items()}
+    return run.result, json.dumps(stopping_rows(run, horizons, levels))
 
 
-def stopping_rows(run: StoppingRun, horizons: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+def stopping_rows(
+    run: StoppingRun, horizons: Mapping[str, int] | None = None, levels: Mapping[str, Sequence[float]] | None = None
+) -> list[dict[str, Any]]:
     """One row per rule of a run watched by :func:`~metalearn.stopping.simulate.simulate_with_stopping`.
 
     Parameters
@@ -100,14 +104,17 @@ def stopping_rows(run: StoppingRun, horizons: Mapping[str, int] | None = None) -
     run : StoppingRun
     horizons : dict of str to int, optional
         Per learned rule, the horizon (labels) of its estimate, stored with its estimates.
+    levels : dict of str to list of float, optional
+        Per learned rule, the levels of its quantiles.
 
     Returns
     -------
     list of dict
         ``rule``, ``stopped``, ``labels_at_stop``, ``accuracy_at_stop``,
         ``macro_f1_at_stop``, ``labels_end``, ``accuracy_end``, ``macro_f1_end``,
-        ``labels_saved``, ``points_lost`` (accuracy points, 100 x), and for learned rules
-        ``expected_gain`` (list over the curve's points) and ``horizon``.
+        ``labels_saved``, ``points_lost`` (accuracy points, 100 x), ``pool_exhausted``, and
+        for learned rules ``expected_gain`` and ``gain_quantiles`` (lists over the curve's
+        points), ``quantile_levels`` and ``horizon``.
     """
     res = run.result
     n, acc, f1 = res.n_bought, res.accuracy, res.macro_f1
@@ -133,6 +140,7 @@ def stopping_rows(run: StoppingRun, horizons: Mapping[str, int] | None = None) -
                 row["gain_quantiles"] = [[None if not np.isfinite(v) else round(float(v), 3) for v in point]
                                          for point in run.quantile_estimates[rule]]
             row["horizon"] = int((horizons or {}).get(rule, 0))
+            row["quantile_levels"] = [float(q) for q in (levels or {}).get(rule, [])]
         rows.append(row)
     return rows
 
@@ -210,7 +218,8 @@ def calibration_from_table(table: pd.DataFrame, curves: pd.DataFrame, n_bins: in
         quantiles = quantiles if isinstance(quantiles, list) and len(quantiles) == estimates.size else [None] * estimates.size
         for e, r, q in zip(estimates, realised, quantiles):
             if np.isfinite(e) and np.isfinite(r):
-                below = {f"below_q{j}": float(r <= v) for j, v in enumerate(q) if v is not None} if q else {}
+                names = row.get("quantile_levels") or list(range(len(q or [])))
+                below = {f"below_q{level:g}": float(r <= v) for level, v in zip(names, q) if v is not None} if q else {}
                 rows.append({"rule": row["rule"], "estimated": e, "realised": r, **below})
     pairs = pd.DataFrame(rows)
     if pairs.empty:
@@ -316,8 +325,8 @@ def write_stopping_report(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: str
         shown_cal = ["rule", "n", "estimated_mean", "realised_mean", *[c for c in calibration.columns if c.startswith("below_q")]]
         text += ["## Calibration of the learned rules' estimate", "",
                  "Expected gain (points, next `horizon` labels) against the realised gain, by bins of the estimate; "
-                 "`below_qJ`: share of realised gains below the J-th quantile of the estimate (calibrated: that "
-                 "quantile's level). The last row of each rule is over every point.", "",
+                 "`below_qL`: share of realised gains below the estimate's quantile of level L (calibrated: L). "
+                 "The last row of each rule is over every point.", "",
                  _markdown(calibration[shown_cal]), ""]
     (out / "stopping.md").write_text("\n".join(text), encoding="utf-8")
     written["stopping_md"] = out / "stopping.md"

@@ -23,6 +23,7 @@ import numpy as np
 from metalearn.exceptions import InvalidInputError
 from metalearn.features.pool_features import PoolFeatureExtractor, window_slope
 from metalearn.features.schema import POOL_SCHEMA
+from metalearn.simulation.history import LOOP_STATISTICS
 from metalearn.stopping.base import cohen_kappa
 
 __all__ = ["StoppingFeatures", "STOPPING_FEATURE_SET", "STOPPING_FEATURES", "FEATURE_DESCRIPTIONS"]
@@ -109,7 +110,7 @@ class StoppingFeatures:
         n_labeled = int(labeled.sum())
         added = 0 if self.previous_n_labeled is None else max(n_labeled - self.previous_n_labeled, 0)
         self.previous_n_labeled = n_labeled
-        labeled_accuracy = hist.ordered(hist.loop_statistics)[:, list(_loop_stat_names()).index("labeled_accuracy")]
+        labeled_accuracy = hist.ordered(hist.loop_statistics)[:, LOOP_STATISTICS.index("labeled_accuracy")]
         extra = [
             min(np.log1p(n_labeled) / np.log1p(2000.0), 1.0),
             n_labeled / ext.n_pool,
@@ -141,8 +142,3 @@ class StoppingFeatures:
         previous = meta.get("previous_n_labeled")
         self.previous_n_labeled = None if previous is None else int(previous)
 
-
-def _loop_stat_names() -> tuple[str, ...]:
-    from metalearn.simulation.history import LOOP_STATISTICS
-
-    return LOOP_STATISTICS

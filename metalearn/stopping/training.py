@@ -344,6 +344,24 @@ def replay_stops(loops: pd.DataFrame, expected: np.ndarray, threshold: float, pa
 
 # ------------------------------------------------------------------------------------ fitting
 def _fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, config: StoppingTrainConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Fit the quantile MLP (torch, one thread, seeded); keep the epoch best on a tenth of the runs.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, n_features)
+    y : ndarray of shape (n,)
+        Gains in accuracy points.
+    groups : ndarray of shape (n,)
+        Run of each row: the early-stopping tenth is drawn by run, not by row.
+    config : StoppingTrainConfig
+
+    Returns
+    -------
+    params : dict of str to ndarray
+        The weights of :func:`~metalearn.stopping.model.parameter_shapes`.
+    info : dict
+        Best epoch, its loss and a subsampled loss curve.
+    """
     import torch
 
     torch.manual_seed(int(config.seed))
