@@ -376,6 +376,13 @@ def format_stopping_card(rule: StoppingRuleFile) -> str:
     for key, value in meta.items():
         if key in known:
             continue
+        bench = value.get("validation_benchmark") if key == "release" and isinstance(value, dict) else None
+        if isinstance(bench, dict) and isinstance(bench.get("overall"), list):
+            lines.append(f"  {key}:")
+            lines.extend(f"    {sub}: {policy_file._short(item, 300)}" for sub, item in value.items() if sub != "validation_benchmark")
+            lines.append(f"    validation benchmark ({bench.get('folder', '?')}):")
+            lines.extend(f"      {policy_file._short(row, 300)}" for row in bench["overall"])
+            continue
         if isinstance(value, dict):
             lines.append(f"  {key}:")
             for sub, item in value.items():
