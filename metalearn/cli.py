@@ -11,7 +11,9 @@ Subcommands:
 - ``metalearn inspect FILE_OR_NAME``: a policy file's model card (``--json``: raw metadata).
 - ``metalearn train --method imitation|lal|ppo|es --out DIR``: meta-train a policy file (resumable).
 - ``metalearn next-batch --data records.csv --labels labels.csv --out to_label.csv``: the next
-  records to label, with the policy's history kept in a state file beside the labels.
+  records to label, with the policy's history kept in a state file beside the labels, and
+  the stopping rule's estimate and recommendation (``--stop-rule``).
+- ``metalearn train-stopping --out DIR``: learn the stopping rule from simulated runs (resumable).
 """
 
 from __future__ import annotations
@@ -140,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.add_argument(
+        "--stop-rules", type=_csv, default=[], metavar="RULES",
+        help="stopping rules watching every run (e.g. default,stabilizing_predictions,fixed_budget): labels and "
+        "scores at each rule's stop, a table and a plot of labels saved against points lost (default: none)",
+    )
+    bench.add_argument(
         "--stored-only",
         action="store_true",
         help="compute nothing: tables and report from the runs stored so far (a look at an unfinished benchmark)",
@@ -150,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = sub.add_parser(
         "inspect",
-        help="show a policy file's model card",
+        help="show a policy file's (or a stopping-rule file's) model card",
         description=(
             "Read and check a policy file (or a released policy name) and print its model card: what it was "
             "trained on and how, its architecture, feature schema, window, candidates and validation scores."
@@ -257,6 +264,35 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--state", default=None, help="state file (default: LABELS.metalearn-state)")
     nb.add_argument("--seed", type=int, default=None, help="seed of the first run (later runs continue its stream; default: fresh entropy)")
     nb.add_argument("--budget", type=int, default=None, help="labels you intend to buy (default 100; kept in the state)")
+    nb.add_argument(
+        "--stop-rule", default="default", metavar="NAME|PATH|none",
+        help="stopping rule asked whether to stop buying labels: the released learned rule (default), a rule file, "
+        "a classic criterion (stabilizing_predictions, overall_uncertainty, max_confidence, classification_change, "
+        "fixed_budget), or none",
+    )
+
+    ts = sub.add_parser(
+        "train-stopping",
+        help="learn the stopping rule from simulated runs and write a stopping-rule file",
+        description=(
+            "Simulate active-learning runs on a task suite (synthetic tasks and the train split only) whose whole "
+            "learning curves are known, learn the gain in test accuracy that the next labels bring from the multi-loop "
+            "metadata features, choose the recommended threshold on held-in train datasets and write "
+            "OUT/stopping.safetensors (weights + JSON model card). Runs are stored as they finish: rerunning, or a "
+            "larger --tasks, computes only the missing ones."
+        ),
+    )
+    ts.add_argument("--out", required=True, help="run folder (runs cache, loops table, rule file)")
+    ts.add_argument("--suite", default="synthetic_and_train", metavar="NAME_OR_TOML", help="task suite (default synthetic_and_train)")
+    ts.add_argument("--tasks", type=int, default=120, help="tasks drawn from the suite (each run per model and strategy; default 120)")
+    ts.add_argument("--models", type=_csv, default=["logreg", "nb"], help="task models (default logreg,nb)")
+    ts.add_argument("--strategies", type=_csv, default=["margin", "policy:default"], help="querying strategies (default margin,policy:default)")
+    ts.add_argument("--batch-size", type=int, default=10, help="records per query (default 10)")
+    ts.add_argument("--budget", type=int, default=500, help="labels per run, or the whole pool (default 500)")
+    ts.add_argument("--horizon", type=int, default=200, help="labels over which the gain is predicted (default 200)")
+    ts.add_argument("--epochs", type=int, default=400, help="training epochs of the gain model (default 400)")
+    ts.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    ts.add_argument("--fresh", action="store_true", help="recompute every run instead of resuming")
     return parser
 
 
@@ -347,6 +383,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         max_pool=args.max_pool,
         oracle_candidates=args.oracle_candidates,
         reference=reference,
+        stop_rules=args.stop_rules,
     )
     try:
         result = run_benchmark(
@@ -385,6 +422,13 @@ def _benchmark(args: argparse.Namespace) -> int:
     if not args.no_report and not ok.empty:
         files = write_report(result.runs, result.curves, out, reference=config.reference)
         print("\nreport: " + ", ".join(str(p) for p in files.values()))
+    if config.stop_rules and not ok.empty:
+        from metalearn.stopping.evaluation import stopping_summary, stopping_table, write_stopping_report
+
+        columns = ["rule", "runs", "stopped", "labels_at_stop", "labels_saved", "points_lost", "p90_points_lost"]
+        print("\nstopping rules:\n" + format_table(stopping_summary(stopping_table(result.runs))[columns]))
+        stop_files = write_stopping_report(result.runs, result.curves, out)
+        print("stopping report: " + ", ".join(str(p) for p in stop_files.values()))
     return 0
 
 
@@ -417,7 +461,20 @@ def _inspect(args: argparse.Namespace) -> int:
 
     from metalearn.policies.file import format_model_card, read_policy
 
-    policy = read_policy(args.policy)
+    try:
+        policy = read_policy(args.policy)
+    except MetalearnError as policy_error:
+        from metalearn.stopping.file import format_stopping_card, read_stopping_rule
+
+        try:  # a stopping-rule file (the same safe kind) gets its own model card
+            rule = read_stopping_rule(args.policy)
+        except MetalearnError:
+            raise policy_error from None
+        if args.json:
+            print(printable_json(json.dumps(rule.metadata, indent=2, ensure_ascii=False)))
+        else:
+            print(format_stopping_card(rule))  # escaped line by line
+        return 0
     if args.json:  # JSON escapes C0 controls itself; C1 and format characters are escaped here
         print(printable_json(json.dumps(policy.metadata, indent=2, ensure_ascii=False)))
     else:
@@ -553,7 +610,7 @@ def _next_batch(args: argparse.Namespace) -> int:
         result = next_batch(
             args.data, args.labels, model=args.model, batch_size=args.batch_size, policy=args.policy, out=args.out,
             state=args.state, id_column=args.id_column, label_column=args.label_column, classes=args.classes,
-            seed=args.seed, label_budget=args.budget,
+            seed=args.seed, label_budget=args.budget, stop_rule=None if args.stop_rule.lower() == "none" else args.stop_rule,
         )
     except KeyboardInterrupt:
         print(
@@ -569,8 +626,32 @@ def _next_batch(args: argparse.Namespace) -> int:
         f"loop {result.loop}: {len(result.table)} record(s) to label written to {result.out_path} "
         f"({result.n_labeled} of {result.n_records} labeled, {len(result.classes)} classes; {result.strategy}{history})"
     )
+    if result.stop_rule is not None and result.stop is not None:
+        from metalearn.stopping import GainEstimate
+
+        advice = "STOP buying labels" if result.stop else "continue labeling"
+        estimate = f"; {GainEstimate(result.stop_estimate)}" if result.stop_estimate is not None else ""
+        print(f"stopping rule {result.stop_rule}: {advice}{estimate}")
     if result.state_path is not None:
         print(f"state: {result.state_path}")
+    return 0
+
+
+def _train_stopping(args: argparse.Namespace) -> int:
+    from metalearn.stopping.file import format_stopping_card, read_stopping_rule
+    from metalearn.stopping.training import StoppingTrainConfig, train_stopping
+
+    config = StoppingTrainConfig(
+        out_dir=args.out, suite=args.suite, n_tasks=args.tasks, models=args.models, strategies=args.strategies,
+        batch_size=args.batch_size, label_budget=args.budget, horizon=args.horizon, epochs=args.epochs, seed=args.seed,
+    )
+    try:
+        result = train_stopping(config, resume=not args.fresh, progress=True)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished runs are stored in {args.out}/runs; rerun the same command to resume", file=sys.stderr)
+        return 130
+    print(f"\n{result.n_runs} runs ({result.n_computed} computed now) in {result.seconds:.0f} s")
+    print(format_stopping_card(read_stopping_rule(result.rule_path)))
     return 0
 
 
@@ -592,6 +673,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args)
         if args.command == "next-batch":
             return _next_batch(args)
+        if args.command == "train-stopping":
+            return _train_stopping(args)
     except MetalearnError as exc:
         # One line, control characters escaped: messages quote names and values from files.
         print(f"metalearn: error: {printable(' '.join(str(exc).split()))}", file=sys.stderr)

@@ -18,6 +18,7 @@ __all__ = [
     "FeatureSchemaError",
     "PolicyFileError",
     "MissingDependencyError",
+    "StoppingRuleFileError",
     "PoolChangedWarning",
 ]
 
@@ -65,6 +66,10 @@ class PolicyFileError(InvalidInputError):
 class MissingDependencyError(MetalearnError, ImportError):
     """A feature needs an optional dependency that is not installed; the message names the
     extra to install (e.g. ``pip install "metalearn-al[train]"``)."""
+class StoppingRuleFileError(PolicyFileError):
+    """A stopping-rule file cannot be used: missing, not a metalearn stopping rule (a querying
+    policy, a pickle, a checkpoint), truncated, corrupted, or holding weights or metadata this
+    release refuses."""
 
 
 class PoolChangedWarning(UserWarning):

@@ -66,6 +66,7 @@ _STATE_FORMAT = "metalearn-next-batch-state"
 _STATE_VERSION = 1
 _META_KEY = "metalearn"
 _TABLE_SUFFIXES = (".csv.gz", ".tsv.gz", ".csv", ".tsv", ".parquet", ".pq")
+_STOP_PREFIX = "stop."
 _HISTORY_ARRAYS = ("proba", "margin", "entropy", "predicted", "loop_statistics", "fresh", "record_keys")
 
 
@@ -96,6 +97,13 @@ class NextBatch:
     out_path : Path or None
     notes : list of str
         Things worth telling the user (ignored empty labels, unlabeled previous picks...).
+    stop : bool or None
+        The stopping rule's recommendation this run (None without a rule or a model).
+    stop_rule : str or None
+        The stopping rule used (its description).
+    stop_estimate : dict or None
+        A learned rule's estimate: expected gain (accuracy points) from its horizon of next
+        labels, its quantiles, the threshold (see :class:`~metalearn.stopping.GainEstimate`).
     """
 
     table: pd.DataFrame
@@ -108,6 +116,9 @@ class NextBatch:
     state_path: Path | None
     out_path: Path | None
     notes: list[str] = field(default_factory=list)
+    stop: bool | None = None
+    stop_rule: str | None = None
+    stop_estimate: dict[str, Any] | None = None
 
 
 # ------------------------------------------------------------------------------------ tables
@@ -532,6 +543,7 @@ def next_batch(
     classes: Sequence[str] | None = None,
     seed: int | None = None,
     label_budget: int | None = None,
+    stop_rule: str | os.PathLike[str] | None = "default",
 ) -> NextBatch:
     """Pick the next records to label from the records and the labels gathered so far.
 
@@ -565,6 +577,10 @@ def next_batch(
     label_budget : int, optional
         Labels you intend to buy (default 100; kept in the state): scales the policy's
         ``budget_used`` feature.
+    stop_rule : str, path-like or None, default="default"
+        A stopping rule (:func:`metalearn.load_stopping_rule`: the released learned rule, a
+        file, or a classic criterion's name) asked, after fitting, whether to stop buying
+        labels; its history is kept in the state file. None: no stopping advice.
 
     Returns
     -------
@@ -685,6 +701,10 @@ def next_batch(
                     "delete it to start over"
                 ) from None
 
+    stop, stop_name, stop_estimate, stop_state = _stopping_advice(
+        stop_rule, X, y, clf, saved, saved_arrays, old_positions, run_seed, notes
+    )
+
     previous_picks = (saved.get("log") or [{}])[-1].get("picked", []) if saved is not None else []
     if previous_picks:
         unlabeled_ids = set(ids[~labeled].tolist())
@@ -732,13 +752,50 @@ def next_batch(
         kept = {name: saved_arrays[name] for name in _HISTORY_ARRAYS if name in saved_arrays}
         arrays.update(kept)
         meta["history"] = history_meta
+    if stop_state is not None:
+        stop_arrays, meta["stopping"] = stop_state
+        arrays.update({f"{_STOP_PREFIX}{name}": value for name, value in stop_arrays.items()})
     meta["log"].append(
         {"loop": loop, "strategy": strategy_name, "model": model, "n_labeled": n_labeled, "n_records": n_records,
-         "picked": ids[picks].tolist()}
+         "picked": ids[picks].tolist(), "stop": stop}
     )
     if state_path is not None:
         _write_state(state_path, meta, arrays)
     return NextBatch(
         table=table, loop=loop, n_records=n_records, n_labeled=n_labeled, classes=label_values,
         strategy=strategy_name, history_loops=history_loops, state_path=state_path, out_path=out_path, notes=notes,
+        stop=stop, stop_rule=stop_name, stop_estimate=stop_estimate,
     )
+
+
+def _stopping_advice(
+    stop_rule: Any, X: np.ndarray, y: np.ndarray, clf: Any, saved: dict[str, Any] | None,
+    saved_arrays: dict[str, np.ndarray], old_positions: np.ndarray | None, seed: int, notes: list[str],
+) -> tuple[bool | None, str | None, dict[str, Any] | None, tuple[dict[str, np.ndarray], dict[str, Any]] | None]:
+    """Ask the stopping rule (its history restored from the state) whether to stop; its new state."""
+    if stop_rule is None:
+        return None, None, None, None
+    from metalearn.stopping import LearnedStoppingRule, load_stopping_rule
+
+    rule = load_stopping_rule(stop_rule, missing_label=None, random_state=seed)
+    if clf is None:
+        notes.append("no stopping advice without a model (label records of two classes first)")
+        return None, rule.describe(), None, None
+    previous = saved.get("stopping") if saved is not None else None
+    if isinstance(previous, dict) and previous.get("rule") == rule.name and previous.get("spec") == str(stop_rule):
+        rule_arrays = {k[len(_STOP_PREFIX):]: v for k, v in saved_arrays.items() if k.startswith(_STOP_PREFIX)}
+        identity = old_positions is not None and np.array_equal(old_positions, np.arange(X.shape[0]))
+        if isinstance(rule, LearnedStoppingRule):
+            rule.load_history(X, rule_arrays, previous, old_positions)
+        elif identity:
+            rule.set_state(rule_arrays, previous)
+        else:
+            notes.append(f"the records changed since the last run: the {rule.name} stopping rule starts a fresh history")
+    elif isinstance(previous, dict):
+        notes.append(f"stopping rule changed ({previous.get('spec')} -> {stop_rule}): it starts a fresh history")
+    stop = rule.should_stop(X, y, clf)
+    estimate = dict(rule.estimate_) if isinstance(rule, LearnedStoppingRule) else None
+    state = rule.get_state()
+    assert state is not None
+    arrays, meta = state
+    return stop, rule.describe(), estimate, (arrays, {**meta, "spec": str(stop_rule)})

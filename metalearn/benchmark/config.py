@@ -76,6 +76,10 @@ class BenchmarkConfig:
         Candidates the oracle evaluates per query (it retrains once per candidate).
     reference : str
         Strategy the statistics compare against.
+    stop_rules : list of str
+        Stopping rules watching every run (:func:`metalearn.stopping.load_stopping_rule`
+        names or files); each run then records, per rule, the labels and scores at its stop
+        and at the end (:mod:`metalearn.stopping.evaluation`). Empty: none.
     """
 
     strategies: list[str] = field(
@@ -95,6 +99,7 @@ class BenchmarkConfig:
     max_pool: int | None = None
     oracle_candidates: int = 20
     reference: str = "margin"
+    stop_rules: list[str] = field(default_factory=list)
 
     def validate(self) -> "BenchmarkConfig":
         """Check every field; raises the project's errors naming the field. Returns self."""
@@ -156,6 +161,10 @@ class BenchmarkConfig:
                     f"unknown reference strategy {self.reference!r}; valid names: {', '.join(valid)}"
                 ) from None
         self.n_runs(len(self.datasets))  # each spec names at least one dataset: refuse impossible sizes now
+        if self.stop_rules:
+            from metalearn.stopping.evaluation import check_stop_rules
+
+            check_stop_rules(self.stop_rules)
         return self
 
     def n_runs(self, n_datasets: int) -> int:
@@ -200,6 +209,12 @@ class BenchmarkConfig:
                 versions[name] = read_policy(name[len(POLICY_PREFIX):]).behaviour_digest()
             else:
                 versions[name] = ""
+        if self.stop_rules:
+            # A stored run counts only if the same stopping rules watched it.
+            from metalearn.stopping.evaluation import stop_rules_digest
+
+            digest = stop_rules_digest(self.stop_rules)
+            versions = {name: f"{version}|stop:{digest}" for name, version in versions.items()}
         return versions
 
     def result_fingerprint(self) -> str:

@@ -102,7 +102,12 @@ def execute_run(dataset: Dataset, key: RunKey, config: BenchmarkConfig) -> dict[
         task = build_task(dataset, key, config)
         full_accuracy, full_f1 = full_pool_scores(task)
         strategy = build_strategy(key.strategy, task, strategy_seed(config.seed, key), config)
-        result = simulate(task, strategy)
+        if config.stop_rules:
+            from metalearn.stopping.evaluation import watched_run
+
+            result, summary["stopping"] = watched_run(task, strategy, config.stop_rules, strategy_seed(config.seed, key))
+        else:
+            result = simulate(task, strategy)
     except Exception as exc:  # a run's failure is data: reported, never scored as zero
         summary.update(
             status="failed",

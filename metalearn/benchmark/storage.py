@@ -44,6 +44,7 @@ RUN_COLUMNS = (
     "aulc_accuracy", "aulc_macro_f1", "final_accuracy", "final_macro_f1",
     "labels_to_98_accuracy", "labels_to_98_macro_f1", "full_pool_accuracy", "full_pool_macro_f1",
     "query_seconds_mean", "wall_seconds", "label_budget", "n_pool", "n_classes", "fingerprint", "strategy_version",
+    "stopping",  # JSON rows of the stopping rules that watched the run (metalearn.stopping.evaluation), or empty
 )
 _CURVE_KEYS = ("dataset", "model", "regime", "batch_size", "seed", "strategy")
 #: The learning curve of a run, one list per column (a run's record, ``record["curve"]``).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -85,7 +85,12 @@ class SimulationResult:
 
 
 def simulate(
-    task: Task, strategy: QueryStrategy, *, progress: bool = False, n_threads: int | None = 1
+    task: Task,
+    strategy: QueryStrategy,
+    *,
+    progress: bool = False,
+    n_threads: int | None = 1,
+    on_loop: Callable[[ActiveLearningProcess], None] | None = None,
 ) -> SimulationResult:
     """Run ``strategy`` on ``task`` until the label budget is spent or the pool is empty.
 
@@ -102,16 +107,23 @@ def simulate(
     n_threads : int or None
         BLAS/OpenMP threads while simulating (see :mod:`metalearn.common.threads`: one is
         fastest for the small models of active learning); None leaves the pools alone.
+    on_loop : callable or None
+        Called with the process after each fit and evaluation (the initial model included),
+        before the next query: what a stopping rule sees (:mod:`metalearn.stopping.simulate`).
     """
     with limited_threads(n_threads):
-        return _simulate(task, strategy, progress)
+        return _simulate(task, strategy, progress, on_loop)
 
 
-def _simulate(task: Task, strategy: QueryStrategy, progress: bool) -> SimulationResult:
+def _simulate(
+    task: Task, strategy: QueryStrategy, progress: bool, on_loop: Callable[[ActiveLearningProcess], None] | None = None
+) -> SimulationResult:
     strategy.reset()
     process = ActiveLearningProcess(task)
     process.fit()
     process.evaluate()
+    if on_loop is not None:
+        on_loop(process)
     query_seconds = [0.0]
     picks: list[np.ndarray] = []
     bar = tqdm(total=task.n_loops, desc=f"{strategy.name} on {task.name}", disable=not progress, leave=False)
@@ -124,6 +136,8 @@ def _simulate(task: Task, strategy: QueryStrategy, progress: bool) -> Simulation
         picks.append(chosen)
         process.fit()
         process.evaluate()
+        if on_loop is not None:
+            on_loop(process)
         bar.update()
     bar.close()
     return SimulationResult(

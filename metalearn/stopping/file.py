@@ -1,0 +1,398 @@
+"""The stopping-rule file: the same safe kind as a policy file (safetensors + JSON model card).
+
+Layout and checks are those of :mod:`metalearn.policies.file` (its byte-level validation,
+JSON parsing, atomic writing and search folders are reused, not copied): 8 bytes of header
+length, the JSON header (one entry per tensor and ``__metadata__ = {"metalearn": "<JSON>"}``),
+then float32 tensors. No pickle, nothing executable.
+
+The metadata JSON holds ``format`` (``"metalearn-stopping-rule"``), ``format_version``,
+``architecture`` (:class:`~metalearn.stopping.model.GainModelArchitecture`), ``feature_set``
+(:data:`~metalearn.stopping.features.STOPPING_FEATURE_SET`; refused if this release computes
+other features), ``window`` (history loops), ``horizon`` (labels the gain is measured over),
+``threshold`` (the recommended setting of the knob, accuracy points), ``patience`` (calls in a
+row below it, default 1), ``decision`` (the gain statistic compared with the threshold:
+``"mean"`` or a quantile such as ``"q0.9"``, default ``"mean"``), ``package_version`` and
+``created``; the trainer adds ``task_suite``, ``trainer``, ``seed``, ``training`` and
+``validation`` (the model card).
+
+Released rules live in a ``stopping/`` folder of each folder where named policies are found
+(:func:`~metalearn.policies.file.policy_search_dirs`): the released ones in
+``metalearn/policies/released/stopping/`` (package data, in a checkout and a wheel alike).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metalearn.common.jsonable import json_safe
+from metalearn.common.text import printable
+from metalearn.exceptions import (
+    InvalidInputError, InvalidTypeError, MetalearnError, PolicyFileError, StoppingRuleFileError, UnknownNameError,
+)
+from metalearn.policies import file as policy_file
+from metalearn.stopping.features import STOPPING_FEATURE_SET
+from metalearn.stopping.model import GainModelArchitecture, NumpyGainModel
+
+__all__ = [
+    "StoppingRuleFile",
+    "save_stopping_rule",
+    "read_stopping_rule",
+    "resolve_stopping_rule_path",
+    "released_stopping_rule_names",
+    "stopping_rule_search_dirs",
+    "format_stopping_card",
+    "FORMAT",
+    "FORMAT_VERSION",
+]
+
+FORMAT = "metalearn-stopping-rule"
+FORMAT_VERSION = 1
+_SUBFOLDER = "stopping"
+_REQUIRED = ("architecture", "feature_set", "window", "horizon", "threshold")
+_STANDARD = ("format", "format_version", "package_version", "created")
+
+
+@dataclass(eq=False)
+class StoppingRuleFile:
+    """A learned stopping rule read from (or about to be written to) a file.
+
+    Attributes
+    ----------
+    arch : GainModelArchitecture
+    params : dict of str to ndarray (float32)
+    metadata : dict
+        The model card (standard keys plus what the trainer recorded).
+    path : Path or None
+    model : NumpyGainModel
+    """
+
+    arch: GainModelArchitecture
+    params: dict[str, np.ndarray]
+    metadata: dict[str, Any]
+    path: Path | None = None
+    model: NumpyGainModel | None = None
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            self.model = NumpyGainModel(self.arch, self.params)
+
+    @property
+    def window(self) -> int:
+        return int(self.metadata["window"])
+
+    @property
+    def horizon(self) -> int:
+        """Labels over which the gain is predicted."""
+        return int(self.metadata["horizon"])
+
+    @property
+    def decision(self) -> str:
+        """The gain statistic compared with the threshold: ``"mean"`` or a quantile level such as ``"q0.9"``."""
+        return str(self.metadata.get("decision", "mean"))
+
+    def decision_index(self) -> int | None:
+        """Column of the decision quantile among the model's quantiles (None for the mean)."""
+        if self.decision == "mean":
+            return None
+        return list(self.arch.quantiles).index(float(self.decision[1:]))
+
+    @property
+    def patience(self) -> int:
+        """Recommended patience: calls in a row below the threshold before stopping (default 1)."""
+        return int(self.metadata.get("patience", 1))
+
+    @property
+    def threshold(self) -> float:
+        """Recommended threshold of the expected gain, in accuracy points."""
+        return float(self.metadata["threshold"])
+
+
+def _where(path: Path | str | None) -> str:
+    return f"stopping-rule file {str(path)!r}" if path is not None else "stopping rule"
+
+
+def _check_metadata(meta: Mapping[str, Any], where: str) -> GainModelArchitecture:
+    missing = [k for k in _REQUIRED if k not in meta]
+    if missing:
+        raise StoppingRuleFileError(f"{where}: metadata lacks required key(s) {missing}")
+    try:
+        arch = GainModelArchitecture.from_dict(meta["architecture"])
+    except InvalidInputError as exc:
+        raise StoppingRuleFileError(f"{where}: {exc}") from None
+    feature_set = meta["feature_set"]
+    if not isinstance(feature_set, Mapping):
+        raise StoppingRuleFileError(f"{where}: metadata 'feature_set' must be an object, got {type(feature_set).__name__}")
+    if (feature_set.get("name"), feature_set.get("version")) != (STOPPING_FEATURE_SET["name"], STOPPING_FEATURE_SET["version"]):
+        raise StoppingRuleFileError(
+            f"{where}: its feature set {feature_set.get('name')!r} version {feature_set.get('version')!r} is not one this "
+            f"release computes ({STOPPING_FEATURE_SET['name']!r} version {STOPPING_FEATURE_SET['version']}); "
+            "it was written by another metalearn release"
+        )
+    if list(feature_set.get("features", [])) != STOPPING_FEATURE_SET["features"]:
+        raise StoppingRuleFileError(
+            f"{where}: its features differ from what feature set {STOPPING_FEATURE_SET['name']}@"
+            f"{STOPPING_FEATURE_SET['version']} computes in this release"
+        )
+    if arch.n_features != len(STOPPING_FEATURE_SET["features"]):
+        raise StoppingRuleFileError(
+            f"{where}: the regressor takes {arch.n_features} features, the feature set has {len(STOPPING_FEATURE_SET['features'])}"
+        )
+    for key, minimum in (("window", 2), ("horizon", 1)):
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise StoppingRuleFileError(f"{where}: metadata {key!r} must be an integer >= {minimum}, got {value!r}")
+    patience = meta.get("patience", 1)
+    if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
+        raise StoppingRuleFileError(f"{where}: metadata 'patience' must be a positive integer, got {patience!r}")
+    decision = meta.get("decision", "mean")
+    levels = [f"q{q:g}" for q in arch.quantiles]
+    if decision != "mean" and decision not in levels:
+        raise StoppingRuleFileError(
+            f"{where}: metadata 'decision' must be 'mean' or one of the model's quantiles {levels}, got {decision!r}"
+        )
+    threshold = meta["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(float(threshold)):
+        raise StoppingRuleFileError(f"{where}: metadata 'threshold' must be a finite number, got {threshold!r}")
+    return arch
+
+
+def save_stopping_rule(
+    path: str | os.PathLike[str], arch: GainModelArchitecture, params: Mapping[str, np.ndarray], metadata: Mapping[str, Any]
+) -> Path:
+    """Write a stopping-rule file atomically (temporary file, fsync, rename).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination (conventionally ``*.safetensors``).
+    arch : GainModelArchitecture
+    params : dict of str to ndarray
+        Every entry of :func:`~metalearn.stopping.model.parameter_shapes`, finite.
+    metadata : dict
+        Required: ``window``, ``horizon``, ``threshold``; ``feature_set`` defaults to this
+        release's. Anything else JSON-able is kept (the model card). ``format``,
+        ``format_version``, ``architecture``, ``package_version`` and ``created`` are filled here.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    StoppingRuleFileError
+        Bad weights or metadata, or the file cannot be written.
+    """
+    target = Path(path)
+    where = f"cannot save {_where(target)}"
+    if not isinstance(arch, GainModelArchitecture):
+        raise StoppingRuleFileError(f"{where}: arch must be a GainModelArchitecture, got {type(arch).__name__}")
+    if not isinstance(metadata, Mapping):
+        raise StoppingRuleFileError(f"{where}: metadata must be a dict, got {type(metadata).__name__}")
+    try:
+        model = NumpyGainModel(arch, {k: np.asarray(v) for k, v in params.items()})
+        meta = json_safe(dict(metadata), "metadata")
+    except (InvalidInputError, InvalidTypeError, PolicyFileError) as exc:
+        raise StoppingRuleFileError(f"{where}: {exc}") from None
+    meta.setdefault("feature_set", dict(STOPPING_FEATURE_SET))
+    meta.update(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        architecture=arch.to_dict(),
+        package_version=policy_file._package_version(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    _check_metadata(meta, where)
+    text = json.dumps(meta, allow_nan=False, ensure_ascii=False)
+    if len(text.encode("utf-8")) > policy_file.MAX_METADATA_BYTES:
+        raise StoppingRuleFileError(f"{where}: the metadata is larger than {policy_file.MAX_METADATA_BYTES // 2**20} MiB")
+    from safetensors.numpy import save as _safetensors_save
+
+    arrays = {k: np.ascontiguousarray(v, dtype="<f4") for k, v in model.params.items()}
+    payload = _safetensors_save(arrays, metadata={policy_file.METADATA_KEY: text})
+    try:
+        policy_file._atomic_write(target, payload)
+    except PolicyFileError as exc:
+        raise StoppingRuleFileError(str(exc).replace("policy file", "stopping-rule file")) from None
+    return target
+
+
+def _read(path: Path) -> StoppingRuleFile:
+    where = _where(path)
+    data = policy_file._read_bytes(path, where)
+    if len(data) < 8:
+        raise StoppingRuleFileError(f"{where}: it holds {len(data)} byte(s): empty or truncated")
+    n_header = int.from_bytes(data[:8], "little")
+    if n_header > policy_file.MAX_HEADER_BYTES or n_header > len(data) - 8 or n_header < 2:
+        raise StoppingRuleFileError(f"{where}: {policy_file._sniff(data)} (header length {n_header} does not fit the file)")
+    raw = data[8 : 8 + n_header]
+    if not raw.startswith(b"{"):
+        raise StoppingRuleFileError(f"{where}: {policy_file._sniff(data)}")
+    try:
+        header = policy_file._loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise StoppingRuleFileError(f"{where}: the header is not valid JSON ({exc}); corrupted or truncated") from None
+    container = policy_file._check_header(header, len(data) - 8 - n_header, where)
+    if policy_file.METADATA_KEY not in container:
+        raise StoppingRuleFileError(f"{where}: a safetensors file without metalearn metadata, not a stopping rule")
+    try:
+        meta = policy_file._loads(container[policy_file.METADATA_KEY])
+    except (ValueError, RecursionError) as exc:
+        raise StoppingRuleFileError(f"{where}: its metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise StoppingRuleFileError(f"{where}: its metadata is JSON {type(meta).__name__}, expected an object")
+    if meta.get("format") == policy_file.FORMAT:
+        raise StoppingRuleFileError(
+            f"{where}: it is a querying policy (load it with load_policy), not a stopping rule"
+        )
+    if meta.get("format") != FORMAT:
+        raise StoppingRuleFileError(f"{where}: metadata format is {meta.get('format')!r}, expected {FORMAT!r}")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise StoppingRuleFileError(f"{where}: metadata format_version must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise StoppingRuleFileError(
+            f"{where}: written in stopping-rule format version {version} by a newer metalearn; this release reads "
+            f"version {FORMAT_VERSION}: upgrade metalearn"
+        )
+    arch = _check_metadata(meta, where)
+    from safetensors.numpy import load as _safetensors_load
+
+    try:
+        tensors = _safetensors_load(data)
+    except Exception as exc:  # noqa: BLE001 - the library's errors are not ours; the bytes were pre-checked
+        raise StoppingRuleFileError(f"{where}: the safetensors library rejected it ({exc})") from None
+    params = {name: np.array(value, dtype=np.float32) for name, value in tensors.items()}
+    try:
+        model = NumpyGainModel(arch, params)
+    except InvalidInputError as exc:
+        raise StoppingRuleFileError(f"{where}: {exc}") from None
+    return StoppingRuleFile(arch=arch, params=model.params, metadata=meta, path=path, model=model)
+
+
+def read_stopping_rule(path_or_name: str | os.PathLike[str]) -> StoppingRuleFile:
+    """Read and check a stopping-rule file (numpy only; nothing in it is executed).
+
+    Parameters
+    ----------
+    path_or_name : str or path-like
+        A file, or the name of a released rule (:func:`resolve_stopping_rule_path`).
+
+    Raises
+    ------
+    StoppingRuleFileError
+        Missing, not a stopping rule (a policy, a pickle, a zip...), truncated, corrupted,
+        wrong shapes, non-finite weights, unknown architecture, features or version.
+    UnknownNameError
+        Neither a file nor a released name.
+    """
+    path = resolve_stopping_rule_path(path_or_name)
+    try:
+        return _read(path)
+    except StoppingRuleFileError:
+        raise
+    except PolicyFileError as exc:  # the shared byte-level checks name the file already
+        raise StoppingRuleFileError(str(exc)) from None
+    except MetalearnError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a malformed file must never surface as another error
+        raise StoppingRuleFileError(f"{_where(path)} is malformed ({type(exc).__name__}: {exc})") from None
+
+
+def stopping_rule_search_dirs() -> list[Path]:
+    """Folders searched for named rules: ``stopping/`` in every named-policy folder."""
+    return [folder / _SUBFOLDER for folder in policy_file.policy_search_dirs()]
+
+
+def released_stopping_rule_names() -> list[str]:
+    """Names of the released learned rules found in :func:`stopping_rule_search_dirs`."""
+    names: set[str] = set()
+    suffix = policy_file.POLICY_SUFFIX
+    for folder in stopping_rule_search_dirs():
+        try:
+            names.update(p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}") if p.is_file())
+        except OSError:
+            continue
+    return sorted(names)
+
+
+def resolve_stopping_rule_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """The file a path or a released rule name refers to.
+
+    Raises
+    ------
+    UnknownNameError
+        A bare name that is no released rule.
+    StoppingRuleFileError
+        A path that does not exist, or an argument that is no path or name.
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise StoppingRuleFileError(
+            f"a stopping rule is given as a file path or a name, got {type(name_or_path).__name__} {name_or_path!r}"
+        )
+    text = os.fspath(name_or_path)
+    if not text.strip():
+        raise StoppingRuleFileError("empty stopping-rule name or path")
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    available = released_stopping_rule_names()
+    listing = f"released stopping rules: {', '.join(available)}" if available else "no released stopping rule is installed"
+    if isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text or text.endswith(policy_file.POLICY_SUFFIX):
+        raise StoppingRuleFileError(f"stopping-rule file {text!r}: no such file; {listing}")
+    for folder in stopping_rule_search_dirs():
+        candidate = folder / f"{text}{policy_file.POLICY_SUFFIX}"
+        if candidate.is_file():
+            return candidate
+    raise UnknownNameError(f"unknown stopping rule {text!r}: neither a file nor a released rule; {listing}")
+
+
+def format_stopping_card(rule: StoppingRuleFile) -> str:
+    """The rule's model card as text (what it was trained on, how, what it expects)."""
+    meta = rule.metadata
+    lines = [f"stopping rule: {rule.path}" if rule.path else "stopping rule: (not saved)"]
+    lines.append(
+        f"  format: {meta.get('format')} v{meta.get('format_version')}, written by metalearn "
+        f"{meta.get('package_version', '?')} on {meta.get('created', '?')}"
+    )
+    lines.append(
+        f"  predicts: quantiles {list(rule.arch.quantiles)} and the mean of the gain in test accuracy (points) "
+        f"from the next {rule.horizon} labels"
+    )
+    statistic = "expected (mean) gain" if rule.decision == "mean" else f"{float(rule.decision[1:]):.0%} quantile of the gain"
+    lines.append(
+        f"  recommended setting: stop when the {statistic} is below {rule.threshold:g} points for "
+        f"{rule.patience} loop(s) in a row"
+    )
+    lines.append(
+        f"  regressor: {rule.arch.name} v{rule.arch.version}, {rule.arch.n_features} features, hidden {rule.arch.hidden}, "
+        f"{sum(v.size for v in rule.params.values())} parameters; window {rule.window} loops"
+    )
+    known = {*_STANDARD, *_REQUIRED, "patience", "decision"}
+    for key, value in meta.items():
+        if key in known:
+            continue
+        bench = value.get("validation_benchmark") if key == "release" and isinstance(value, dict) else None
+        if isinstance(bench, dict) and isinstance(bench.get("overall"), list):
+            lines.append(f"  {key}:")
+            lines.extend(f"    {sub}: {policy_file._short(item, 300)}" for sub, item in value.items() if sub != "validation_benchmark")
+            lines.append(f"    validation benchmark ({bench.get('folder', '?')}):")
+            lines.extend(f"      {policy_file._short(row, 300)}" for row in bench["overall"])
+            continue
+        if isinstance(value, dict):
+            lines.append(f"  {key}:")
+            for sub, item in value.items():
+                lines.append(f"    {sub}: {policy_file._short(item, 300)}")
+        else:
+            lines.append(f"  {key}: {policy_file._short(value, 300)}")
+    # Every line escaped on its own: a value holding control characters or line breaks
+    # cannot clear the screen or spoof a line of the card.
+    return "\n".join(printable(line) for line in lines)

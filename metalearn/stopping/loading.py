@@ -1,0 +1,70 @@
+"""``load_stopping_rule``: a released learned rule, a rule file, or a classic criterion by name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from metalearn.exceptions import UnknownNameError
+from metalearn.stopping.base import StoppingRule
+from metalearn.stopping.classic import CLASSIC_RULES
+from metalearn.stopping.file import StoppingRuleFile, released_stopping_rule_names
+
+__all__ = ["load_stopping_rule", "stopping_rule_names"]
+
+
+def stopping_rule_names() -> list[str]:
+    """Names ``load_stopping_rule`` accepts: the classic criteria and the released learned rules."""
+    return [*CLASSIC_RULES, *released_stopping_rule_names()]
+
+
+def load_stopping_rule(name_or_path: str | os.PathLike[str] | StoppingRuleFile = "default", **params: Any) -> StoppingRule:
+    """A stopping rule with ``should_stop(X, y, clf)`` (numpy only; torch is never imported).
+
+    Parameters
+    ----------
+    name_or_path : str, path-like or StoppingRuleFile, default="default"
+        A classic criterion's name (``stabilizing_predictions``, ``overall_uncertainty``,
+        ``max_confidence``, ``classification_change``, ``fixed_budget``), the name of a
+        released learned rule (``default``), or a learned rule's file. A classic name wins
+        over a released rule of the same name unless a file of that name exists.
+    **params
+        The rule's parameters: for the learned rule ``threshold`` (accuracy points; the
+        knob), ``patience``, ``missing_label``, ``random_state``; for the classic ones their
+        thresholds (see :mod:`metalearn.stopping.classic`).
+
+    Returns
+    -------
+    StoppingRule
+        Call ``rule.should_stop(X, y, clf)`` once per loop, after fitting ``clf``. A learned
+        rule also exposes ``rule.estimate_`` (expected gain and its quantiles).
+
+    Raises
+    ------
+    StoppingRuleFileError, UnknownNameError, InvalidInputError
+        A bad or unknown file or name (checked here, not at the first call), or a bad parameter.
+    """
+    from metalearn.stopping.learned import LearnedStoppingRule
+
+    if isinstance(name_or_path, StoppingRuleFile):
+        rule: StoppingRule = LearnedStoppingRule(name_or_path, **params)
+    else:
+        text = os.fspath(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) else None
+        if text is not None and text in CLASSIC_RULES and not Path(text).exists():
+            rule = _build(CLASSIC_RULES[text], params)
+        else:
+            try:
+                rule = LearnedStoppingRule(name_or_path, **params)
+                rule.file  # noqa: B018 - read and check the file now
+            except UnknownNameError as exc:
+                raise UnknownNameError(f"{exc}; classic criteria: {', '.join(CLASSIC_RULES)}") from None
+    rule._validate_params()
+    return rule
+
+
+def _build(cls: type[StoppingRule], params: dict[str, Any]) -> StoppingRule:
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise UnknownNameError(f"{cls.name}: {exc}") from None

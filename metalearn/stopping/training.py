@@ -1,0 +1,581 @@
+"""``metalearn train-stopping``: learn the stopping rule from simulated runs.
+
+1. Simulate runs (:func:`~metalearn.stopping.simulate.simulate_with_stopping`) on tasks of a
+   suite (synthetic tasks and the train split of the shared datasets; a task from a
+   ``validation`` split is refused), each with every configured model and strategy, batch
+   ``batch_size`` up to ``label_budget`` labels or the whole pool, recording the learned
+   rule's features at every point. Each finished run is written at once to
+   ``OUT/runs/RUN_ID.json`` (the resume cache: an interrupted or a larger later session
+   computes only the runs it lacks); ``OUT/loops.csv.gz`` is the table of all points.
+2. Targets: the gain in test accuracy (points) from the next ``horizon`` labels, on the
+   learning curve smoothed over three points; a point whose horizon passes the end of a run
+   that stopped at its budget is censored (left out); past the end of a run that used the
+   whole pool the gain is that of the end.
+3. Fit the quantile MLP (:mod:`metalearn.stopping.model`) with torch on the runs of the
+   training tasks, keep the epoch with the best loss on a tenth of them.
+4. Choose the recommended setting on held-in runs, from train-split datasets that no
+   training run used: for each decision statistic (the mean gain or an upper quantile) and
+   patience, the largest threshold whose replayed stops lose at most ``target_mean_loss``
+   points on average and ``target_p90_loss`` in 90% of the runs; of those, the one that saves
+   the most labels.
+5. Write ``OUT/stopping.safetensors`` (weights + JSON model card, calibration included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metalearn.common.validation import check_positive_int
+from metalearn.exceptions import InvalidInputError
+from metalearn.stopping.features import STOPPING_FEATURE_SET, STOPPING_FEATURES
+from metalearn.stopping.file import save_stopping_rule
+from metalearn.stopping.model import GainModelArchitecture, NumpyGainModel, parameter_shapes
+
+__all__ = ["StoppingTrainConfig", "StoppingTrainResult", "train_stopping", "gain_targets", "replay_stops"]
+
+
+@dataclass
+class StoppingTrainConfig:
+    """Settings of ``metalearn train-stopping``.
+
+    Attributes
+    ----------
+    out_dir : str
+        Run folder: ``runs/`` (resume cache), ``loops.csv.gz``, ``stopping.safetensors``.
+    suite : str
+        Task suite (name in ``envs/`` or a TOML path); default ``synthetic_and_train``.
+    n_tasks : int
+        Tasks drawn from the suite (deterministic in ``seed``; a larger value extends).
+    models : list of str
+        Task models each task is run with.
+    strategies : list of str
+        Querying strategies (classic names, or ``policy:NAME_OR_PATH``).
+    batch_size, label_budget : int
+        Records per loop; labels per run (or the whole pool, if smaller).
+    horizon : int
+        Labels over which the gain is predicted (the rule's question).
+    window : int
+        History length of the features.
+    hidden : int
+        Width of the MLP.
+    quantiles : list of float
+    epochs : int
+    learning_rate, weight_decay : float
+    held_in_fraction : float
+        Fraction of the suite's real datasets (by name) kept out of training, for choosing
+        the threshold.
+    decisions : list of str
+        Candidate decision statistics: ``"mean"`` and quantile levels of ``quantiles`` (``"q0.9"``).
+    patiences : list of int
+        Candidate numbers of calls in a row the statistic must stay below the threshold.
+    target_mean_loss, target_p90_loss : float
+        Accuracy points the recommended threshold may lose on held-in runs (mean, 90th percentile).
+    seed : int
+    """
+
+    out_dir: str = "out/train-stopping"
+    suite: str = "synthetic_and_train"
+    n_tasks: int = 120
+    models: list[str] = field(default_factory=lambda: ["logreg", "nb"])
+    strategies: list[str] = field(default_factory=lambda: ["margin", "policy:default"])
+    batch_size: int = 10
+    label_budget: int = 500
+    horizon: int = 200
+    window: int = 5
+    hidden: int = 32
+    quantiles: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 0.9])
+    epochs: int = 400
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    held_in_fraction: float = 0.25
+    decisions: list[str] = field(default_factory=lambda: ["mean", "q0.75", "q0.9"])
+    patiences: list[int] = field(default_factory=lambda: [1, 2, 3])
+    target_mean_loss: float = 0.6
+    target_p90_loss: float = 1.5
+    seed: int = 0
+
+    def validate(self) -> "StoppingTrainConfig":
+        for name in ("n_tasks", "batch_size", "label_budget", "horizon", "hidden", "epochs"):
+            check_positive_int(getattr(self, name), name)
+        check_positive_int(self.window, "window", minimum=2)
+        for patience in self.patiences:
+            check_positive_int(patience, "patience")
+        levels = {f"q{float(q):g}" for q in self.quantiles}
+        bad = [d for d in self.decisions if d != "mean" and d not in levels]
+        if bad or not self.decisions or not self.patiences:
+            raise InvalidInputError(f"decisions must be 'mean' or quantiles of {sorted(levels)}, got {self.decisions}")
+        check_positive_int(self.seed, "seed", minimum=0)
+        if not self.models or not self.strategies:
+            raise InvalidInputError("models and strategies must not be empty")
+        if not 0.0 < float(self.held_in_fraction) < 1.0:
+            raise InvalidInputError(f"held_in_fraction must lie in (0, 1), got {self.held_in_fraction}")
+        GainModelArchitecture(len(STOPPING_FEATURES), int(self.hidden), tuple(float(q) for q in self.quantiles)).validate()
+        return self
+
+    def simulation_fingerprint(self) -> str:
+        """Hash of what a stored run depends on (a resume with other values is refused)."""
+        keys = ("suite", "batch_size", "label_budget", "window", "seed")
+        return hashlib.sha256(json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class StoppingTrainResult:
+    """What :func:`train_stopping` produced."""
+
+    rule_path: Path
+    loops: pd.DataFrame
+    threshold: float
+    held_in: dict[str, Any]
+    n_runs: int
+    n_computed: int
+    seconds: float
+
+
+# ------------------------------------------------------------------------------------ runs
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+
+
+def _dataset_name(task: Any) -> str:
+    info = task.info.get("dataset", {}) if isinstance(task.info, dict) else {}
+    return str(info.get("name", task.name))
+
+
+def _is_held_in(task: Any, config: StoppingTrainConfig) -> bool:
+    """Real datasets are split by name (seeded) into training and held-in; synthetic ones train."""
+    if task.info.get("source_kind") not in ("folder", "file", "sklearn"):
+        return False
+    digest = hashlib.sha256(f"{config.seed}|{_dataset_name(task)}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") / 2**32 < float(config.held_in_fraction)
+
+
+def _check_split(task: Any) -> None:
+    info = task.info.get("dataset", {}) if isinstance(task.info, dict) else {}
+    if str(info.get("split", "")).lower() == "validation":
+        raise InvalidInputError(
+            f"task {task.name!r} comes from a validation split: the stopping rule is trained on synthetic tasks and the "
+            "train split only (use the synthetic_and_train suite, or a suite whose folder sources say split = \"train\")"
+        )
+
+
+def _strategy(name: str, task: Any, seed: int) -> Any:
+    if name.startswith("policy:"):
+        from metalearn.policies.file import read_policy
+        from metalearn.policies.strategy import PolicyStrategy
+
+        return PolicyStrategy(read_policy(name[len("policy:"):]), label_budget=task.label_budget, random_state=seed)
+    from metalearn.strategies.registry import get_strategy_class
+
+    return get_strategy_class(name)(random_state=seed)
+
+
+def _run_seed(seed: int, index: int, model: str, strategy: str) -> int:
+    """Seed of one training run, from its identity alone (not the order runs are computed in)."""
+    parts = [zlib.crc32(model.encode()), zlib.crc32(strategy.encode())]
+    return int(np.random.SeedSequence([int(seed), int(index), *parts]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def _run_one(task: Any, model: str, strategy: str, seed: int, config: StoppingTrainConfig) -> dict[str, Any]:
+    from metalearn.stopping.simulate import simulate_with_stopping
+    from metalearn.tasks.models import ModelFactory
+
+    run_task = task.with_setting(
+        model=ModelFactory(model, random_state=seed),
+        label_budget=min(int(config.label_budget), task.n_pool - task.initial_labeled.size),
+        batch_size=int(config.batch_size),
+    )
+    run = simulate_with_stopping(run_task, _strategy(strategy, run_task, seed), record_features=True,
+                                 window=int(config.window), seed=seed)
+    res = run.result
+    assert run.features is not None
+    return {
+        "n_bought": res.n_bought.astype(int).tolist(),
+        "n_labeled": (res.n_bought + run_task.initial_labeled.size).astype(int).tolist(),
+        "accuracy": res.accuracy.tolist(),
+        "pool_exhausted": bool(res.n_bought[-1] + run_task.initial_labeled.size >= run_task.n_pool),
+        "features": [[None if not np.isfinite(v) else float(v) for v in row] for row in run.features],
+        "n_pool": run_task.n_pool,
+        "n_classes": run_task.n_classes,
+    }
+
+
+def _simulate_runs(config: StoppingTrainConfig, out: Path, progress: bool) -> tuple[pd.DataFrame, int]:
+    from tqdm.auto import tqdm
+
+    from metalearn.tasks.suite import load_task_suite
+
+    runs_dir = out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = config.simulation_fingerprint()
+    suite = load_task_suite(config.suite)
+    jobs = len(config.models) * len(config.strategies)
+    bar = tqdm(total=int(config.n_tasks) * jobs, desc="stopping training runs", unit="run", disable=not progress)
+    rows: list[pd.DataFrame] = []
+    computed = 0
+    for index, task in enumerate(suite.tasks(int(config.n_tasks), seed=int(config.seed))):
+        _check_split(task)
+        held_in = _is_held_in(task, config)
+        for model in config.models:
+            for strategy in config.strategies:
+                run_id = f"{index:05d}__{_slug(model)}__{_slug(strategy)}"
+                path = runs_dir / f"{run_id}.json"
+                record = None
+                if path.exists():
+                    try:
+                        record = json.loads(path.read_text(encoding="utf-8"))
+                    except (OSError, ValueError):
+                        record = None  # unreadable: recomputed, never trusted
+                    if record is not None and record.get("fingerprint") != fingerprint:
+                        raise InvalidInputError(
+                            f"{out} holds training runs of other settings (suite, batch size, budget, window or seed); "
+                            "use another --out folder, or the same settings to resume"
+                        )
+                if record is None:
+                    seed = _run_seed(config.seed, index, model, strategy)
+                    record = {"fingerprint": fingerprint, "run_id": run_id, "task": task.name, "dataset": _dataset_name(task),
+                              "source_kind": task.info.get("source_kind"), "model": model, "strategy": strategy,
+                              "regime": task.regime, **_run_one(task, model, strategy, seed, config)}
+                    tmp = path.with_suffix(".json.tmp")
+                    tmp.write_text(json.dumps(record), encoding="utf-8")
+                    os.replace(tmp, path)
+                    computed += 1
+                rows.append(_record_frame(record, held_in))
+                bar.update()
+    bar.close()
+    return pd.concat(rows, ignore_index=True), computed
+
+
+def _record_frame(record: dict[str, Any], held_in: bool) -> pd.DataFrame:
+    features = np.asarray([[np.nan if v is None else v for v in row] for row in record["features"]], dtype=np.float64)
+    frame = pd.DataFrame(features, columns=list(STOPPING_FEATURES))
+    frame.insert(0, "accuracy", record["accuracy"])
+    frame.insert(0, "n_labeled", record["n_labeled"])
+    frame.insert(0, "n_bought", record["n_bought"])
+    frame.insert(0, "point", np.arange(len(record["n_bought"])))
+    for key in ("pool_exhausted", "n_pool", "n_classes", "regime", "strategy", "model", "source_kind", "dataset", "task", "run_id"):
+        frame.insert(0, key, record[key])
+    frame.insert(0, "held_in", held_in)
+    return frame
+
+
+# ------------------------------------------------------------------------------------ targets
+def _smoothed(accuracy: np.ndarray) -> np.ndarray:
+    padded = np.concatenate([accuracy[:1], accuracy, accuracy[-1:]])
+    return (padded[:-2] + padded[1:-1] + padded[2:]) / 3.0
+
+
+def gain_targets(n_bought: np.ndarray, accuracy: np.ndarray, horizon: int, pool_exhausted: bool) -> np.ndarray:
+    """Gain in test accuracy (points) from the next ``horizon`` labels at each point of one run.
+
+    Parameters
+    ----------
+    n_bought : ndarray of shape (n_points,)
+    accuracy : ndarray of shape (n_points,)
+    horizon : int
+    pool_exhausted : bool
+        Whether the run ended because no unlabeled record was left (then a horizon past the
+        end gains what the end has); otherwise such points are censored (NaN).
+
+    Returns
+    -------
+    ndarray of shape (n_points,)
+        NaN where censored.
+    """
+    n_bought = np.asarray(n_bought, dtype=np.float64)
+    smooth = _smoothed(np.asarray(accuracy, dtype=np.float64))
+    target = np.full(n_bought.size, np.nan)
+    for j in range(n_bought.size):
+        k = int(np.searchsorted(n_bought, n_bought[j] + horizon, side="left"))
+        if k < n_bought.size:
+            target[j] = 100.0 * (smooth[k] - smooth[j])
+        elif pool_exhausted:
+            target[j] = 100.0 * (smooth[-1] - smooth[j])
+    return target
+
+
+def replay_stops(loops: pd.DataFrame, expected: np.ndarray, threshold: float, patience: int = 1) -> pd.DataFrame:
+    """Where the learned rule would stop in recorded runs, and what it would cost.
+
+    Parameters
+    ----------
+    loops : DataFrame
+        Rows of runs (``run_id``, ``point``, ``n_bought``, ``accuracy``), in point order.
+    expected : ndarray of shape (len(loops),)
+        The rule's expected gain at each row (NaN where it was not asked).
+    threshold : float
+    patience : int
+
+    Returns
+    -------
+    DataFrame
+        One row per run: ``labels_at_stop``, ``labels_end``, ``accuracy_at_stop``,
+        ``accuracy_end``, ``points_lost``, ``labels_saved``, ``stopped``.
+    """
+    out = []
+    frame = loops.assign(_expected=expected)
+    for run_id, run in frame.groupby("run_id", sort=False):
+        below = 0
+        stop = None
+        for j, value in enumerate(run["_expected"].to_numpy()):
+            if not np.isfinite(value):
+                continue
+            below = below + 1 if value < threshold else 0
+            if below >= patience:
+                stop = j
+                break
+        n, acc = run["n_bought"].to_numpy(), run["accuracy"].to_numpy()
+        j = len(run) - 1 if stop is None else stop
+        out.append({"run_id": run_id, "labels_at_stop": int(n[j]), "labels_end": int(n[-1]),
+                    "accuracy_at_stop": float(acc[j]), "accuracy_end": float(acc[-1]),
+                    "points_lost": 100.0 * float(acc[-1] - acc[j]), "labels_saved": int(n[-1] - n[j]),
+                    "stopped": stop is not None})
+    return pd.DataFrame(out)
+
+
+# ------------------------------------------------------------------------------------ fitting
+def _fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, config: StoppingTrainConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Fit the quantile MLP (torch, one thread, seeded); keep the epoch best on a tenth of the runs.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, n_features)
+    y : ndarray of shape (n,)
+        Gains in accuracy points.
+    groups : ndarray of shape (n,)
+        Run of each row: the early-stopping tenth is drawn by run, not by row.
+    config : StoppingTrainConfig
+
+    Returns
+    -------
+    params : dict of str to ndarray
+        The weights of :func:`~metalearn.stopping.model.parameter_shapes`.
+    info : dict
+        Best epoch, its loss and a subsampled loss curve.
+    """
+    import torch
+
+    torch.manual_seed(int(config.seed))
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(int(config.seed))
+    unique = np.unique(groups)
+    early = set(rng.choice(unique, size=max(1, unique.size // 10), replace=False).tolist())
+    is_early = np.array([g in early for g in groups])
+    mean = x[~is_early].mean(axis=0)
+    std = x[~is_early].std(axis=0)
+    std = np.where(std > 1e-6, std, 1.0)
+    arch = GainModelArchitecture(len(STOPPING_FEATURES), int(config.hidden), tuple(float(q) for q in config.quantiles))
+    k = len(arch.quantiles)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(arch.n_features, arch.hidden), torch.nn.Tanh(),
+        torch.nn.Linear(arch.hidden, arch.hidden), torch.nn.Tanh(),
+        torch.nn.Linear(arch.hidden, arch.n_outputs),
+    )
+    with torch.no_grad():  # start the quantiles near the targets' spread
+        net[4].bias[0] = float(np.quantile(y, arch.quantiles[0]))
+    levels = torch.tensor(arch.quantiles, dtype=torch.float32)
+    xt = torch.tensor((x - mean) / std, dtype=torch.float32)
+    yt = torch.tensor(y, dtype=torch.float32)
+    train_idx = torch.tensor(np.flatnonzero(~is_early))
+    early_idx = torch.tensor(np.flatnonzero(is_early))
+    optimizer = torch.optim.Adam(net.parameters(), lr=float(config.learning_rate), weight_decay=float(config.weight_decay))
+
+    def loss_of(idx: Any) -> Any:
+        out = net(xt[idx])
+        steps = torch.cat([out[:, :1], torch.nn.functional.softplus(out[:, 1:k])], dim=1)
+        quantiles = torch.cumsum(steps, dim=1)
+        diff = yt[idx, None] - quantiles
+        pinball = torch.maximum(levels * diff, (levels - 1.0) * diff).mean()
+        squared = torch.nn.functional.huber_loss(out[:, k], yt[idx], delta=5.0)
+        return pinball + 0.2 * squared
+
+    best = (float("inf"), 0, None)
+    batch = 1024
+    order_rng = torch.Generator().manual_seed(int(config.seed))
+    curve = []
+    for epoch in range(int(config.epochs)):
+        net.train()
+        perm = train_idx[torch.randperm(train_idx.numel(), generator=order_rng)]
+        for start in range(0, perm.numel(), batch):
+            optimizer.zero_grad()
+            loss = loss_of(perm[start:start + batch])
+            loss.backward()
+            optimizer.step()
+        net.eval()
+        with torch.no_grad():
+            early_loss = float(loss_of(early_idx))
+        curve.append(early_loss)
+        if early_loss < best[0]:
+            best = (early_loss, epoch, {k_: v.detach().clone() for k_, v in net.state_dict().items()})
+    assert best[2] is not None
+    state = best[2]
+    params = {
+        "x_mean": mean.astype(np.float32), "x_std": std.astype(np.float32),
+        "l1.weight": state["0.weight"].numpy(), "l1.bias": state["0.bias"].numpy(),
+        "l2.weight": state["2.weight"].numpy(), "l2.bias": state["2.bias"].numpy(),
+        "out.weight": state["4.weight"].numpy(), "out.bias": state["4.bias"].numpy(),
+    }
+    assert set(params) == set(parameter_shapes(arch))
+    info = {"best_epoch": best[1], "best_early_stopping_loss": best[0], "epochs": int(config.epochs),
+            "early_stopping_runs": len(early), "loss_curve": [round(v, 4) for v in curve[:: max(1, len(curve) // 50)]]}
+    return params, info
+
+
+def calibration_table(expected: np.ndarray, quantiles: np.ndarray, realised: np.ndarray, levels: tuple[float, ...],
+                      n_bins: int = 8) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Estimated vs realised gain by bins of the estimate, and the coverage of each quantile.
+
+    Returns
+    -------
+    table : DataFrame
+        ``bin_low``, ``bin_high``, ``n``, ``estimated_mean``, ``realised_mean``.
+    coverage : dict
+        ``"q<level>"``: fraction of realised gains below that quantile (calibrated: = level).
+    """
+    keep = np.isfinite(expected) & np.isfinite(realised)
+    e, r, q = expected[keep], realised[keep], quantiles[keep]
+    edges = np.unique(np.quantile(e, np.linspace(0, 1, n_bins + 1))) if e.size else np.array([])
+    rows = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        mask = (e >= low) & ((e < high) | (high == edges[-1]))
+        if mask.any():
+            rows.append({"bin_low": float(low), "bin_high": float(high), "n": int(mask.sum()),
+                         "estimated_mean": float(e[mask].mean()), "realised_mean": float(r[mask].mean())})
+    coverage = {f"q{level:g}": float(np.mean(r <= q[:, i])) if r.size else float("nan") for i, level in enumerate(levels)}
+    return pd.DataFrame(rows), coverage
+
+
+def _choose_threshold(
+    loops: pd.DataFrame, statistic: np.ndarray, patience: int, config: StoppingTrainConfig
+) -> tuple[float, bool, pd.DataFrame]:
+    """The threshold for one decision statistic and patience, whether it meets the targets, the sweep."""
+    grid = np.round(np.arange(-1.0, 3.01, 0.25), 2)
+    rows = []
+    for threshold in grid:
+        stops = replay_stops(loops, statistic, float(threshold), patience)
+        rows.append({"patience": patience, "threshold": float(threshold), "mean_points_lost": float(stops["points_lost"].mean()),
+                     "p90_points_lost": float(np.quantile(stops["points_lost"], 0.9)),
+                     "mean_labels_saved": float(stops["labels_saved"].mean()),
+                     "mean_labels_at_stop": float(stops["labels_at_stop"].mean())})
+    table = pd.DataFrame(rows)
+    feasible = ((table["mean_points_lost"] <= config.target_mean_loss)
+                & (table["p90_points_lost"] <= config.target_p90_loss)).to_numpy()
+    if not feasible.any():
+        return float(grid[0]), False, table  # the most conservative setting of the grid
+    # The end of the first run of feasible thresholds: a larger threshold that happens to pass
+    # after failing ones would be a lucky draw of the held-in runs, not a setting to trust.
+    first = int(np.argmax(feasible))
+    last = first
+    while last + 1 < feasible.size and feasible[last + 1]:
+        last += 1
+    return float(grid[last]), True, table
+
+
+def train_stopping(config: StoppingTrainConfig, *, resume: bool = True, progress: bool = True) -> StoppingTrainResult:
+    """Simulate (or resume) the training runs, fit the gain model, choose the threshold, write the rule.
+
+    Parameters
+    ----------
+    config : StoppingTrainConfig
+    resume : bool
+        Reuse the runs stored in ``config.out_dir`` (always safe: they are refused if their
+        settings differ). False recomputes every run.
+    progress : bool
+
+    Returns
+    -------
+    StoppingTrainResult
+    """
+    start = time.perf_counter()
+    config.validate()
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume and (out / "runs").exists():
+        for path in (out / "runs").glob("*.json"):
+            path.unlink()
+    loops, computed = _simulate_runs(config, out, progress)
+    targets = np.concatenate([
+        gain_targets(run["n_bought"].to_numpy(), run["accuracy"].to_numpy(), int(config.horizon), bool(run["pool_exhausted"].iloc[0]))
+        for _, run in loops.groupby("run_id", sort=False)
+    ])
+    loops = loops.assign(gain_target=targets)
+    tmp = out / ".loops.csv.gz.tmp"
+    loops.to_csv(tmp, index=False, compression="gzip")
+    os.replace(tmp, out / "loops.csv.gz")
+    x_all = loops[list(STOPPING_FEATURES)].to_numpy(dtype=np.float64)
+    asked = np.all(np.isfinite(x_all), axis=1)
+    train_rows = asked & np.isfinite(targets) & ~loops["held_in"].to_numpy(dtype=bool)
+    if train_rows.sum() < 50:
+        raise InvalidInputError(f"only {int(train_rows.sum())} training points: simulate more tasks (--tasks)")
+    params, fit_info = _fit(x_all[train_rows], targets[train_rows], loops["run_id"].to_numpy()[train_rows], config)
+    arch = GainModelArchitecture(len(STOPPING_FEATURES), int(config.hidden), tuple(float(q) for q in config.quantiles))
+    model = NumpyGainModel(arch, params)
+    quantiles = np.full((len(loops), len(arch.quantiles)), np.nan)
+    expected = np.full(len(loops), np.nan)
+    if asked.any():
+        quantiles[asked], expected[asked] = model(x_all[asked])
+    held = loops["held_in"].to_numpy(dtype=bool)
+    held_loops = loops[held]
+    if held_loops.empty:
+        raise InvalidInputError("no held-in run: the suite has no real datasets to hold in; use synthetic_and_train")
+    candidates = []
+    sweeps = []
+    for decision in config.decisions:
+        statistic = expected if decision == "mean" else quantiles[:, [f"q{q:g}" for q in arch.quantiles].index(decision)]
+        for patience in config.patiences:
+            chosen, feasible, sweep = _choose_threshold(held_loops, statistic[held], int(patience), config)
+            sweeps.append(sweep.assign(decision=decision))
+            saved = float(sweep.loc[sweep["threshold"] == chosen, "mean_labels_saved"].iloc[0])
+            candidates.append((feasible, saved if feasible else -float(patience), decision, int(patience), chosen, statistic))
+    # The feasible setting that saves the most labels; if none is, the most cautious one.
+    feasible_first = sorted(candidates, key=lambda c: (c[0], c[1], c[2] != "mean"), reverse=True)
+    if not any(c[0] for c in candidates):
+        top = max(config.decisions, key=lambda d: -1.0 if d == "mean" else float(d[1:]))
+        feasible_first = [c for c in candidates if c[2] == top and c[3] == max(config.patiences)]
+    _, _, decision, patience, threshold, statistic = feasible_first[0]
+    sweep = pd.concat(sweeps, ignore_index=True)
+    stops = replay_stops(held_loops, statistic[held], threshold, patience)
+    table, coverage = calibration_table(expected[held], quantiles[held], targets[held], arch.quantiles)
+    sweep.to_csv(out / "threshold_sweep.csv", index=False)
+    table.to_csv(out / "calibration.csv", index=False)
+    held_in = {
+        "decision": decision,
+        "patience": patience,
+        "runs": int(stops.shape[0]),
+        "datasets": sorted(set(held_loops["dataset"])),
+        "threshold": threshold,
+        "mean_points_lost": float(stops["points_lost"].mean()),
+        "p90_points_lost": float(np.quantile(stops["points_lost"], 0.9)),
+        "mean_labels_saved": float(stops["labels_saved"].mean()),
+        "mean_labels_at_stop": float(stops["labels_at_stop"].mean()),
+        "quantile_coverage": coverage,
+        "calibration": table.round(3).to_dict(orient="records"),
+    }
+    seconds = time.perf_counter() - start
+    metadata = {
+        "window": int(config.window),
+        "horizon": int(config.horizon),
+        "threshold": threshold,
+        "patience": patience,
+        "decision": decision,
+        "feature_set": dict(STOPPING_FEATURE_SET),
+        "task_suite": config.suite,
+        "trainer": {"method": "quantile-mlp on simulated learning curves", "settings": asdict(config)},
+        "seed": int(config.seed),
+        "training": {"seconds": round(seconds, 1), "runs": int(loops["run_id"].nunique()),
+                     "training_points": int(train_rows.sum()), "models": list(config.models),
+                     "strategies": list(config.strategies), **fit_info},
+        "validation": {"held_in": held_in},
+        "data": "synthetic tasks and the train split of ../shared/datasets only; held-in train datasets choose the threshold",
+    }
+    path = save_stopping_rule(out / "stopping.safetensors", arch, params, metadata)
+    return StoppingTrainResult(path, loops, threshold, held_in, int(loops["run_id"].nunique()), computed, seconds)
