@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "fsync_replace", "remove_stale_temporaries"]
 
 _LEGACY_AGE_SECONDS = 3600.0
 
@@ -81,6 +81,13 @@ def _older_than(path: Path, cutoff: float) -> bool:
         return False
 
 
+def fsync_replace(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
+    """Flush the finished temporary file ``tmp`` to disk, then move it over ``final``."""
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, final)
+
+
 def atomic_write(target: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
     """Write ``target`` atomically with ``write(temporary_path)``.
 
@@ -109,9 +116,7 @@ def atomic_write(target: str | os.PathLike[str], write: Callable[[str], None]) -
     tmp = Path(name)
     try:
         write(str(tmp))
-        with open(tmp, "rb+") as out:
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
+        fsync_replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -123,7 +128,7 @@ def atomic_write_bytes(target: str | os.PathLike[str], payload: bytes) -> Path:
     """Write ``payload`` to ``target`` atomically (see :func:`atomic_write`)."""
 
     def write(path: str) -> None:
-        with open(path, "wb") as out:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_TRUNC), "wb") as out:
             out.write(payload)
 
     return atomic_write(target, write)
@@ -133,7 +138,7 @@ def atomic_write_text(target: str | os.PathLike[str], text: str, *, newline: str
     """Write ``text`` (UTF-8) to ``target`` atomically (see :func:`atomic_write`)."""
 
     def write(path: str) -> None:
-        with open(path, "w", encoding="utf-8", newline=newline) as out:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8", newline=newline) as out:
             out.write(text)
 
     return atomic_write(target, write)

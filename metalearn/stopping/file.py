@@ -342,8 +342,11 @@ def resolve_stopping_rule_path(name_or_path: str | os.PathLike[str]) -> Path:
     if not text.strip():
         raise StoppingRuleFileError("empty stopping-rule name or path")
     path = Path(text).expanduser()
-    if path.exists():
-        return path
+    try:  # the policy file's lookup: a name the system cannot look up (too long...) is a clear error
+        if policy_file._exists(path, text):
+            return path
+    except PolicyFileError as exc:
+        raise StoppingRuleFileError(str(exc).replace("policy file", "stopping-rule file")) from None
     available = released_stopping_rule_names()
     listing = f"released stopping rules: {', '.join(available)}" if available else "no released stopping rule is installed"
     if isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text or text.endswith(policy_file.POLICY_SUFFIX):

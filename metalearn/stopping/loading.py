@@ -51,7 +51,7 @@ def load_stopping_rule(name_or_path: str | os.PathLike[str] | StoppingRuleFile =
         rule: StoppingRule = LearnedStoppingRule(name_or_path, **params)
     else:
         text = os.fspath(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) else None
-        if text is not None and text in CLASSIC_RULES and not Path(text).exists():
+        if text is not None and text in CLASSIC_RULES and not _is_file(text):
             rule = _build(CLASSIC_RULES[text], params)
         else:
             try:
@@ -68,3 +68,11 @@ def _build(cls: type[StoppingRule], params: dict[str, Any]) -> StoppingRule:
         return cls(**params)
     except TypeError as exc:
         raise UnknownNameError(f"{cls.name}: {exc}") from None
+
+
+def _is_file(text: str) -> bool:
+    """Whether a file of that name exists (a name the system cannot look up does not)."""
+    try:
+        return Path(text).exists()
+    except (OSError, ValueError):
+        return False
