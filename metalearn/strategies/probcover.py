@@ -115,21 +115,27 @@ class ProbCover(QueryStrategy):
         self.n_classes = n_classes
         self.max_graph = max_graph
 
-    def _prepare(self, ctx: QueryContext) -> None:
+    def _validate_params(self) -> None:
         alpha = self.alpha
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not 0.0 < alpha <= 1.0:
-            raise InvalidInputError(f"alpha must be a number in (0, 1], got {alpha!r}")
-        max_graph = check_positive_int(self.max_graph, "max_graph", minimum=2)
+            raise InvalidInputError(f"alpha must be a number in (0, 1], got {alpha!r}"[:300])
+        check_positive_int(self.max_graph, "max_graph", minimum=2)
+        if self.n_classes is not None:
+            check_positive_int(self.n_classes, "n_classes")
+
+    def _prepare(self, ctx: QueryContext) -> None:
+        alpha = float(self.alpha)
+        max_graph = int(self.max_graph)
         if self.n_classes is None:
             n_classes = max(2, int(np.unique(ctx.y[ctx.labeled]).size)) if ctx.labeled.any() else 2
         else:
-            n_classes = check_positive_int(self.n_classes, "n_classes")
+            n_classes = int(self.n_classes)
         X = ctx.X
         n = X.shape[0]
         rows = np.sort(self.rng_.choice(n, size=max_graph, replace=False)) if n > max_graph else np.arange(n)
         sub = X[rows]
         clusters = kmeans_partition(sub, n_classes, seed=int(self.rng_.integers(0, 2**31 - 1)))
-        self.delta_ = pure_radius(sub, clusters, float(alpha), self.rng_)
+        self.delta_ = pure_radius(sub, clusters, alpha, self.rng_)
         self.graph_rows_ = rows
         self.graph_ = _ball_graph(sub, self.delta_)
         self.neighbors_ = NearestNeighbors(radius=self.delta_).fit(sub)

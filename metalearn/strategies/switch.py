@@ -49,8 +49,11 @@ class TypiClustThenMargin(QueryStrategy):
         super().__init__(missing_label=missing_label, random_state=random_state)
         self.switch_after = switch_after
 
+    def _validate_params(self) -> None:
+        check_positive_int(self.switch_after, "switch_after", minimum=0)
+
     def _select(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
-        switch_after = check_positive_int(self.switch_after, "switch_after", minimum=0)
+        switch_after = int(self.switch_after)
         # The classifier is checked in every loop, also before the switch (its probabilities
         # are validated here, so a broken classifier fails at the first query, not later).
         proba = ctx.proba_unlabeled

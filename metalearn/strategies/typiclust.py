@@ -128,14 +128,20 @@ class TypiClust(QueryStrategy):
         self.n_neighbors = n_neighbors
         self.max_fit = max_fit
 
+    def _validate_params(self) -> None:
+        check_positive_int(self.max_clusters, "max_clusters")
+        check_positive_int(self.min_cluster_size, "min_cluster_size")
+        check_positive_int(self.n_neighbors, "n_neighbors")
+        check_positive_int(self.max_fit, "max_fit", minimum=2)
+
     def _select(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
         return typiclust_picks(
             ctx.X,
             ctx.labeled,
             batch_size,
             ctx.rng,
-            max_clusters=check_positive_int(self.max_clusters, "max_clusters"),
-            min_cluster_size=check_positive_int(self.min_cluster_size, "min_cluster_size"),
-            n_neighbors=check_positive_int(self.n_neighbors, "n_neighbors"),
-            max_fit=check_positive_int(self.max_fit, "max_fit", minimum=2),
+            max_clusters=int(self.max_clusters),
+            min_cluster_size=int(self.min_cluster_size),
+            n_neighbors=int(self.n_neighbors),
+            max_fit=int(self.max_fit),
         )
