@@ -54,8 +54,9 @@ class ClusterPoolFeatureExtractor(PoolFeatureExtractor):
 
     Attributes
     ----------
-    partitions : dict of int to ndarray of int, shape (n_pool,)
-        The k-means partitions computed so far, by number of clusters.
+    partitions : dict of int to dict of str to ndarray
+        The k-means partitions computed so far, by number of clusters: ``labels`` (n_pool,),
+        ``sizes``, ``typicality_rank`` and ``order`` (see :meth:`_partition`).
     """
 
     schema: FeatureSchema = POOL_SCHEMA_V2
@@ -72,29 +73,41 @@ class ClusterPoolFeatureExtractor(PoolFeatureExtractor):
         self.partitions = {}  # rows changed: partitions are recomputed on the new pool
 
     # -- the partition of this loop ---------------------------------------------------------
-    def _clusters(self) -> tuple[np.ndarray, int]:
+    def _partition(self) -> dict[str, np.ndarray]:
+        """The partition of this loop's level and what depends on it alone (computed once per level).
+
+        ``labels`` (n_pool,), ``sizes`` (m,), ``typicality_rank`` (n_pool,): the density rank of
+        each record within its cluster, and ``order`` (n_pool,): the records sorted by cluster,
+        then by typicality (so the most typical record of a cluster ends its segment).
+        """
         m = cluster_level(int(self.labeled.sum()), self.batch_size, self.n_pool)
         if m not in self.partitions:
-            self.partitions[m] = kmeans_partition(self.X, m, seed=self._cluster_seed + m)
-        return self.partitions[m], m
-
-    def _cluster_arrays(self) -> dict[str, np.ndarray]:
-        """Per-loop arrays: cluster of each record, covered clusters, sizes, typicality rank."""
-        if "cluster_labels" not in self._cache:
-            labels, m = self._clusters()
+            labels = kmeans_partition(self.X, m, seed=self._cluster_seed + m)
             sizes = np.bincount(labels, minlength=m)
-            covered = np.zeros(m, dtype=bool)
-            covered[np.unique(labels[self.labeled])] = True
-            # Rank of the density within each cluster: sort by (cluster, density).
             order = np.lexsort((self.density, labels))
             starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
             position = np.empty(self.n_pool, dtype=np.float64)
             position[order] = np.arange(self.n_pool) - np.repeat(starts, sizes)
             denominator = np.maximum(sizes[labels] - 1, 1)
-            self._cache["cluster_labels"] = labels
+            self.partitions[m] = {
+                "labels": labels,
+                "sizes": sizes.astype(np.float64),
+                "typicality_rank": np.where(sizes[labels] > 1, position / denominator, 1.0),
+                "order": order,
+            }
+        return self.partitions[m]
+
+    def _cluster_arrays(self) -> dict[str, np.ndarray]:
+        """Per-loop arrays: cluster of each record, covered clusters, sizes, typicality rank."""
+        if "cluster_labels" not in self._cache:
+            part = self._partition()
+            covered = np.zeros(part["sizes"].shape[0], dtype=bool)
+            covered[np.unique(part["labels"][self.labeled])] = True
+            self._cache["cluster_labels"] = part["labels"]
             self._cache["cluster_covered"] = covered
-            self._cache["cluster_sizes"] = sizes.astype(np.float64)
-            self._cache["typicality_rank"] = np.where(sizes[labels] > 1, position / denominator, 1.0)
+            self._cache["cluster_sizes"] = part["sizes"]
+            self._cache["typicality_rank"] = part["typicality_rank"]
+            self._cache["cluster_order"] = part["order"]
         return self._cache
 
     def candidate_features(self, candidates: np.ndarray) -> np.ndarray:
@@ -175,15 +188,18 @@ class ClusterPoolFeatureExtractor(PoolFeatureExtractor):
         ndarray of int64, shape (<= k,)
         """
         arrays = self._cluster_arrays()
-        labels = arrays["cluster_labels"][available]
-        typical = arrays["typicality_rank"][available]
-        # Within each cluster the most typical available record: last of a (cluster, typicality) sort.
-        order = np.lexsort((typical, labels))
-        last = np.ones(order.size, dtype=bool)
-        last[:-1] = labels[order][1:] != labels[order][:-1]
-        best = order[last]
-        uncovered = ~arrays["cluster_covered"][labels[best]]
-        size = arrays["cluster_sizes"][labels[best]]
+        labels_all = arrays["cluster_labels"]
+        is_available = np.zeros(self.n_pool, dtype=bool)
+        is_available[available] = True
+        # Records sorted by (cluster, typicality) once per partition: the last available record
+        # of each cluster's segment is its most typical available one (linear time, no sort).
+        ordered = arrays["cluster_order"][is_available[arrays["cluster_order"]]]
+        clusters = labels_all[ordered]
+        last = np.ones(ordered.size, dtype=bool)
+        last[:-1] = clusters[1:] != clusters[:-1]
+        best = ordered[last]
+        uncovered = ~arrays["cluster_covered"][labels_all[best]]
+        size = arrays["cluster_sizes"][labels_all[best]]
         # Uncovered clusters first, then by size; stable, so ties keep cluster order.
         ranked = best[np.lexsort((-size, ~uncovered))]
-        return available[ranked[:k]].astype(np.int64)
+        return ranked[:k].astype(np.int64)
