@@ -27,3 +27,13 @@ METALEARN_POLICY_DIR=benchmarks/validation-proba/policies "$METALEARN" benchmark
 METALEARN_POLICY_DIR=benchmarks/validation-issue6/policies "$METALEARN" benchmark --quiet --stored-only \
     --strategies random,margin,policy:ppo-synthetic-20min,policy:ppo-residual-st-45min \
     --datasets "$DATA" "${COLD_B10[@]}" --jobs 2 --out benchmarks/validation-issue6
+# Issue 12 on the 10 held-in train-split datasets: batch 10, then logistic regression at batch 1.
+HELDIN="folder:../shared/datasets:analcatdata_dmft,folder:../shared/datasets:ann_thyroid,folder:../shared/datasets:breast_cancer_ljubljana,folder:../shared/datasets:haberman,folder:../shared/datasets:heart_statlog,folder:../shared/datasets:hill_valley_with_noise,folder:../shared/datasets:kr_vs_kp,folder:../shared/datasets:mfeat_zernike,folder:../shared/datasets:mushroom,folder:../shared/datasets:wine_quality_red"
+ES="policy:benchmarks/es-training/seed0/policy.safetensors"
+"$METALEARN" benchmark --quiet --stored-only \
+    --strategies "random,margin,typiclust,probcover,typiclust_margin,policy:default,$ES,policy:benchmarks/es-training/seed0/last.safetensors" \
+    --datasets "$HELDIN" --models logreg,rf --regimes cold,warm --batch-sizes 10 --budget 100 --seeds 5 --jobs 2 \
+    --out benchmarks/heldin
+"$METALEARN" benchmark --quiet --stored-only --strategies "margin,typiclust_margin,policy:default,$ES" \
+    --datasets "$HELDIN" --models logreg --regimes cold,warm --batch-sizes 1 --budget 100 --seeds 5 --jobs 2 \
+    --out benchmarks/heldin --report-dir benchmarks/heldin/logreg-batch1
