@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from metalearn.common.weights import checked_weights
 from metalearn.exceptions import InvalidInputError
 from metalearn.policies.architecture import GATED_LINEAR, ScorerArchitecture, parameter_shapes
 
@@ -26,24 +27,7 @@ def _relu(x: np.ndarray) -> np.ndarray:
 
 def checked_params(arch: ScorerArchitecture, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every parameter of ``arch`` as float32, with its shape and finite values; raises otherwise."""
-    expected = parameter_shapes(arch)
-    missing = sorted(set(expected) - set(params))
-    if missing:
-        raise InvalidInputError(f"policy weights lack parameter(s) {missing[:5]}")
-    extra = sorted(set(params) - set(expected))
-    if extra:
-        raise InvalidInputError(f"policy weights hold unknown parameter(s) {extra[:5]}")
-    checked: dict[str, np.ndarray] = {}
-    for name, shape in expected.items():
-        value = np.asarray(params[name])
-        if value.shape != shape:
-            raise InvalidInputError(f"parameter {name!r} has shape {value.shape}, expected {shape}")
-        if value.dtype.kind != "f":
-            raise InvalidInputError(f"parameter {name!r} has dtype {value.dtype}, expected floating point")
-        if not np.all(np.isfinite(value)):
-            raise InvalidInputError(f"parameter {name!r} holds NaN or infinite values: the policy is corrupt")
-        checked[name] = value.astype(np.float32)
-    return checked
+    return checked_weights(parameter_shapes(arch), params, "policy")
 
 
 class NumpyScorer:

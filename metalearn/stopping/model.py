@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from metalearn.common.weights import checked_weights
 from metalearn.exceptions import InvalidInputError
 
 __all__ = ["GainModelArchitecture", "NumpyGainModel", "parameter_shapes"]
@@ -104,21 +105,7 @@ class NumpyGainModel:
 
     def __init__(self, arch: GainModelArchitecture, params: dict[str, np.ndarray]) -> None:
         self.arch = arch.validate()
-        expected = parameter_shapes(arch)
-        missing = sorted(set(expected) - set(params))
-        extra = sorted(set(params) - set(expected))
-        if missing or extra:
-            raise InvalidInputError(f"stopping-rule weights: missing {missing[:5]}, unknown {extra[:5]}")
-        self.params: dict[str, np.ndarray] = {}
-        for name, shape in expected.items():
-            value = np.asarray(params[name])
-            if value.shape != shape:
-                raise InvalidInputError(f"parameter {name!r} has shape {value.shape}, expected {shape}")
-            if value.dtype.kind != "f":
-                raise InvalidInputError(f"parameter {name!r} has dtype {value.dtype}, expected floating point")
-            if not np.all(np.isfinite(value)):
-                raise InvalidInputError(f"parameter {name!r} holds NaN or infinite values: the file is corrupt")
-            self.params[name] = value.astype(np.float32)
+        self.params: dict[str, np.ndarray] = checked_weights(parameter_shapes(arch), params, "stopping-rule")
         if np.any(self.params["x_std"] <= 0):
             raise InvalidInputError("parameter 'x_std' must be positive")
 
