@@ -243,7 +243,7 @@ def _run_candidates(
     candidates: list[dict[str, np.ndarray]],
     margin: np.ndarray | None,
     config: ESConfig,
-    desc: str,
+    desc: str | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(margin AULC per task, candidate AULC (n_candidates, n_tasks)); margin computed if None."""
     jobs = [(t, s, candidates, margin is None, config.window, config.n_candidates) for t, s in zip(tasks, seeds)]
@@ -339,14 +339,17 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
         selection_tasks = resolve_suite(config.selection_suite).tasks(config.selection_problems, seed=config.selection_seed)
         selection_seeds = _task_seeds(selection_tasks, config.selection_seed)
         if state["selection_margin"] is None:
-            margin, _ = _run_candidates(selection_tasks, selection_seeds, [], None, config, "held-in margin")
+            margin, _ = _run_candidates(
+                selection_tasks, selection_seeds, [], None, config, "held-in margin" if progress else None
+            )
             state["selection_margin"] = margin.tolist()
             _save(out, config, state, best_vector)
 
     def select(vector: np.ndarray, generation: int) -> dict[str, float]:
         margin = np.asarray(state["selection_margin"])
         _, aulc = _run_candidates(
-            selection_tasks, selection_seeds, [weights_from_vector(vector, pairs)], margin, config, f"held-in gen {generation}"
+            selection_tasks, selection_seeds, [weights_from_vector(vector, pairs)], margin, config,
+            f"held-in gen {generation}" if progress else None,
         )
         mean, se = _objective(aulc, margin)
         return {"generation": generation, "objective": float(mean[0]), "se": float(se[0])}
@@ -365,7 +368,7 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
         candidates = [np.asarray(x, dtype=np.float64) for x in search.ask()]
         margin, aulc = _run_candidates(
             tasks, seeds, [weights_from_vector(x, pairs) for x in candidates], None, config,
-            f"generation {generation}" if progress else None,  # type: ignore[arg-type]
+            f"generation {generation}" if progress else None,
         )
         objective, se = _objective(aulc, margin)
         fitness = (-objective).tolist()  # CMA-ES minimises
