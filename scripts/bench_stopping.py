@@ -6,7 +6,7 @@ here each run goes as far as its pool allows, so every run can plateau), batch
 ``--batch-size``, with every stopping rule watching (:mod:`metalearn.stopping.simulate`),
 and writes to ``--out``:
 
-- ``runs.csv`` (one row per run, the stopping rows as JSON in ``stopping``), ``curves.csv``;
+- ``runs.csv`` (one row per run, the stopping rows as JSON in ``stopping``), ``curves.parquet``;
 - ``stopping.csv`` (one row per run and rule), ``stopping_summary.csv``,
   ``stopping_calibration.csv``, ``stopping_by_dataset.csv`` (per dataset, model and rule),
   ``stopping_front.png`` and ``stopping.md`` (:func:`metalearn.stopping.evaluation.write_stopping_report`);
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs.to_csv(out / "runs.csv", index=False)
-    curves_frame.to_csv(out / "curves.csv.gz", index=False)
+    curves_frame.to_parquet(out / "curves.parquet", index=False, compression="zstd")  # results are data: one table
     files = write_stopping_report(runs, curves_frame, out, title=f"Stopping rules on the {args.split} split")
     table = stopping_table(runs)
     by_dataset = stopping_summary(table, by=("dataset", "model", "rule"))
