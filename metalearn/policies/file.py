@@ -659,15 +659,24 @@ def policy_search_dirs() -> list[Path]:
     return dirs
 
 
-def released_policy_names() -> list[str]:
-    """Names of the policies found in :func:`policy_search_dirs`, sorted, without duplicates."""
+def names_in_folders(folders: list[Path], suffix: str = POLICY_SUFFIX) -> list[str]:
+    """Names (file names less ``suffix``) of the files in ``folders``, sorted, without duplicates.
+
+    A folder that cannot be listed is skipped (the released files of policies and of stopping
+    rules are found this way).
+    """
     names: set[str] = set()
-    for folder in policy_search_dirs():
+    for folder in folders:
         try:
-            names.update(p.name[: -len(POLICY_SUFFIX)] for p in folder.glob(f"*{POLICY_SUFFIX}") if p.is_file())
+            names.update(p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}") if p.is_file())
         except OSError:
             continue
     return sorted(names)
+
+
+def released_policy_names() -> list[str]:
+    """Names of the policies found in :func:`policy_search_dirs`, sorted, without duplicates."""
+    return names_in_folders(policy_search_dirs())
 
 
 def resolve_policy_path(name_or_path: str | os.PathLike[str]) -> Path:

@@ -314,14 +314,7 @@ def stopping_rule_search_dirs() -> list[Path]:
 
 def released_stopping_rule_names() -> list[str]:
     """Names of the released learned rules found in :func:`stopping_rule_search_dirs`."""
-    names: set[str] = set()
-    suffix = policy_file.POLICY_SUFFIX
-    for folder in stopping_rule_search_dirs():
-        try:
-            names.update(p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}") if p.is_file())
-        except OSError:
-            continue
-    return sorted(names)
+    return policy_file.names_in_folders(stopping_rule_search_dirs())
 
 
 def resolve_stopping_rule_path(name_or_path: str | os.PathLike[str]) -> Path:
