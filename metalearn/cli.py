@@ -201,10 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--episodes", type=int, default=None, help="episodes collected per iteration (imitation, lal; default: the method's)")
     train.add_argument("--candidates", type=int, default=None, metavar="K", help="candidates scored per loop (default: the method's)")
     train.add_argument(
-        "--schema", choices=["pool", "proba"], default="pool",
+        "--schema", choices=["pool", "pool@2", "proba"], default="pool",
         help=(
-            "feature schema of the policy: pool (feature values, labels, multi-loop history) or proba (class "
-            "probabilities only, for baal heuristics; imitation and lal)"
+            "feature schema of the policy (imitation, lal): pool (pool@1: feature values, labels, multi-loop "
+            "history), pool@2 (plus cluster coverage, typicality and within-batch signals) or proba (class "
+            "probabilities only, for baal heuristics)"
         ),
     )
     train.add_argument(
@@ -216,8 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     train.add_argument(
-        "--selection-suite", default="held_in", metavar="NAME_OR_TOML",
-        help="es: suite of the held-in keep-the-best tasks (datasets never trained on; default held_in)",
+        "--selection-suite", default=None, metavar="NAME_OR_TOML",
+        help=(
+            "suite of the keep-the-best tasks (datasets never trained on): es default held_in; imitation and lal "
+            "default the training suite"
+        ),
     )
     train.add_argument("--population", type=int, default=None, help="es: candidates per generation (default: CMA-ES's)")
     train.add_argument(
@@ -511,7 +515,7 @@ def _train(args: argparse.Namespace) -> int:
         common["generations"] = args.iterations if args.time_budget is None else None
         if common["generations"] is None and args.time_budget is None:
             common["generations"] = 10
-        common["selection_suite"] = args.selection_suite
+        common["selection_suite"] = args.selection_suite if args.selection_suite is not None else "held_in"
         if args.validation_tasks is not None:
             common["selection_problems"] = args.validation_tasks
         if args.population is not None:
@@ -541,6 +545,8 @@ def _train(args: argparse.Namespace) -> int:
             common["validation_tasks"] = args.validation_tasks
         if args.oracle_horizon is not None:
             common["oracle_horizon"] = args.oracle_horizon
+        if args.selection_suite is not None:
+            common["validation_suite"] = args.selection_suite
         config = Config(**common)  # type: ignore[arg-type]
     else:
         if args.schema != "pool":
@@ -567,6 +573,8 @@ def _train(args: argparse.Namespace) -> int:
             print("metalearn: note: --oracle-horizon is not used by --method ppo (it learns from rewards, not the oracle)", file=sys.stderr)
         if args.validation_tasks is not None:
             common["n_validation_tasks"] = args.validation_tasks
+        if args.selection_suite is not None:
+            common["validation_suite"] = args.selection_suite
         config = PPOConfig(**common)  # type: ignore[arg-type]
         if args.time_budget is not None:
             config.total_timesteps = None

@@ -12,6 +12,7 @@ import numpy as np
 
 from metalearn.common.threads import limited_threads
 from metalearn.exceptions import InvalidInputError, InvalidTypeError
+from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
 from metalearn.features.pool_features import PoolFeatureExtractor
 from metalearn.simulation.metrics import area_under_learning_curve
 from metalearn.simulation.process import ActiveLearningProcess
@@ -189,11 +190,18 @@ def fitted_process(task: Task) -> ActiveLearningProcess:
     return process
 
 
-def start_process(task: Task, window: int, rng: np.random.Generator) -> tuple[ActiveLearningProcess, PoolFeatureExtractor]:
-    """Fit and score the initial model, and build the feature extractor with its first loop."""
+def start_process(
+    task: Task, window: int, rng: np.random.Generator, *, cluster_features: bool = False
+) -> tuple[ActiveLearningProcess, PoolFeatureExtractor]:
+    """Fit and score the initial model, and build the feature extractor with its first loop.
+
+    ``cluster_features``: compute ``pool@2`` (a
+    :class:`~metalearn.features.cluster_features.ClusterPoolFeatureExtractor`) instead of ``pool@1``.
+    """
     process = fitted_process(task)
+    extractor_class = ClusterPoolFeatureExtractor if cluster_features else PoolFeatureExtractor
     # An int seed drawn from np_random keeps the extractor's reference samples on the episode seed.
-    extractor = PoolFeatureExtractor(
+    extractor = extractor_class(
         task.X_pool,
         window=window,
         label_budget=task.label_budget,

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from metalearn.common.candidates import mixed_candidates
+from metalearn.common.candidates import mixed_candidates, mixed_representative_candidates
 from metalearn.common.threads import limited_threads
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
-from metalearn.features.schema import POOL_SCHEMA, FeatureSchema, get_schema
+from metalearn.features.schema import POOL_SCHEMA, POOL_SCHEMA_V2, FeatureSchema, get_schema
 from metalearn.policies.architecture import ScorerArchitecture
 from metalearn.policies.trainers.suites import resolve_suite
 from metalearn.tasks.task import Task
@@ -27,8 +27,10 @@ from metalearn.tasks.task import Task
 
 __all__ = ["TRAINABLE_SCHEMAS", "PROBA_HIDE_LABELED", "trainable_schema", "episode_seed", "EpisodeSpec", "EpisodeSamples", "select_candidates", "collect_episode"]
 
-#: Feature schemas the imitation and LAL trainers can train a policy for (by name, newest version).
-TRAINABLE_SCHEMAS: tuple[str, ...] = ("pool", "proba")
+#: Feature schemas the imitation and LAL trainers can train a policy for: ``"pool"`` is pool@1
+#: (kept as the default so earlier runs resume unchanged), ``"pool@2"`` adds the cluster and
+#: within-batch features, ``"proba"`` the class probabilities only.
+TRAINABLE_SCHEMAS: tuple[str, ...] = ("pool", "pool@2", "proba")
 #: Probability, per episode, that a ``proba`` episode hides the labeled count from the features
 #: (``labeled_known`` = 0), as a baal heuristic given no dataset sees it.
 PROBA_HIDE_LABELED: float = 0.5
@@ -38,9 +40,11 @@ def trainable_schema(name: Any) -> FeatureSchema:
     """The version of a schema the trainers support; raises :class:`InvalidInputError` otherwise."""
     if name not in TRAINABLE_SCHEMAS:
         raise InvalidInputError(f"unknown feature schema {name!r} to train for; valid values: {', '.join(TRAINABLE_SCHEMAS)}")
-    # The episode collectors of these trainers compute pool@1; pool@2 (cluster and within-batch
-    # features) is what the evolution-strategies trainer searches.
-    return POOL_SCHEMA if name == "pool" else get_schema(str(name))
+    if name == "pool":
+        return POOL_SCHEMA
+    if name == "pool@2":
+        return POOL_SCHEMA_V2
+    return get_schema(str(name))
 
 
 # =============================================================================================
@@ -163,11 +167,17 @@ def _clip(values: np.ndarray) -> np.ndarray:
 
 
 def select_candidates(extractor: Any, labeled: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Pre-select up to ``k`` unlabeled records as the PoolAL environment's ``"mixed"`` rule does.
+    """Pre-select up to ``k`` unlabeled records by the rule the policy is queried with.
 
-    ceil(k/2) records with the smallest current margin (ties broken at random) plus records
-    drawn uniformly from the other unlabeled ones; all of them when at most ``k`` remain.
+    pool@1 and proba: the PoolAL environment's ``"mixed"`` rule, ceil(k/2) records with the
+    smallest current margin (ties broken at random) plus records drawn uniformly from the other
+    unlabeled ones. pool@2 (a :class:`~metalearn.features.cluster_features.ClusterPoolFeatureExtractor`):
+    a third smallest-margin, a third representative, the rest random, as
+    :class:`~metalearn.policies.strategy.PolicyStrategy` does. All of them when at most ``k``
+    remain.
     """
+    from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
+
     available = np.flatnonzero(~labeled)
     if available.size <= k:
         return available.astype(np.int64)
@@ -175,7 +185,37 @@ def select_candidates(extractor: Any, labeled: np.ndarray, k: int, rng: np.rando
     if margin_of is not None:
         return mixed_candidates(available, margin_of(available), k, rng)
     history = extractor.history
-    return mixed_candidates(available, history.latest(history.margin)[available], k, rng)
+    margin = history.latest(history.margin)[available]
+    if isinstance(extractor, ClusterPoolFeatureExtractor):
+        representative = extractor.representative_records(available, k)
+        return mixed_representative_candidates(available, margin, representative, k, rng)
+    return mixed_candidates(available, margin, k, rng)
+
+
+def _batch_aware_picks(
+    scorer: Any, extractor: Any, features: np.ndarray, context: np.ndarray, mask: np.ndarray, b: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Slots of a pool@2 scorer's ``b`` picks, one at a time, re-scored after each pick.
+
+    As :class:`~metalearn.policies.strategy.PolicyStrategy` fills a batch: the within-batch
+    features (cluster coverage, distance to the batch's earlier picks) change with every pick
+    (:meth:`~metalearn.features.cluster_features.ClusterPoolFeatureExtractor.note_pick`). The
+    recorded state keeps the features before the first pick.
+    """
+    from metalearn.strategies.base import select_top
+
+    valid = np.flatnonzero(mask)
+    rows = features[valid].copy()  # aligned with the candidates given to candidate_features
+    open_rows = np.ones(valid.size, dtype=bool)
+    picks = np.empty(b, dtype=np.int64)
+    for i in range(b):
+        scores = scorer.scores(rows, context, open_rows).astype(np.float64)
+        scores[~open_rows] = -np.inf
+        position = int(select_top(scores, 1, rng)[0])
+        picks[i] = valid[position]
+        open_rows[position] = False
+        extractor.note_pick(rows, position)
+    return picks
 
 
 def _task_descriptors(task: Task) -> dict[str, Any]:
@@ -260,7 +300,7 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
 
             update()
         else:
-            process, extractor = start_process(task, spec.window, rng)
+            process, extractor = start_process(task, spec.window, rng, cluster_features=schema == POOL_SCHEMA_V2)
 
             def update() -> None:
                 update_extractor(extractor, process)
@@ -293,6 +333,8 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
             use_oracle = bool(rng.random() < spec.beta)  # always drawn: one stream whatever beta
             if use_oracle:
                 picks = valid[select_top(result.ranking_score(), b, rng)]
+            elif scorer is not None and schema == POOL_SCHEMA_V2:
+                picks = _batch_aware_picks(scorer, extractor, features, context, mask, b, rng)
             elif scorer is not None:
                 picks = valid[select_top(scorer.scores(features, context, mask)[valid].astype(np.float64), b, rng)]
             else:

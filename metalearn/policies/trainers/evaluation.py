@@ -60,15 +60,15 @@ def _policy_file(
 def _evaluate_task(job: tuple[Any, ...]) -> dict[str, Any]:
     """AULC of the policy, margin and random on one task, paired (same task, same seeds).
 
-    ``job``: ``(arch_dict, params, task, window, n_candidates, seed[, schema_name])``; without
-    the schema name, the pool schema.
+    ``job``: ``(arch_dict, params, task, window, n_candidates, seed[, schema_name[, version]])``;
+    without the schema name, the pool schema (version 1); without the version, the newest.
     """
     from metalearn.policies.strategy import PolicyStrategy
     from metalearn.simulation.loop import simulate
     from metalearn.strategies.registry import make_strategy
 
     arch_dict, params, task, window, n_candidates, seed = job[:6]
-    schema = get_schema(str(job[6])) if len(job) > 6 else POOL_SCHEMA
+    schema = get_schema(str(job[6]), int(job[7]) if len(job) > 7 else None) if len(job) > 6 else POOL_SCHEMA
     policy = _policy_file(ScorerArchitecture.from_dict(arch_dict), params, window, n_candidates, schema)
     strategy = PolicyStrategy(policy, n_candidates=n_candidates, label_budget=task.label_budget, random_state=seed)
     scores: dict[str, Any] = {"task": task.name, "model": task.model.name, "batch_size": int(task.batch_size)}
@@ -111,7 +111,7 @@ def evaluate_policy(
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(len(tasks))]
     arch_dict = arch.to_dict()
     plain = {name: np.asarray(value, dtype=np.float32) for name, value in params.items()}
-    extra = () if schema == POOL_SCHEMA else (schema.name,)  # pool jobs keep their original form
+    extra = () if schema == POOL_SCHEMA else (schema.name, schema.version)  # pool@1 jobs keep their original form
     jobs = [(arch_dict, plain, task, int(window), int(n_candidates), s, *extra) for task, s in zip(tasks, seeds)]
     per_task = parallel_map(_evaluate_task, jobs, n_jobs=n_jobs, dask=dask, desc=desc)
     policy = np.array([r["policy"] for r in per_task])

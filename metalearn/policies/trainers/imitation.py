@@ -162,7 +162,8 @@ class ImitationConfig:
     dask: str | None = None
     """Dask scheduler address, or "local[:N]" (overrides n_jobs)."""
     schema: str = "pool"
-    """Feature schema of the policy: "pool" (feature values, labels, multi-loop history) or "proba" (class
+    """Feature schema of the policy: "pool" (pool@1: feature values, labels, multi-loop history), "pool@2" (pool@1
+    plus cluster coverage, typicality and within-batch features; representative records pre-selected too) or "proba" (class
     probabilities of the unlabeled records only, for baal heuristics; see metalearn.features.proba_features)."""
     residual: bool = False
     """Residual scorer (architecture deepsets v2): score = -prior_scale x margin + a learned correction whose last

@@ -158,7 +158,8 @@ class LALConfig:
     dask: str | None = None
     """Dask scheduler address, or "local[:N]" (overrides n_jobs)."""
     schema: str = "pool"
-    """Feature schema of the policy: "pool" (feature values, labels, multi-loop history) or "proba" (class
+    """Feature schema of the policy: "pool" (pool@1: feature values, labels, multi-loop history), "pool@2" (pool@1
+    plus cluster coverage, typicality and within-batch features; representative records pre-selected too) or "proba" (class
     probabilities of the unlabeled records only, for baal heuristics; see metalearn.features.proba_features)."""
     residual: bool = False
     """Residual regressor (architecture deepsets v2): predicted gain = -prior_scale x margin + a learned correction
