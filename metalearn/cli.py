@@ -595,7 +595,12 @@ def _train(args: argparse.Namespace) -> int:
     print(f"policy: {result.policy_path}")
     print(f"last:   {result.last_path}")
     best = result.best_validation
-    if best and args.method == "es":
+    if best and args.method == "es" and result.best_iteration == -1:
+        print(
+            f"no searched policy beat margin on the {best['held_in_problems']} held-in tasks: the policy kept is the "
+            "search's start, which ranks exactly as margin sampling"
+        )
+    elif best and args.method == "es":
         print(
             f"best held-in (generation {result.best_iteration}, {best['held_in_problems']} tasks): "
             f"{best['held_in_delta_vs_margin']:+.2f} points vs margin (se {best['held_in_se']:.2f})"

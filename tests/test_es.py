@@ -262,6 +262,27 @@ def test_es_resume_equals_uninterrupted_run(es_run, tmp_path, monkeypatch):
         assert [r["objective_mean"] for r in result.history] == [r["objective_mean"] for r in es_run.history]
 
 
+def test_keep_the_best_never_keeps_a_policy_that_loses_to_margin(tmp_path, monkeypatch, capsys):
+    from metalearn.policies.trainers import es
+
+    def losing(aulc, margin):  # every candidate and every searched mean loses by a point
+        return -np.ones(np.asarray(aulc).shape[0]), np.zeros(np.asarray(aulc).shape[0])
+
+    monkeypatch.setattr(es, "_objective", losing)
+    result = train_es(_config(tmp_path / "floor", generations=2), progress=False)
+    assert result.best_iteration == -1
+    assert result.best_validation["held_in_delta_vs_margin"] == 0.0
+    np.testing.assert_array_equal(read_policy(result.policy_path).params["weights"], 0.0)  # margin sampling exactly
+    assert np.abs(read_policy(result.last_path).params["weights"]).max() > 0  # the search did move
+    assert [r["selection_best"] for r in result.history] == [0.0, 0.0]
+    code = main([
+        "train", "--method", "es", "--suite", "smoke", "--selection-suite", "smoke", "--iterations", "1",
+        "--problems", "2", "--population", "2", "--validation-tasks", "2", "--candidates", "16",
+        "--out", str(tmp_path / "cli"),
+    ])
+    assert code == 0 and "no searched policy beat margin" in capsys.readouterr().out
+
+
 def test_cli_train_es(tmp_path, capsys):
     out = tmp_path / "cli"
     code = main([
@@ -271,7 +292,8 @@ def test_cli_train_es(tmp_path, capsys):
     ])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "best held-in" in printed and str(out / "policy.safetensors") in printed
+    assert ("best held-in" in printed or "no searched policy beat margin" in printed)
+    assert str(out / "policy.safetensors") in printed
     settings = read_policy(out / "policy.safetensors").metadata["trainer"]["settings"]
     assert settings["history"] is False and "prediction_flips" not in settings["candidate_features"]
     assert settings["population"] == 2 and settings["problems_per_generation"] == 2

@@ -344,6 +344,13 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
             )
             state["selection_margin"] = margin.tolist()
             _save(out, config, state, best_vector)
+        if state["best"] is None:
+            # Keep-the-best starts from the search's start: zero weights rank exactly as margin
+            # sampling, whose paired difference to margin is 0 by construction. A searched mean
+            # replaces it only by beating margin on the held-in tasks, so a short run never
+            # keeps a policy that loses to margin there.
+            state["best"] = {"generation": -1, "objective": 0.0, "se": 0.0}
+            best_vector = np.zeros(len(pairs), dtype=np.float64)
 
     def select(vector: np.ndarray, generation: int) -> dict[str, float]:
         margin = np.asarray(state["selection_margin"])
