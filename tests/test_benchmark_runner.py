@@ -84,6 +84,8 @@ def test_seeds_derive_from_run_identity_only():
 def test_rerun_computes_only_missing_runs_and_gives_the_same_result(reference_run, tmp_path):
     result, _ = reference_run
     run_benchmark(small_config(), tmp_path, progress=False)
+    for table in tmp_path.glob("results.*"):  # interrupted before the table was written
+        table.unlink()
     files = sorted((tmp_path / "runs").glob("*.json"))
     for path in files[:3]:
         path.unlink()
@@ -302,6 +304,26 @@ def test_results_table_alone_resumes_and_rebuilds_without_recomputing(tmp_path, 
     resumed = run_benchmark(small_config(strategies=["random", "margin", "entropy"]), clone, progress=False)
     assert resumed.computed == 4 and len(resumed.runs) == 12
     assert len(storage.ResultStore(clone).read_table()) == 12  # the table follows the new runs
+
+
+def test_a_partial_cache_gets_the_tables_other_runs_and_the_table_keeps_them(tmp_path):
+    from metalearn.benchmark import storage
+
+    out = tmp_path / "out"
+    first = run_benchmark(small_config(), out, progress=False)
+    runs = sorted((out / "runs").glob("*.json"))
+    kept = runs[0]
+    kept_text = kept.read_text()
+    for path in runs[1:]:  # an earlier session's cache held one run; the table holds all 8
+        path.unlink()
+    resumed = run_benchmark(small_config(strategies=["random", "margin", "entropy"]), out, progress=False)
+    assert resumed.computed == 4  # entropy's runs only: nothing of the table is recomputed
+    assert len(storage.ResultStore(out).read_table()) == 12  # and nothing of it is dropped
+    assert kept.read_text() == kept_text  # the cache's own file is left as it was
+    pd.testing.assert_frame_equal(
+        resumed.runs[resumed.runs["strategy"] != "entropy"].set_index("run_id").sort_index(),
+        first.runs.set_index("run_id").sort_index(),
+    )
 
 
 def test_an_unchanged_results_table_is_not_rewritten(tmp_path):

@@ -14,8 +14,10 @@ A run file appears under its final name only once complete (written to a tempora
 and renamed), so an interruption at any point loses at most the runs in flight, and
 rerunning the same command computes only what is missing. The cache is the working store;
 at the end of every benchmark the results table is rewritten from it. A folder without the
-cache (a fresh clone of a repository that commits only the table) gets its cache unpacked
-from the table first, so it resumes, and rebuilds its report, without recomputing anything.
+cache (a fresh clone of a repository that commits only the table), or whose cache lacks runs
+the table holds (a cache left by an earlier, partial session), gets the missing runs unpacked
+from the table first, so it resumes, and rebuilds its report, without recomputing anything and
+without dropping a stored run when the table is rewritten.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -191,7 +191,7 @@ class ResultStore:
         A folder holding results of a different configuration (another budget, master seed,
         test size...) is refused: its runs would not be comparable. Adding strategies,
         datasets, settings or seeds to the same configuration is allowed and reuses the runs.
-        A folder with a results table and no cache gets its cache unpacked from the table.
+        Runs of the results table that the cache lacks are unpacked into it first.
         """
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -221,22 +221,28 @@ class ResultStore:
             atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "config": config.to_dict()}, indent=2))
         except OSError as exc:
             raise _write_error("the benchmark configuration", self.out_dir, exc) from None
-        self._unpack_table_into_empty_cache()
+        self._unpack_table_into_cache()
 
-    def _unpack_table_into_empty_cache(self) -> None:
-        """Fill an empty cache from the results table (all at once: a crash leaves no half cache)."""
-        if next(self.runs_dir.glob("*.json"), None) is not None or not self.table_path.is_file():
+    def _unpack_table_into_cache(self) -> None:
+        """Add to the cache every run of the results table it lacks; the cache's own files win.
+
+        The table is rewritten from the cache at the end of a benchmark, so a cache missing
+        runs of the table (a fresh clone holds none; an earlier session may have left a few)
+        would otherwise drop them from the table, and recompute them. Each file is written
+        atomically, so an interrupted unpack leaves complete files only and the next call
+        adds the rest.
+        """
+        if not self.table_path.is_file():
             return
-        records = table_to_records(self.read_table())
-        staging = Path(tempfile.mkdtemp(dir=self.out_dir, prefix=".runs-unpacking-"))
+        cached = {p.stem for p in self.runs_dir.glob("*.json")}
+        frame = self.read_table()
+        if frame.empty or set(frame["run_id"]) <= cached:
+            return
+        missing = frame[~frame["run_id"].isin(cached)]
         try:
-            for record in records:
-                (staging / f"{record['summary']['run_id']}.json").write_text(_record_text(record), encoding="utf-8")
-            self.runs_dir.rmdir()  # empty: checked above, and the write probe is gone
-            os.replace(staging, self.runs_dir)
+            for record in table_to_records(missing):
+                atomic_write_text(self.path(record["summary"]["run_id"]), _record_text(record))
         except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            self.runs_dir.mkdir(exist_ok=True)
             raise _write_error("the run cache unpacked from the results table", self.runs_dir, exc) from None
 
     def read_table(self, columns: list[str] | None = None) -> pd.DataFrame:
