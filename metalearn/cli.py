@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="the main job: train a policy for a few minutes, benchmark it against random and margin, report",
         description=(
-            "Meta-train a querying policy by imitation of the look-ahead oracle on the synthetic task suite for a "
-            "few minutes (OUT/train), then benchmark it, and the released default policy if there is one, against "
+            "Meta-train a querying policy with evolution strategies (CMA-ES on the AULC difference to margin, "
+            "starting from margin sampling) on the synthetic task suite for a few minutes (OUT/train), then "
+            "benchmark it, and the released default policy if there is one, against "
             "random and margin sampling on scikit-learn datasets with logistic regression and random forests "
             "(OUT/benchmark); print the summary table and write the report with its plots. Rerunning resumes: a "
             "finished training run and stored benchmark runs are reused."
@@ -84,13 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="master seed of training and benchmark")
     demo.add_argument(
         "--train-minutes", type=float, default=None, metavar="M",
-        help="meta-training budget in minutes over all sessions (default 3; a larger one continues the run)",
+        help="meta-training budget in minutes over all sessions (default 4; a larger one continues the run)",
     )
     demo.add_argument("--jobs", type=int, default=-1, help="local worker processes (-1: all cores)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument(
         "--quick", action="store_true",
-        help="seconds instead of minutes: one training iteration on the tiny smoke suite and a tiny benchmark",
+        help="seconds instead of minutes: one training generation on the tiny smoke suite and a tiny benchmark",
     )
 
     bench = sub.add_parser(
@@ -335,7 +336,7 @@ def _demo(args: argparse.Namespace) -> int:
         if not args.train_minutes > 0:
             raise InvalidInputError(f"--train-minutes must be positive, got {args.train_minutes}")
         if args.quick:
-            print("metalearn: note: --quick trains one iteration; --train-minutes is not used", file=sys.stderr)
+            print("metalearn: note: --quick trains one generation; --train-minutes is not used", file=sys.stderr)
         config.train_minutes = args.train_minutes
     try:
         result = run_demo(config, progress=not args.quiet)

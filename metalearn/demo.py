@@ -2,11 +2,15 @@
 
 Three steps, each resumable, into one folder ``OUT``:
 
-1. **Meta-train** a querying policy by imitation of the greedy look-ahead oracle (DAgger,
-   :mod:`metalearn.policies.trainers.imitation`) on the built-in ``synthetic`` task suite
-   (its tasks of batch sizes 5 and 10, see :attr:`DemoConfig.train_batch_sizes`) for a
-   wall-clock budget of a few minutes, into ``OUT/train``. Rerunning continues an
-   interrupted run or reuses the finished one; a larger budget trains on.
+1. **Meta-train** a querying policy with evolution strategies
+   (:mod:`metalearn.policies.trainers.es`: CMA-ES on the paired difference in area under the
+   learning curve to margin sampling, searching the context-gated linear scorer of the
+   ``pool@2`` features) on the built-in ``synthetic`` task suite (its tasks of batch sizes 5
+   and 10, see :attr:`DemoConfig.train_batch_sizes`) for a wall-clock budget of a few
+   minutes, into ``OUT/train``. The search starts at margin sampling and keeps a searched
+   policy only if it beats margin on other tasks of the suite, so the fresh policy is margin
+   sampling or better there. Rerunning continues an interrupted run or reuses the finished
+   one; a larger budget trains on.
 2. **Benchmark** the fresh policy (and the released ``default`` policy, when this
    installation has one) against random and margin sampling on scikit-learn's bundled
    datasets with :func:`metalearn.benchmark.run_benchmark` (paired runs, logistic regression
@@ -15,7 +19,7 @@ Three steps, each resumable, into one folder ``OUT``:
 3. **Report**: the summary table (printed), the runs and curves tables, and the Markdown/HTML
    report with its plots (:func:`metalearn.benchmark.write_report`) in ``OUT/benchmark``.
 
-``DemoConfig(quick=True)`` shrinks both steps to seconds (one DAgger iteration on the tiny
+``DemoConfig(quick=True)`` shrinks both steps to seconds (one generation on the tiny
 ``smoke`` suite, a few runs on iris) for tests and a first look.
 """
 
@@ -48,22 +52,25 @@ class DemoConfig:
     """Folder of the demo: ``train/`` (the training run) and ``benchmark/`` (runs, tables, report, plots)."""
     seed: int = 0
     """Master seed of the training run and of the benchmark."""
-    train_minutes: float = 3.0
-    """Wall-clock budget of the meta-training, in minutes over all sessions (checked at iteration boundaries)."""
+    train_minutes: float = 4.0
+    """Wall-clock budget of the meta-training, in minutes over all sessions (checked at generation boundaries)."""
     n_jobs: int = -1
     """Local worker processes for training episodes and benchmark runs (-1: all cores)."""
     quick: bool = False
-    """Seconds instead of minutes: one DAgger iteration on the ``smoke`` suite and a tiny benchmark (for tests)."""
+    """Seconds instead of minutes: one generation on the ``smoke`` suite and a tiny benchmark (for tests)."""
     suite: str = "synthetic"
     """Task suite the policy is trained on (the built-in synthetic suite)."""
     train_batch_sizes: list[int] | None = field(default_factory=lambda: [5, 10])
     """Batch sizes of the training tasks, replacing the suite's (None keeps them). The synthetic suite's batch
-    size 1 makes the oracle retrain once per candidate for every single label: one such episode with a random
-    forest costs minutes, longer than the whole training budget."""
-    episodes_per_iteration: int = 8
-    """Training episodes per DAgger iteration (the trainer's default is 16): a short budget runs several iterations."""
-    validation_tasks: int = 4
-    """Fixed tasks on which each iteration's policy is validated; the best one is kept."""
+    size 1 retrains the task model after every single label: ten times the runs' cost, for a budget of minutes."""
+    problems_per_generation: int = 12
+    """Training tasks per generation, shared by every candidate (the trainer's default is 32): a short budget runs
+    several generations."""
+    selection_problems: int = 24
+    """Tasks of keep-the-best: other tasks of the training suite (fixed seed), on which the search's mean is
+    compared with margin sampling every :attr:`selection_every` generations."""
+    selection_every: int = 2
+    """Generations between two keep-the-best evaluations (and after the last one)."""
     datasets: list[str] = field(
         default_factory=lambda: ["sklearn:breast_cancer", "sklearn:digits", "sklearn:wine", "sklearn:iris"]
     )
@@ -120,18 +127,19 @@ class DemoConfig:
         return TaskSuite.from_dict(definition, base_dir=base.base_dir)
 
     def training_config(self) -> Any:
-        """The :class:`~metalearn.policies.trainers.imitation.ImitationConfig` of step 1."""
-        from metalearn.policies.trainers.imitation import ImitationConfig
+        """The :class:`~metalearn.policies.trainers.es.ESConfig` of step 1."""
+        from metalearn.policies.trainers.es import ESConfig
 
         if self.quick:
-            return ImitationConfig(
-                suite="smoke", seed=self.seed, out_dir=str(self.train_dir), n_candidates=8, window=3, hidden=16,
-                iterations=1, episodes_per_iteration=2, epochs=2, batch_size=8, validation_tasks=1, n_jobs=self.n_jobs,
+            return ESConfig(
+                suite="smoke", selection_suite="smoke", seed=self.seed, out_dir=str(self.train_dir), generations=1,
+                problems_per_generation=2, population=3, selection_problems=2, n_candidates=16, n_jobs=self.n_jobs,
             )
-        return ImitationConfig(
-            suite=self.training_suite(), seed=self.seed, out_dir=str(self.train_dir), iterations=None,
-            time_budget_seconds=60.0 * float(self.train_minutes), episodes_per_iteration=self.episodes_per_iteration,
-            validation_tasks=self.validation_tasks, n_jobs=self.n_jobs,
+        suite = self.training_suite()
+        return ESConfig(
+            suite=suite, selection_suite=suite, seed=self.seed, out_dir=str(self.train_dir), generations=None,
+            time_budget_seconds=60.0 * float(self.train_minutes), problems_per_generation=self.problems_per_generation,
+            selection_problems=self.selection_problems, selection_every=self.selection_every, n_jobs=self.n_jobs,
         )
 
     def benchmark_config(self, strategies: list[str]) -> Any:
@@ -158,7 +166,7 @@ class DemoResult:
     training : TrainingResult
         The training run (over all sessions).
     trained_iterations : int
-        DAgger iterations run by this call (0: the finished run was reused).
+        Generations run by this call (0: the finished run was reused).
     benchmark : BenchmarkResult
         The benchmark (``computed`` = runs computed by this call).
     labels : dict of str to str
@@ -187,13 +195,14 @@ class DemoResult:
 
 
 def _iterations_done(last_path: Path) -> int:
-    """Iterations recorded in a training run's ``last.safetensors`` (0 when there is none yet)."""
+    """Generations (or iterations) recorded in a training run's ``last.safetensors`` (0 when there is none yet)."""
     if not last_path.is_file():
         return 0
     from metalearn.policies.file import read_policy
 
     try:
-        return int(read_policy(last_path).metadata.get("training", {}).get("iterations", 0))
+        training = read_policy(last_path).metadata.get("training", {})
+        return int(training.get("generations", training.get("iterations", 0)))
     except Exception:  # an unreadable last policy: the trainer's resume decides what to do
         return 0
 
@@ -231,7 +240,7 @@ def summary_table(runs: pd.DataFrame, reference: str = "margin") -> pd.DataFrame
 def run_demo(
     config: DemoConfig | None = None, *, progress: bool = True, echo: Callable[[str], None] | None = print
 ) -> DemoResult:
-    """Train a policy, benchmark it against random and margin, and write the report.
+    """Train a policy, benchmark it (and the released default) against random and margin, and write the report.
 
     Parameters
     ----------
@@ -257,7 +266,7 @@ def run_demo(
     from metalearn.benchmark.storage import write_table
     from metalearn.policies.file import released_policy_names
     from metalearn.policies.trainers.suites import suite_label
-    from metalearn.policies.trainers.imitation import train_imitation
+    from metalearn.policies.trainers.es import train_es
 
     config = (config or DemoConfig()).validate()
     say = echo or (lambda _line: None)
@@ -266,26 +275,32 @@ def run_demo(
 
     # -- 1. meta-train (resumable: continues or reuses OUT/train) ------------------------------
     budget = (
-        f"{train_config.iterations} iteration" if config.quick else f"a {config.train_minutes:g}-minute budget"
+        f"{train_config.generations} generation" if config.quick else f"a {config.train_minutes:g}-minute budget"
     )
     say(
-        f"[1/3] meta-training: imitation of the look-ahead oracle (DAgger) on the '{suite_label(train_config.suite)}' "
-        f"task suite, "
-        f"{budget} -> {config.train_dir}"
+        f"[1/3] meta-training: evolution strategies (CMA-ES on the AULC difference to margin, starting from margin "
+        f"sampling) on the '{suite_label(train_config.suite)}' task suite, {train_config.problems_per_generation} "
+        f"tasks per generation, {budget} -> {config.train_dir}"
     )
     before = _iterations_done(config.train_dir / "last.safetensors")
-    training = train_imitation(train_config, resume=True, progress=progress)
+    resume = (config.train_dir / "checkpoint").is_dir()
+    training = train_es(train_config, resume=resume, progress=progress)
     trained = training.iterations - before
     if trained:
-        say(f"      trained {trained} iteration(s) now, {training.iterations} in all, in {training.wall_seconds:.0f} s")
+        say(f"      trained {trained} generation(s) now, {training.iterations} in all, in {training.wall_seconds:.0f} s")
     else:
         more = "" if config.quick else "; a larger --train-minutes trains on"
-        say(f"      reused the finished run ({training.iterations} iteration(s), {training.wall_seconds:.0f} s){more}")
+        say(f"      reused the finished run ({training.iterations} generation(s), {training.wall_seconds:.0f} s){more}")
     best = training.best_validation
-    if best:
+    if best and training.best_iteration == -1:
         say(
-            f"      policy: iteration {training.best_iteration}, best on {best.get('n_tasks')} validation task(s): "
-            f"{best['delta_vs_margin']:+.2f} AULC points vs margin"
+            f"      policy: no searched policy beat margin on the {best['held_in_problems']} keep-the-best tasks yet: "
+            "the fresh policy is the search's start, margin sampling"
+        )
+    elif best:
+        say(
+            f"      policy: generation {training.best_iteration}, best on {best['held_in_problems']} keep-the-best tasks: "
+            f"{best['held_in_delta_vs_margin']:+.2f} AULC points vs margin (se {best['held_in_se']:.2f})"
         )
 
     # -- 2. benchmark the fresh (and released default) policy against random and margin -------

@@ -362,6 +362,7 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
         return {"generation": generation, "objective": float(mean[0]), "se": float(se[0])}
 
     # -- generations --------------------------------------------------------------------------------
+    generations_at_start = len(state["generations"]) if checkpoint is not None else -1
     start = time.perf_counter() - float(state["wall_seconds"])
     durations: list[float] = []
     while not should_stop(
@@ -438,8 +439,11 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
         method="es", settings=settings, suite=config.suite, seed=config.seed, window=config.window,
         n_candidates=config.n_candidates, training=training, schema=POOL_SCHEMA_V2,
     )
-    last_path = write_policy(out / "last.safetensors", arch, weights_from_vector(final_vector, pairs), validation=None, **common)
-    policy_path = write_policy(out / "policy.safetensors", arch, weights_from_vector(best, pairs), validation=validation, **common)
+    last_path, policy_path = out / "last.safetensors", out / "policy.safetensors"
+    if not (generations_at_start == len(state["generations"]) and last_path.is_file() and policy_path.is_file()):
+        # A resume of a finished run that ran nothing leaves its files as they are.
+        write_policy(last_path, arch, weights_from_vector(final_vector, pairs), validation=None, **common)
+        write_policy(policy_path, arch, weights_from_vector(best, pairs), validation=validation, **common)
     return TrainingResult(
         policy_path=policy_path,
         last_path=last_path,
