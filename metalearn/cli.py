@@ -204,9 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--schema", choices=["pool", "pool@2", "proba"], default="pool",
         help=(
-            "feature schema of the policy (imitation, lal): pool (pool@1: feature values, labels, multi-loop "
-            "history), pool@2 (plus cluster coverage, typicality and within-batch signals) or proba (class "
-            "probabilities only, for baal heuristics)"
+            "feature schema of the policy: pool (pool@1: feature values, labels, multi-loop history), pool@2 (plus "
+            "cluster coverage, typicality and within-batch signals; imitation, lal, ppo) or proba (class "
+            "probabilities only, for baal heuristics; imitation, lal)"
         ),
     )
     train.add_argument(
@@ -550,10 +550,10 @@ def _train(args: argparse.Namespace) -> int:
             common["validation_suite"] = args.selection_suite
         config = Config(**common)  # type: ignore[arg-type]
     else:
-        if args.schema != "pool":
+        if args.schema == "proba":
             print(
                 f"metalearn: error: --method ppo trains on the PoolAL-v0 environment, whose observations are the pool "
-                f"schema; --schema {args.schema} needs --method imitation or --method lal",
+                f"schemas (pool, pool@2); --schema {args.schema} needs --method imitation or --method lal",
                 file=sys.stderr,
             )
             return 2
@@ -576,6 +576,7 @@ def _train(args: argparse.Namespace) -> int:
             common["n_validation_tasks"] = args.validation_tasks
         if args.selection_suite is not None:
             common["validation_suite"] = args.selection_suite
+        common["schema"] = args.schema
         config = PPOConfig(**common)  # type: ignore[arg-type]
         if args.time_budget is not None:
             config.total_timesteps = None

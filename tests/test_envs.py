@@ -89,7 +89,14 @@ def same(a: Any, b: Any) -> bool:
 # ---------------------------------------------------------------------------------------------
 # API conformance
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("make", [lambda t: PoolALEnv(tasks=t, n_candidates=8), lambda t: StreamALEnv(tasks=t)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda t: PoolALEnv(tasks=t, n_candidates=8),
+        lambda t: PoolALEnv(tasks=t, n_candidates=8, feature_schema="pool@2"),
+        lambda t: StreamALEnv(tasks=t),
+    ],
+)
 def test_env_checkers(tasks: list[Task], make: Any) -> None:
     from gymnasium.utils.env_checker import check_env as gym_check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
@@ -140,6 +147,8 @@ def test_argument_validation(tasks: list[Task]) -> None:
         PoolALEnv(tasks=tasks, candidate_selection="best")
     with pytest.raises(InvalidInputError):
         PoolALEnv(tasks=tasks, n_candidates=0)
+    with pytest.raises(InvalidInputError, match="pool@2"):
+        PoolALEnv(tasks=tasks, feature_schema="proba@1")
     with pytest.raises(InvalidInputError):
         StreamALEnv(tasks=tasks, window=1)
     with pytest.raises(InvalidInputError):
@@ -429,3 +438,21 @@ def test_maskable_ppo_smoke(tasks: list[Task]) -> None:
     obs, _ = env.reset(seed=0)
     action, _ = model.predict(obs, action_masks=env.action_masks(), deterministic=True)
     assert env.action_masks()[int(action)]
+
+
+def test_pool2_observations_update_the_within_batch_features_after_each_pick(tasks: list[Task]) -> None:
+    from metalearn.features.schema import POOL_SCHEMA_V2
+
+    env = PoolALEnv(tasks=[tasks[2]], n_candidates=8, feature_schema="pool@2")  # wine: batches of 3
+    obs, _ = env.reset(seed=0)
+    assert obs["candidates"].shape == (8, POOL_SCHEMA_V2.n_candidate_features)
+    assert obs["context"].shape == (POOL_SCHEMA_V2.n_context_features,)
+    distance = POOL_SCHEMA_V2.candidate_features.index("distance_to_selected")
+    slot = int(np.flatnonzero(obs["mask"])[0])
+    after, _, _, _, info = env.step(slot)
+    assert not info["retrained"]
+    # Every other slot is at most as far from the selection as before, and the picked record
+    # is at distance 0 from itself.
+    assert np.all(after["candidates"][:, distance] <= obs["candidates"][:, distance] + 1e-6)
+    assert after["candidates"][slot, distance] == 0.0
+    assert env.observation_space.contains(after)

@@ -210,6 +210,31 @@ def test_init_policy_copies_its_weights(tmp_path):
         assert np.array_equal(result.params[name], value), name
     with pytest.raises(InvalidInputError, match="window"):
         train_ppo(tiny_config(tmp_path / "other", hidden=None, init_policy=str(path), window=4), progress=False)
+    with pytest.raises(InvalidInputError, match="pool@1 features, this run observes pool@2"):
+        train_ppo(tiny_config(tmp_path / "p2", hidden=None, init_policy=str(path), schema="pool@2"), progress=False)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_pool2_training_writes_a_pool2_policy_that_queries(tmp_path, residual):
+    from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
+    from metalearn.features.schema import POOL_SCHEMA_V2
+
+    result = train_ppo(tiny_config(tmp_path, schema="pool@2", residual=residual, validate_every=1), progress=False)
+    policy = read_policy(result.policy_path)
+    assert policy.schema is POOL_SCHEMA_V2 and policy.arch.n_candidate_features == POOL_SCHEMA_V2.n_candidate_features
+    assert policy.arch.residual is residual
+    assert policy.metadata["trainer"]["settings"]["schema"] == "pool@2"
+    assert result.best_validation is not None  # validated as a pool@2 policy
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 4))
+    y = np.full(120, np.nan)
+    y[:6] = np.arange(6) % 2
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression().fit(X[:6], y[:6])
+    strategy = metalearn.load_policy(result.policy_path, random_state=0)
+    picks = strategy.query(X, y, clf, batch_size=4)
+    assert np.unique(picks).size == 4 and isinstance(strategy.extractor_, ClusterPoolFeatureExtractor)
 
 
 def test_config_is_validated(tmp_path):
@@ -217,6 +242,8 @@ def test_config_is_validated(tmp_path):
         train_ppo(tiny_config(tmp_path, n_candidates=0))
     with pytest.raises(InvalidInputError, match="total_timesteps or time_budget_seconds"):
         train_ppo(tiny_config(tmp_path, total_timesteps=None))
+    with pytest.raises(InvalidInputError, match="PPOConfig.schema"):
+        train_ppo(tiny_config(tmp_path, schema="proba"))
 
 
 def test_subprocess_envs_and_time_budget(tmp_path):

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from metalearn.common.candidates import mixed_candidates
+from metalearn.common.candidates import mixed_candidates, mixed_representative_candidates
 from metalearn.common.validation import check_positive_int
 from metalearn.envs.common import (
     METRICS,
@@ -27,18 +27,21 @@ from metalearn.envs.common import (
     update_extractor,
 )
 from metalearn.exceptions import InvalidInputError
+from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
 from metalearn.features.pool_features import PoolFeatureExtractor
-from metalearn.features.schema import POOL_SCHEMA
+from metalearn.features.schema import POOL_SCHEMA, POOL_SCHEMA_V2, FeatureSchema
 from metalearn.simulation.process import ActiveLearningProcess
 from metalearn.tasks.task import Task
 
 if TYPE_CHECKING:  # the suite module is only needed when no fixed tasks are given
     from metalearn.tasks.suite import TaskSuite
 
-__all__ = ["PoolALEnv", "REWARDS", "METRICS", "CANDIDATE_SELECTIONS"]
+__all__ = ["PoolALEnv", "REWARDS", "METRICS", "CANDIDATE_SELECTIONS", "FEATURE_SCHEMAS"]
 
 #: How the K candidate slots are filled from the unlabeled pool.
 CANDIDATE_SELECTIONS: tuple[str, ...] = ("mixed", "random")
+#: The feature schemas the environment observes, by id.
+FEATURE_SCHEMAS: dict[str, FeatureSchema] = {POOL_SCHEMA.id: POOL_SCHEMA, POOL_SCHEMA_V2.id: POOL_SCHEMA_V2}
 
 
 class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
@@ -56,7 +59,10 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     Candidate pre-selection (``candidate_selection``):
 
     - ``"mixed"``: ceil(K/2) unlabeled records with the smallest current margin (ties broken
-      at random) plus records drawn uniformly from the remaining unlabeled ones;
+      at random) plus records drawn uniformly from the remaining unlabeled ones; with the
+      ``pool@2`` features a third smallest-margin, a third representative (the most typical
+      record of each cluster without a label) and the rest random, as a ``pool@2`` policy is
+      queried;
     - ``"random"``: K records drawn uniformly from the unlabeled pool.
 
     The K slots are then shuffled, so a slot's position carries no information. If a batch
@@ -77,12 +83,14 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
 
     ``Dict`` with
 
-    - ``candidates``: ``Box(-1, 1, (K, F), float32)``, the ``pool`` schema's per-candidate
-      features (F = ``POOL_SCHEMA.n_candidate_features``) of each slot. A slot picked in the
-      current batch keeps its features (so a policy can see what the batch holds) but is
-      masked; padding slots are zeros.
+    - ``candidates``: ``Box(-1, 1, (K, F), float32)``, the feature schema's per-candidate
+      features (F = ``schema.n_candidate_features``; ``pool@1`` by default) of each slot. A
+      slot picked in the current batch keeps its features (so a policy can see what the batch
+      holds) but is masked; padding slots are zeros. With ``pool@2`` the within-batch columns
+      (``cluster_unlabeled``, ``distance_to_selected``) of the other slots are updated after
+      every pick, as :class:`~metalearn.policies.strategy.PolicyStrategy` fills a batch.
     - ``context``: ``Box(-1, 1, (G,), float32)``, the per-loop context features
-      (G = ``POOL_SCHEMA.n_context_features``), as of the last retrain.
+      (G = ``schema.n_context_features``), as of the last retrain.
     - ``mask``: ``MultiBinary(K)``, 1 where the slot holds an unlabeled record not yet picked.
       With fewer than K unlabeled records the extra slots are padding (zeros, mask 0).
 
@@ -127,6 +135,8 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     - ``reward``: ``"auc"`` (default) or ``"improvement"``.
     - ``metric``: ``"accuracy"`` (default) or ``"macro_f1"``.
     - ``candidate_selection``: ``"mixed"`` (default) or ``"random"``.
+    - ``feature_schema``: ``"pool@1"`` (default) or ``"pool@2"`` (plus cluster coverage,
+      typicality and within-batch features).
     - ``render_mode``: ``None`` or ``"ansi"`` (a one-line text summary).
 
     ``reset(options={"task": task})`` runs one episode on a given task instead of a sampled one.
@@ -144,6 +154,7 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         metric: str = "accuracy",
         candidate_selection: str = "mixed",
         render_mode: str | None = None,
+        feature_schema: str = POOL_SCHEMA.id,
     ) -> None:
         self._suite, self._tasks = check_task_source(task_suite, tasks)
         self.n_candidates = check_positive_int(n_candidates, "n_candidates")
@@ -151,6 +162,7 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.reward_mode = check_choice(reward, "reward", REWARDS)
         self.metric = check_choice(metric, "metric", METRICS)
         self.candidate_selection = check_choice(candidate_selection, "candidate_selection", CANDIDATE_SELECTIONS)
+        self.schema = FEATURE_SCHEMAS[check_choice(feature_schema, "feature_schema", tuple(FEATURE_SCHEMAS))]
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise InvalidInputError(
                 f"unknown render_mode {render_mode!r}; valid values: None, {', '.join(self.metadata['render_modes'])}"
@@ -158,11 +170,11 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.render_mode = render_mode
 
         k = self.n_candidates
-        n_features = POOL_SCHEMA.n_candidate_features
+        n_features = self.schema.n_candidate_features
         self.observation_space = spaces.Dict(
             {
                 "candidates": spaces.Box(-1.0, 1.0, shape=(k, n_features), dtype=np.float32),
-                "context": spaces.Box(-1.0, 1.0, shape=(POOL_SCHEMA.n_context_features,), dtype=np.float32),
+                "context": spaces.Box(-1.0, 1.0, shape=(self.schema.n_context_features,), dtype=np.float32),
                 "mask": spaces.MultiBinary(k),
             }
         )
@@ -175,7 +187,8 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._slots = np.full(k, -1, dtype=np.int64)  # pool index per slot, -1 = padding
         self._mask = np.zeros(k, dtype=bool)
         self._features = np.zeros((k, n_features), dtype=np.float32)
-        self._context = np.zeros(POOL_SCHEMA.n_context_features, dtype=np.float32)
+        self._context = np.zeros(self.schema.n_context_features, dtype=np.float32)
+        self._feature_slots = np.zeros(0, dtype=np.int64)  # slots given to candidate_features, in its row order
         self._batch: list[int] = []
         self._in_batch = np.zeros(0, dtype=bool)  # pool records picked into the pending batch
         self._target = 0  # picks that complete the pending batch
@@ -188,7 +201,9 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         super().reset(seed=seed)
         task = sample_task(self.np_random, self._suite, self._tasks, options)
         self.task = task
-        self.process, self.extractor = start_process(task, self.window, self.np_random)
+        self.process, self.extractor = start_process(
+            task, self.window, self.np_random, cluster_features=self.schema == POOL_SCHEMA_V2
+        )
         self._context = self._clip(self.extractor.context_features())
         self._batch = []
         self._in_batch = np.zeros(task.n_pool, dtype=bool)
@@ -212,6 +227,8 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._batch.append(record)
         self._in_batch[record] = True
         self._mask[slot] = False
+        if isinstance(self.extractor, ClusterPoolFeatureExtractor):
+            self._note_pick(slot)
 
         reward = 0.0
         retrained = False
@@ -283,15 +300,28 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             chosen = rng.choice(available, size=k, replace=False)
         else:
             history = self.extractor.history
-            chosen = mixed_candidates(available, history.latest(history.margin)[available], k, rng)
+            margin = history.latest(history.margin)[available]
+            if isinstance(self.extractor, ClusterPoolFeatureExtractor):
+                representative = self.extractor.representative_records(available, k)
+                chosen = mixed_representative_candidates(available, margin, representative, k, rng)
+            else:
+                chosen = mixed_candidates(available, margin, k, rng)
         slots = np.full(k, -1, dtype=np.int64)
         slots[: chosen.size] = chosen
         # Shuffle all K slots so neither the selection rule nor padding sits at fixed positions.
         self._slots = slots[rng.permutation(k)]
         self._mask = self._slots >= 0
-        self._features = np.zeros((k, POOL_SCHEMA.n_candidate_features), dtype=np.float32)
+        self._features = np.zeros((k, self.schema.n_candidate_features), dtype=np.float32)
+        self._feature_slots = np.flatnonzero(self._mask)
         if chosen.size:
             self._features[self._mask] = self._clip(self.extractor.candidate_features(self._slots[self._mask]))
+
+    def _note_pick(self, slot: int) -> None:
+        """pool@2: update the other slots' within-batch features after ``slot`` was picked."""
+        assert isinstance(self.extractor, ClusterPoolFeatureExtractor)
+        rows = self._features[self._feature_slots]  # aligned with the extractor's candidates
+        self.extractor.note_pick(rows, int(np.searchsorted(self._feature_slots, slot)))
+        self._features[self._feature_slots] = self._clip(rows)
 
     @staticmethod
     def _clip(values: np.ndarray) -> np.ndarray:

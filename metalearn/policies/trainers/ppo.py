@@ -81,7 +81,7 @@ from metalearn.envs import POOL_AL_ID
 from metalearn.envs.common import METRICS, REWARDS
 from metalearn.envs.pool_al import CANDIDATE_SELECTIONS
 from metalearn.exceptions import InvalidInputError
-from metalearn.features.schema import POOL_SCHEMA
+from metalearn.features.schema import POOL_SCHEMA, POOL_SCHEMA_V2
 from metalearn.policies.architecture import RESIDUAL_VERSION, ScorerArchitecture
 from metalearn.policies.torch_scorer import TorchScorer
 from metalearn.policies.trainers.checkpoints import (
@@ -106,6 +106,8 @@ from metalearn.policies.trainers.suites import resolve_suite
 
 __all__ = ["PPOConfig", "PPOResult", "DeepSetsMaskablePolicy", "make_training_env", "train_ppo"]
 
+#: The feature schemas a PPO run can train for (``PPOConfig.schema``): PoolAL-v0's observations.
+PPO_SCHEMAS = {"pool": POOL_SCHEMA, "pool@2": POOL_SCHEMA_V2}
 METHOD = "ppo"
 POLICY_NAME = "policy.safetensors"
 LAST_NAME = "last.safetensors"
@@ -142,6 +144,9 @@ class PPOConfig:
     """Test score the reward is computed from: ``accuracy`` or ``macro_f1``."""
     candidate_selection: str = "mixed"
     """How the K slots are pre-selected from the pool: ``mixed`` or ``random``."""
+    schema: str = "pool"
+    """Feature schema the environments observe and the policy is written for: ``pool`` (pool@1) or ``pool@2``
+    (plus cluster coverage, typicality and within-batch features; representative records pre-selected too)."""
     hidden: int | None = None
     """Width of the scorer's hidden layers; None: the init policy's width, else 64."""
     residual: bool | None = None
@@ -237,6 +242,10 @@ class PPOConfig:
         number("max_grad_norm", 0.0)
         number("target_kl", 0.0, optional=True)
         number("time_budget_seconds", 0.0, optional=True)
+        if self.schema not in PPO_SCHEMAS:
+            raise InvalidInputError(
+                f"PPOConfig.schema must be one of {', '.join(PPO_SCHEMAS)} (the PoolAL-v0 observations), got {self.schema!r}"
+            )
         for name, choices in (("reward", REWARDS), ("metric", METRICS), ("candidate_selection", CANDIDATE_SELECTIONS)):
             if getattr(self, name) not in choices:
                 raise InvalidInputError(f"PPOConfig.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
@@ -302,13 +311,20 @@ def _architecture(
         raise InvalidInputError(f"action space Discrete({action_space.n}) does not match {k} candidate slots")
     n_context = int(observation_space["context"].shape[0])
     if residual:
-        # PoolAL-v0 observes the pool schema; the residual prior is that schema's.
-        if (int(n_features), n_context) != (POOL_SCHEMA.n_candidate_features, POOL_SCHEMA.n_context_features):
-            raise InvalidInputError(
-                f"a residual actor needs the {POOL_SCHEMA.id} observation ({POOL_SCHEMA.n_candidate_features} candidate "
-                f"and {POOL_SCHEMA.n_context_features} context features), got {n_features} and {n_context}"
+        # PoolAL-v0 observes a pool schema (pool@1 or pool@2); the residual prior is that schema's.
+        observed = [
+            schema for schema in PPO_SCHEMAS.values()
+            if (int(n_features), n_context) == (schema.n_candidate_features, schema.n_context_features)
+        ]
+        if not observed:
+            expected = " or ".join(
+                f"{x.id} ({x.n_candidate_features} candidate and {x.n_context_features} context features)"
+                for x in PPO_SCHEMAS.values()
             )
-        return ScorerArchitecture.for_schema(POOL_SCHEMA, hidden=int(hidden), residual=True)
+            raise InvalidInputError(
+                f"a residual actor needs the {expected} observation, got {n_features} and {n_context}"
+            )
+        return ScorerArchitecture.for_schema(observed[0], hidden=int(hidden), residual=True)
     return ScorerArchitecture(
         n_candidate_features=int(n_features),
         n_context_features=n_context,
@@ -441,7 +457,8 @@ class DeepSetsMaskablePolicy(MaskableActorCriticPolicy):
 
 # ============================================================================ environments
 def _make_env(
-    suite: str, n_candidates: int, window: int, reward: str, metric: str, candidate_selection: str
+    suite: str, n_candidates: int, window: int, reward: str, metric: str, candidate_selection: str,
+    feature_schema: str = POOL_SCHEMA.id,
 ) -> gymnasium.Env:
     # A subprocess unpickles this function by importing this module, which imports
     # metalearn.envs and so registers the environment.
@@ -453,6 +470,7 @@ def _make_env(
         reward=reward,
         metric=metric,
         candidate_selection=candidate_selection,
+        feature_schema=feature_schema,
         disable_env_checker=True,
     )
     # Monitor puts the episode's return, length and AULC into info["episode"] for the logs.
@@ -467,7 +485,7 @@ def make_training_env(config: PPOConfig) -> VecEnv:
     """
     factory = partial(
         _make_env, config.suite, config.n_candidates, config.window, config.reward, config.metric,
-        config.candidate_selection,
+        config.candidate_selection, PPO_SCHEMAS[config.schema].id,
     )
     if config.n_envs == 1:
         return DummyVecEnv([factory])
@@ -591,6 +609,11 @@ def _read_init_policy(config: PPOConfig, saved: dict[str, Any] | None) -> Any:
     from metalearn.policies.file import read_policy
 
     init = read_policy(config.init_policy)
+    if init.schema != PPO_SCHEMAS[config.schema]:
+        raise InvalidInputError(
+            f"init_policy {config.init_policy!r} computes the {init.schema.id} features, this run observes "
+            f"{PPO_SCHEMAS[config.schema].id}: set schema to match it"
+        )
     if init.window != config.window:
         raise InvalidInputError(
             f"init_policy {config.init_policy!r} was trained with window {init.window}, this run uses "
@@ -719,7 +742,7 @@ def _validate_chunk(
     """
     metrics = evaluate_policy(
         arch, params, val_tasks, window=config.window, n_candidates=config.n_candidates,
-        n_jobs=config.n_jobs, dask=config.dask,
+        n_jobs=config.n_jobs, dask=config.dask, schema=PPO_SCHEMAS[config.schema],
     )
     validation = {k: v for k, v in metrics.items() if k != "per_task"}
     validation.update(iteration=state.chunk - 1, timesteps=int(model.num_timesteps))
@@ -744,6 +767,7 @@ def _export_policy(
     return write_policy(
         path, arch, params, method=METHOD, settings=settings, suite=config.suite, seed=config.seed,
         window=config.window, n_candidates=config.n_candidates, training=training, validation=validation,
+        schema=PPO_SCHEMAS[config.schema],
     )
 
 
