@@ -7,7 +7,10 @@ win/tie/loss per strategy). ``metalearn inspect NAME`` prints it; ``policies/NAM
 the same card in Markdown with the benchmark's learning-curve plots.
 
 Run: ``.venv/bin/python scripts/release_policy.py SOURCE --name default --benchmark DIR
---strategy policy:NAME --chosen-by "..." [--command "the benchmark command"] [--report DIR]``.
+--strategy policy:NAME --chosen-by "..." [--command "the benchmark command"] [--report DIR]
+[--strategies A,B,...] [--label SPEC=NAME ...]``. ``--strategies`` restricts the comparison to
+the strategies of the final comparison when the folder holds more; ``--label`` renames a
+strategy in the card (e.g. the previous ``policy:default`` once this one takes its name).
 """
 
 from __future__ import annotations
@@ -27,8 +30,17 @@ REPO = Path(__file__).resolve().parents[1]
 RELEASED = REPO / "metalearn" / "policies" / "released"
 
 
-def validation_tables(benchmark: Path, reference: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validation_tables(
+    benchmark: Path, reference: str, strategies: list[str] | None = None, labels: dict[str, str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs, _ = ResultStore(benchmark).load()
+    if strategies:
+        missing = sorted(set(strategies) - set(runs["strategy"]))
+        if missing:
+            raise SystemExit(f"{benchmark} holds no runs of {missing}")
+        runs = runs[runs["strategy"].isin(strategies)]
+    if labels:
+        runs = runs.assign(strategy=runs["strategy"].replace(labels))
     overall = overall_comparison(runs, reference=reference)
     summary = strategy_summary(runs)
     return overall, summary
@@ -47,15 +59,20 @@ def main() -> None:
     parser.add_argument("--reference", default="margin")
     parser.add_argument("--chosen-by", required=True, help="how it was chosen, one sentence")
     parser.add_argument("--command", default="", help="the command that reproduces the benchmark")
+    parser.add_argument("--strategies", default=None, help="comma-separated strategies of the comparison (default: all)")
+    parser.add_argument("--label", action="append", default=[], metavar="SPEC=NAME", help="display name of a strategy")
     args = parser.parse_args()
 
     policy = read_policy(args.source)
-    overall, summary = validation_tables(args.benchmark, args.reference)
-    if args.strategy not in set(overall["strategy"]):
+    labels = dict(item.split("=", 1) for item in args.label)
+    strategies = args.strategies.split(",") if args.strategies else None
+    overall, summary = validation_tables(args.benchmark, args.reference, strategies, labels)
+    shown = labels.get(args.strategy, args.strategy)
+    if shown not in set(overall["strategy"]):
         raise SystemExit(f"{args.strategy!r} is not a strategy of {args.benchmark}: {sorted(overall['strategy'])}")
     columns = ["strategy", "mean_rank", "n_problems", "mean_diff", "wins", "ties", "losses", "p_value"]
     rows = overall[[c for c in columns if c in overall.columns]].copy()
-    rows["strategy"] = rows["strategy"].replace({args.strategy: f"{args.strategy} (this policy)"})
+    rows["strategy"] = rows["strategy"].replace({shown: f"{shown} (this policy)"})
     metadata = dict(policy.metadata)
     metadata["release"] = {
         "name": args.name,
