@@ -90,6 +90,9 @@ class DemoConfig:
 
     def validate(self) -> "DemoConfig":
         """Check the settings the steps do not check themselves; returns self."""
+        from metalearn.common.validation import check_positive_int
+
+        check_positive_int(self.seed, "seed", minimum=0)
         if not self.train_minutes > 0:
             raise InvalidInputError(f"train_minutes must be positive, got {self.train_minutes}")
         if self.n_jobs == 0:

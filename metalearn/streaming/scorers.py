@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from metalearn.exceptions import FeatureSchemaError, InvalidTypeError, UnknownNameError
+from metalearn.common.uncertainty import margins
+from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
 from metalearn.features.pool_features import PoolFeatureExtractor
 from metalearn.policies.file import PolicyFile, read_policy
 from metalearn.policies.strategy import PolicyStrategy, match_records, record_keys
@@ -127,8 +129,19 @@ class RankingScorer:
         return scores
 
 
+#: The extractor of each feature schema streaming computes, by schema id.
+_EXTRACTORS: dict[str, type[PoolFeatureExtractor]] = {
+    PoolFeatureExtractor.schema.id: PoolFeatureExtractor,
+    ClusterPoolFeatureExtractor.schema.id: ClusterPoolFeatureExtractor,
+}
+
+
 class PolicyScorer:
     """Scores by a learned policy: ``pool``-schema features and one pass of its numpy scorer.
+
+    ``pool@1`` and ``pool@2`` policies stream; for ``pool@2`` the clusters are those of the
+    current mini-pool (recomputed when the window slides) and the margin column is the exact
+    float64 margin, as :class:`~metalearn.policies.strategy.PolicyStrategy` computes it.
 
     The feature extractor lives across decisions: its history window holds the models'
     predictions of the last H decisions on each record still in the mini-pool (records are
@@ -142,14 +155,15 @@ class PolicyScorer:
     """
 
     def __init__(self, policy: PolicyFile, label_budget: int) -> None:
-        schema = PoolFeatureExtractor.schema
-        if (
-            policy.schema.candidate_features != schema.candidate_features
-            or policy.schema.context_features != schema.context_features
+        extractor_class = _EXTRACTORS.get(policy.schema.id)
+        if extractor_class is None or (
+            policy.schema.candidate_features != extractor_class.schema.candidate_features
+            or policy.schema.context_features != extractor_class.schema.context_features
         ):
             raise FeatureSchemaError(
-                f"{policy!r} uses feature schema {policy.schema.id}; streaming computes {schema.id} only"
+                f"{policy!r} uses feature schema {policy.schema.id}; streaming computes {', '.join(_EXTRACTORS)} only"
             )
+        self.extractor_class = extractor_class
         self.policy = policy
         self.label_budget = int(label_budget)
         self.name = "policy"
@@ -165,7 +179,7 @@ class PolicyScorer:
         """
         keys = record_keys(pool.ids, pool.X.shape[0])
         if self.extractor is None or rebuild:
-            self.extractor = PoolFeatureExtractor(
+            self.extractor = self.extractor_class(
                 pool.X,
                 window=self.policy.window,
                 label_budget=self.label_budget,
@@ -181,6 +195,10 @@ class PolicyScorer:
         candidates = np.flatnonzero(~pool.labeled)
         # Features are defined in [-1, 1]; training clipped them the same way.
         features = np.clip(extractor.candidate_features(candidates), -1.0, 1.0)
+        if isinstance(extractor, ClusterPoolFeatureExtractor):
+            # Exact margins, so a policy with a zero correction ranks as margin sampling does.
+            features = features.astype(np.float64)
+            features[:, self.policy.schema.candidate_features.index("margin")] = margins(pool.ctx.proba[candidates])
         context = extractor.context_features()
         context[_BUDGET_USED] = pool.budget_used
         context = np.clip(context, -1.0, 1.0)

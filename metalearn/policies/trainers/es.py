@@ -141,6 +141,8 @@ class ESConfig:
     """Dask scheduler address, or ``local[:N]``, instead of processes."""
 
     def validate(self) -> "ESConfig":
+        check_positive_int(self.seed, "seed", minimum=0)
+        check_positive_int(self.selection_seed, "selection_seed", minimum=0)
         check_positive_int(self.problems_per_generation, "problems_per_generation")
         check_positive_int(self.n_candidates, "n_candidates")
         check_positive_int(self.window, "window", minimum=2)
