@@ -37,3 +37,17 @@ ES="policy:benchmarks/es-training/seed0/policy.safetensors"
 "$METALEARN" benchmark --quiet --stored-only --strategies "margin,typiclust_margin,policy:default,$ES" \
     --datasets "$HELDIN" --models logreg --regimes cold,warm --batch-sizes 1 --budget 100 --seeds 5 --jobs 2 \
     --out benchmarks/heldin --report-dir benchmarks/heldin/logreg-batch1
+# Issue 12's final comparison on the validation split: the released ES default (frozen copy),
+# the TypiClust-then-margin switch and the previous default (stored as policy:default).
+FROZEN="policy:benchmarks/es-training/frozen/es_seed1_gen4.safetensors"
+"$METALEARN" benchmark --quiet --stored-only --strategies "random,margin,typiclust_margin,policy:default,$FROZEN" \
+    --datasets "$DATA" --seeds 10 --jobs 2 --out benchmarks/validation-classic --report-dir benchmarks/validation-es
+# Issue 12's candidates on the held-in datasets: the three ES runs' kept policies and the
+# pool@2 imitation, LAL and PPO policies, batch 10, then logistic regression at batch 1.
+CANDIDATES="margin,typiclust_margin,policy:default,$ES,policy:benchmarks/es-training/seed1-p64/policy.safetensors,policy:benchmarks/es-training/seed1-p64-no-history/policy.safetensors,policy:benchmarks/pool2-trainers/imitation/policy.safetensors,policy:benchmarks/pool2-trainers/lal/policy.safetensors,policy:benchmarks/pool2-trainers/ppo/policy.safetensors"
+"$METALEARN" benchmark --quiet --stored-only --strategies "$CANDIDATES" \
+    --datasets "$HELDIN" --models logreg,rf --regimes cold,warm --batch-sizes 10 --budget 100 --seeds 5 --jobs 2 \
+    --out benchmarks/heldin --report-dir benchmarks/heldin/candidates
+"$METALEARN" benchmark --quiet --stored-only --strategies "$CANDIDATES" \
+    --datasets "$HELDIN" --models logreg --regimes cold,warm --batch-sizes 1 --budget 100 --seeds 5 --jobs 2 \
+    --out benchmarks/heldin --report-dir benchmarks/heldin/candidates-logreg-batch1
