@@ -269,6 +269,7 @@ def run_demo(
     from metalearn.benchmark.storage import write_table
     from metalearn.policies.file import released_policy_names
     from metalearn.policies.trainers.suites import suite_label
+    from metalearn.policies.trainers.checkpoints import CHECKPOINT_DIR, checkpoint_exists
     from metalearn.policies.trainers.es import train_es
 
     config = (config or DemoConfig()).validate()
@@ -286,7 +287,7 @@ def run_demo(
         f"tasks per generation, {budget} -> {config.train_dir}"
     )
     before = _iterations_done(config.train_dir / "last.safetensors")
-    resume = (config.train_dir / "checkpoint").is_dir()
+    resume = checkpoint_exists(config.train_dir / CHECKPOINT_DIR)
     training = train_es(train_config, resume=resume, progress=progress)
     trained = training.iterations - before
     if trained:

@@ -235,9 +235,9 @@ class ResultStore:
         if not self.table_path.is_file():
             return
         cached = {p.stem for p in self.runs_dir.glob("*.json")}
+        if set(self.read_table(columns=["run_id"])["run_id"]) <= cached:
+            return  # the usual case: only the id column is read, not every learning curve
         frame = self.read_table()
-        if frame.empty or set(frame["run_id"]) <= cached:
-            return
         missing = frame[~frame["run_id"].isin(cached)]
         try:
             for record in table_to_records(missing):

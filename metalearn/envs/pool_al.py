@@ -10,7 +10,6 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from metalearn.common.candidates import mixed_candidates, mixed_representative_candidates
 from metalearn.common.validation import check_positive_int
 from metalearn.envs.common import (
     METRICS,
@@ -300,12 +299,7 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             chosen = rng.choice(available, size=k, replace=False)
         else:
             history = self.extractor.history
-            margin = history.latest(history.margin)[available]
-            if isinstance(self.extractor, ClusterPoolFeatureExtractor):
-                representative = self.extractor.representative_records(available, k)
-                chosen = mixed_representative_candidates(available, margin, representative, k, rng)
-            else:
-                chosen = mixed_candidates(available, margin, k, rng)
+            chosen = self.extractor.preselect(available, history.latest(history.margin)[available], k, rng)
         slots = np.full(k, -1, dtype=np.int64)
         slots[: chosen.size] = chosen
         # Shuffle all K slots so neither the selection rule nor padding sits at fixed positions.

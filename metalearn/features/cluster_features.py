@@ -18,12 +18,14 @@ sees the regions its earlier picks already cover.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from metalearn.common.candidates import mixed_representative_candidates
 from metalearn.common.clustering import kmeans_partition
 from metalearn.common.geometry import min_sq_distances
+from metalearn.common.uncertainty import margins
 from metalearn.features.pool_features import PoolFeatureExtractor
 from metalearn.features.schema import POOL_SCHEMA_V2, FeatureSchema
 
@@ -163,6 +165,68 @@ class ClusterPoolFeatureExtractor(PoolFeatureExtractor):
         ratio = batch["distance_ratio"]
         features[:, names.index("distance_to_selected")] = np.clip(ratio / (1.0 + ratio), -1.0, 1.0)
 
+    def with_exact_margins(self, features: np.ndarray, proba: np.ndarray) -> np.ndarray:
+        """``features`` as float64 with the ``margin`` column recomputed from ``proba`` in float64.
+
+        The history keeps margins in float32, which turns near-ties into ties broken at random;
+        with the exact margins, as margin sampling computes them, a policy whose correction is
+        zero ranks exactly as margin sampling does.
+
+        Parameters
+        ----------
+        features : ndarray, shape (k, 20)
+            Candidate features (:meth:`candidate_features`, clipped).
+        proba : ndarray, shape (k, n_classes)
+            The model's probabilities for the same candidates, in the same order.
+
+        Returns
+        -------
+        ndarray of float64, shape (k, 20)
+        """
+        exact = np.asarray(features, dtype=np.float64).copy()
+        exact[:, self.schema.candidate_features.index("margin")] = margins(proba)
+        return exact
+
+    def pick_batch(
+        self, scorer: Any, features: np.ndarray, context: np.ndarray, n_picks: int, choose: Callable[[np.ndarray], int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Fill a batch one pick at a time, re-scoring after each pick with the batch-aware columns updated.
+
+        The ``pool@2`` counterpart of the scorers' ``pick_sequentially``: there the features
+        stay fixed; here :meth:`note_pick` changes them after every pick, so every step scores
+        anew.
+
+        Parameters
+        ----------
+        scorer : NumpyScorer or GatedLinearScorer
+            Its ``scores(features, context, mask)`` gives ``-inf`` where masked.
+        features : ndarray, shape (k, 20)
+            The rows :meth:`candidate_features` returned for this loop's candidates (not changed:
+            a copy is updated).
+        context : ndarray, shape (19,)
+        n_picks : int
+            At most k.
+        choose : callable
+            Maps a score vector (k,) to the position picked; breaks ties.
+
+        Returns
+        -------
+        picks : ndarray of int64, shape (n_picks,)
+            Positions into ``features``, in pick order.
+        steps : ndarray of float64, shape (n_picks, k)
+            The scores each pick was chosen from.
+        """
+        features = features.copy()
+        open_rows = np.ones(features.shape[0], dtype=bool)
+        picks = np.empty(n_picks, dtype=np.int64)
+        steps = np.empty((n_picks, features.shape[0]), dtype=np.float64)
+        for i in range(n_picks):
+            steps[i] = scorer.scores(features, context, open_rows)
+            picks[i] = choose(steps[i])
+            open_rows[picks[i]] = False
+            self.note_pick(features, int(picks[i]))
+        return picks, steps
+
     def context_features(self) -> np.ndarray:
         """Per-loop context features, shape (19,), float32."""
         base = super().context_features()
@@ -170,6 +234,16 @@ class ClusterPoolFeatureExtractor(PoolFeatureExtractor):
         n_bought = max(int(self.labeled.sum()) - int(self.n_initial_labeled or 0), 0)
         extra = [1.0 - covered.mean(), np.exp(-n_bought / 10.0), np.exp(-n_bought / 30.0)]
         return np.concatenate([base, np.asarray(extra, dtype=np.float32)])
+
+    def preselect(self, available: np.ndarray, margin: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+        """``pool@2``'s pre-selection: a third smallest-margin, a third representative, the rest random.
+
+        See :func:`~metalearn.common.candidates.mixed_representative_candidates` and
+        :meth:`representative_records`; the parameters are those of
+        :meth:`PoolFeatureExtractor.preselect`.
+        """
+        representative = self.representative_records(available, k)
+        return mixed_representative_candidates(available, margin, representative, k, rng)
 
     def representative_records(self, available: np.ndarray, k: int) -> np.ndarray:
         """Up to ``k`` of ``available``: the most typical record of each uncovered cluster, largest first.

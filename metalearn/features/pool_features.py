@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from metalearn.common.candidates import mixed_candidates
 from metalearn.common.geometry import NearestLabeledDistance, knn_distance_to, knn_reference_distance, typical_distance
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
@@ -243,6 +244,28 @@ class PoolFeatureExtractor:
         if self.history is None:
             raise InvalidInputError("no loop recorded yet: call update() with the model's probabilities first")
         return self.history
+
+    def preselect(self, available: np.ndarray, margin: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+        """Up to ``k`` of ``available`` to score: the pre-selection policies of this schema use.
+
+        ``pool@1``: :func:`~metalearn.common.candidates.mixed_candidates` (half smallest
+        margin, half random). Training and querying both call this, so the rule they share
+        lives with the schema.
+
+        Parameters
+        ----------
+        available : ndarray of int, shape (n,)
+            Pool indices of the unlabeled records to choose from.
+        margin : ndarray of shape (n,)
+            Their current margins, aligned with ``available``.
+        k : int
+        rng : numpy Generator
+
+        Returns
+        -------
+        ndarray of int64, shape (min(k, n),)
+        """
+        return mixed_candidates(available, margin, k, rng)
 
     def candidate_features(self, candidates: np.ndarray) -> np.ndarray:
         """Features of the given pool records.

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from metalearn.common.candidates import mixed_candidates, mixed_representative_candidates
+from metalearn.common.candidates import mixed_candidates
 from metalearn.common.uncertainty import margins
 from metalearn.common.validation import check_pool_features, check_positive_int
 from metalearn.exceptions import InvalidInputError, InvalidTypeError, PoolChangedWarning
@@ -422,10 +422,9 @@ class PolicyStrategy(QueryStrategy):
         if self.candidate_selection == "random":
             return np.sort(rng.choice(unlabeled, size=k, replace=False))
         extractor = getattr(self, "extractor_", None)
-        if isinstance(extractor, ClusterPoolFeatureExtractor):  # pool@2: representative records too
-            representative = extractor.representative_records(unlabeled, k)
-            return mixed_representative_candidates(unlabeled, margin, representative, k, rng)
-        return mixed_candidates(unlabeled, margin, k, rng)  # the rule the policy was trained with
+        if extractor is not None:
+            return extractor.preselect(unlabeled, margin, k, rng)  # the rule the policy was trained with
+        return mixed_candidates(unlabeled, margin, k, rng)  # proba schema
 
     def _eligible(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
         """Pool indices the picks may come from: the given candidates, else every unlabeled row."""
@@ -494,8 +493,7 @@ class PolicyStrategy(QueryStrategy):
         # Features are defined in [-1, 1]; training clipped them the same way.
         features = np.clip(extractor.candidate_features(candidates), -1.0, 1.0)
         if exact:
-            features = features.astype(np.float64)
-            features[:, policy.schema.candidate_features.index("margin")] = margins(ctx.proba[candidates])
+            features = extractor.with_exact_margins(features, ctx.proba[candidates])
         context = np.clip(extractor.context_features(), -1.0, 1.0)
         return self._pick(policy, candidates, features, context, batch_size, ctx)
 
@@ -515,15 +513,7 @@ class PolicyStrategy(QueryStrategy):
         extractor = getattr(self, "extractor_", None)
         if isinstance(extractor, ClusterPoolFeatureExtractor) and not policy.schema.probabilities_only:
             # pool@2: the batch-aware features change after every pick, so re-score each time.
-            features = features.copy()
-            mask = np.ones(candidates.size, dtype=bool)
-            picks = np.empty(batch_size, dtype=np.int64)
-            steps = np.empty((batch_size, candidates.size), dtype=np.float64)
-            for i in range(batch_size):
-                steps[i] = policy.scorer.scores(features, context, mask)
-                picks[i] = choose(steps[i])
-                mask[picks[i]] = False
-                extractor.note_pick(features, int(picks[i]))
+            picks, steps = extractor.pick_batch(policy.scorer, features, context, batch_size, choose)
             scores = steps[0]
             self.last_scores_ = (candidates, scores)
             if getattr(self, "_pending", {}).get("step_scores"):

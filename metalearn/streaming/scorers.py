@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from metalearn.exceptions import FeatureSchemaError, InvalidTypeError, UnknownNameError
-from metalearn.common.uncertainty import margins
 from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
 from metalearn.features.pool_features import PoolFeatureExtractor
 from metalearn.policies.file import PolicyFile, read_policy
@@ -196,9 +195,7 @@ class PolicyScorer:
         # Features are defined in [-1, 1]; training clipped them the same way.
         features = np.clip(extractor.candidate_features(candidates), -1.0, 1.0)
         if isinstance(extractor, ClusterPoolFeatureExtractor):
-            # Exact margins, so a policy with a zero correction ranks as margin sampling does.
-            features = features.astype(np.float64)
-            features[:, self.policy.schema.candidate_features.index("margin")] = margins(pool.ctx.proba[candidates])
+            features = extractor.with_exact_margins(features, pool.ctx.proba[candidates])
         context = extractor.context_features()
         context[_BUDGET_USED] = pool.budget_used
         context = np.clip(context, -1.0, 1.0)

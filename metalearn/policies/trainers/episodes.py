@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from metalearn.common.candidates import mixed_candidates, mixed_representative_candidates
+from metalearn.common.candidates import mixed_candidates
 from metalearn.common.threads import limited_threads
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
@@ -176,8 +176,6 @@ def select_candidates(extractor: Any, labeled: np.ndarray, k: int, rng: np.rando
     :class:`~metalearn.policies.strategy.PolicyStrategy` does. All of them when at most ``k``
     remain.
     """
-    from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
-
     available = np.flatnonzero(~labeled)
     if available.size <= k:
         return available.astype(np.int64)
@@ -185,11 +183,7 @@ def select_candidates(extractor: Any, labeled: np.ndarray, k: int, rng: np.rando
     if margin_of is not None:
         return mixed_candidates(available, margin_of(available), k, rng)
     history = extractor.history
-    margin = history.latest(history.margin)[available]
-    if isinstance(extractor, ClusterPoolFeatureExtractor):
-        representative = extractor.representative_records(available, k)
-        return mixed_representative_candidates(available, margin, representative, k, rng)
-    return mixed_candidates(available, margin, k, rng)
+    return extractor.preselect(available, history.latest(history.margin)[available], k, rng)
 
 
 def _batch_aware_picks(
@@ -204,18 +198,9 @@ def _batch_aware_picks(
     """
     from metalearn.strategies.base import select_top
 
-    valid = np.flatnonzero(mask)
-    rows = features[valid].copy()  # aligned with the candidates given to candidate_features
-    open_rows = np.ones(valid.size, dtype=bool)
-    picks = np.empty(b, dtype=np.int64)
-    for i in range(b):
-        scores = scorer.scores(rows, context, open_rows).astype(np.float64)
-        scores[~open_rows] = -np.inf
-        position = int(select_top(scores, 1, rng)[0])
-        picks[i] = valid[position]
-        open_rows[position] = False
-        extractor.note_pick(rows, position)
-    return picks
+    valid = np.flatnonzero(mask)  # features[valid]: the rows given to candidate_features, in order
+    positions, _ = extractor.pick_batch(scorer, features[valid], context, b, lambda s: int(select_top(s, 1, rng)[0]))
+    return valid[positions]
 
 
 def _task_descriptors(task: Task) -> dict[str, Any]:
