@@ -306,6 +306,13 @@ def check_safetensors(data: bytes, kind: FileKind, path: str | os.PathLike[str])
         Truncated, extended, not a safetensors file, invalid JSON, a refused dtype, a shape
         or offsets that do not fit the data.
     """
+    header, metadata, n_header = _layout(data, kind, path)
+    _check_dtypes(header, kind, path)
+    return metadata, n_header
+
+
+def _layout(data: bytes, kind: FileKind, path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, str], int]:
+    """The header, its ``__metadata__`` map and length, the tensors' layout checked (dtypes: any numpy one)."""
     where = kind.where(path)
     if len(data) < 8:
         raise kind.error(
@@ -331,7 +338,15 @@ def check_safetensors(data: bytes, kind: FileKind, path: str | os.PathLike[str])
             f"{where}: the header is not valid JSON ({exc}); the file is corrupted or truncated{kind.recovery}"
         ) from None
     metadata = _check_entries(header, len(data) - 8 - n_header, kind, where)
-    return metadata, n_header
+    return header, metadata, n_header
+
+
+def _check_dtypes(header: dict[str, Any], kind: FileKind, path: str | os.PathLike[str]) -> None:
+    """Every tensor has a dtype of the kind (checked after the format, so another kind's file is named as such)."""
+    for name, entry in header.items():
+        if name != "__metadata__" and entry["dtype"] not in kind.dtypes:
+            allowed = "F32 (or F16/F64)" if kind.dtypes == FLOAT_DTYPES else ", ".join(sorted(kind.dtypes))
+            raise kind.error(f"{kind.where(path)}: tensor {name!r} has dtype {entry['dtype']!r}; its tensors must be {allowed}")
 
 
 def _check_entries(header: Any, data_size: int, kind: FileKind, where: str) -> dict[str, str]:
@@ -345,9 +360,10 @@ def _check_entries(header: Any, data_size: int, kind: FileKind, where: str) -> d
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise kind.error(f"{where}: tensor entry {name!r} must be an object with exactly dtype, shape and data_offsets")
         dtype = entry["dtype"]
-        if dtype not in kind.dtypes:
-            allowed = "F32 (or F16/F64)" if kind.dtypes == FLOAT_DTYPES else ", ".join(sorted(kind.dtypes))
-            raise kind.error(f"{where}: tensor {name!r} has dtype {printable(repr(dtype)[:40])}; its tensors must be {allowed}")
+        if not isinstance(dtype, str) or dtype not in _NUMPY_DTYPE_OF:
+            raise kind.error(
+                f"{where}: tensor {name!r} has dtype {printable(repr(dtype)[:40])}, which metalearn never writes"
+            )
         shape = entry["shape"]
         if not isinstance(shape, list) or len(shape) > 8 or not all(_is_int(d) and 0 <= d < 2**40 for d in shape):
             raise kind.error(f"{where}: tensor {name!r} has an invalid shape {printable(repr(shape)[:100])}")
@@ -394,7 +410,7 @@ def read_metadata(data: bytes, kind: FileKind, path: str | os.PathLike[str]) -> 
         JSON object; another kind's file; a version that is invalid or newer than ``kind.version``.
     """
     where = kind.where(path)
-    container, _ = check_safetensors(data, kind, path)
+    header, container, _ = _layout(data, kind, path)
     if not container:
         raise kind.error(f"{where}: it is a safetensors file without metadata, not a {kind.noun} (no '__metadata__')")
     if METADATA_KEY not in container:
@@ -406,7 +422,9 @@ def read_metadata(data: bytes, kind: FileKind, path: str | os.PathLike[str]) -> 
         metadata = loads_strict(container[METADATA_KEY], allow_nan=kind.allow_nan)
     except (ValueError, RecursionError) as exc:
         raise kind.error(f"{where}: its metadata is not valid JSON ({exc}); the file is corrupted{kind.recovery}") from None
-    return check_format(metadata, kind, path)
+    check_format(metadata, kind, path)
+    _check_dtypes(header, kind, path)
+    return metadata
 
 
 def check_format(metadata: Any, kind: FileKind, path: str | os.PathLike[str]) -> dict[str, Any]:

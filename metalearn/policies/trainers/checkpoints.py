@@ -30,7 +30,7 @@ from metalearn.common.jsonable import json_safe
 from metalearn.exceptions import InvalidInputError
 from metalearn.policies.trainers.suites import suite_label
 
-__all__ = ["CHECKPOINT_DIR", "prepare_out_dir", "checkpoint_exists", "save_checkpoint", "load_checkpoint", "generator_to_state", "generator_from_state", "torch_rng_to_array", "torch_rng_from_array", "optimizer_to_checkpoint", "optimizer_from_checkpoint", "deterministic_torch", "config_settings", "RESUMABLE_FIELDS", "check_resumable"]
+__all__ = ["CHECKPOINT_DIR", "CHECKPOINT_JSON_KIND", "CHECKPOINT_TENSORS_KIND", "prepare_out_dir", "checkpoint_exists", "save_checkpoint", "load_checkpoint", "generator_to_state", "generator_from_state", "torch_rng_to_array", "torch_rng_from_array", "optimizer_to_checkpoint", "optimizer_from_checkpoint", "deterministic_torch", "config_settings", "RESUMABLE_FIELDS", "check_resumable"]
 
 #: Sub-folder of a run's ``out_dir`` holding the checkpoint.
 CHECKPOINT_DIR: str = "checkpoint"
@@ -45,9 +45,9 @@ _CHECKPOINT_VERSION = 1
 # checkpoint.json names its tensor file: a plain name in the same folder, nothing else.
 _TENSOR_FILE = re.compile(r"^checkpoint-\d{6,}\.safetensors$")
 
-#: ``checkpoint.json`` in the container: a JSON document (training curves, settings, RNG
+#: ``checkpoint.json`` in the file container: a JSON document (training curves, settings, RNG
 #: states; a few hundred KiB), its version under ``version``.
-_JSON_KIND = FileKind(
+CHECKPOINT_JSON_KIND = FileKind(
     format=_CHECKPOINT_FORMAT,
     version=_CHECKPOINT_VERSION,
     label="checkpoint",
@@ -60,8 +60,8 @@ _JSON_KIND = FileKind(
 )
 #: The tensor file: weights, optimiser moments, RNG bytes and a trainer's sample buffers
 #: (any numpy dtype, no metadata); an imitation run's aggregated samples make it the largest.
-_TENSORS_KIND = dataclasses.replace(
-    _JSON_KIND, label="checkpoint tensor file", dtypes=NUMPY_DTYPES, max_file_bytes=32 * 2**30,
+CHECKPOINT_TENSORS_KIND = dataclasses.replace(
+    CHECKPOINT_JSON_KIND, label="checkpoint tensor file", dtypes=NUMPY_DTYPES, max_file_bytes=32 * 2**30,
     expected="a checkpoint-NNNNNN.safetensors file",
 )
 
@@ -127,7 +127,7 @@ def save_checkpoint(directory: str | os.PathLike[str], tensors: Mapping[str, np.
         # np.ascontiguousarray would turn 0-d arrays (Adam's step) into 1-d ones.
         arrays = {k: np.asarray(v, order="C") for k, v in tensors.items()}
         # Streamed to disk by safetensors (no copy of the arrays in memory), atomically.
-        container.write_atomic(directory / name, lambda tmp: save_file(arrays, tmp), _TENSORS_KIND)
+        container.write_atomic(directory / name, lambda tmp: save_file(arrays, tmp), CHECKPOINT_TENSORS_KIND)
         payload = {
             "format": _CHECKPOINT_FORMAT,
             "version": _CHECKPOINT_VERSION,
@@ -137,7 +137,7 @@ def save_checkpoint(directory: str | os.PathLike[str], tensors: Mapping[str, np.
             "state": json_safe(state, strict=False),
         }
         text = json.dumps(payload, indent=1, sort_keys=True)  # ASCII: the bytes of every earlier checkpoint
-        container.write_atomic(directory / _CHECKPOINT_JSON, text.encode("utf-8"), _JSON_KIND)
+        container.write_atomic(directory / _CHECKPOINT_JSON, text.encode("utf-8"), CHECKPOINT_JSON_KIND)
     except (OSError, InvalidInputError) as exc:
         # Disk full or folder gone read-only: drop this save's tensor file (the temporary
         # files are gone already). checkpoint.json still names the previous, complete tensor
@@ -162,8 +162,8 @@ def _read_checkpoint_json(directory: Path) -> dict[str, Any] | None:
     path = directory / _CHECKPOINT_JSON
     if not os.path.lexists(path):
         return None
-    payload = container.read_json_document(path, _JSON_KIND)
-    where = _JSON_KIND.where(path)
+    payload = container.read_json_document(path, CHECKPOINT_JSON_KIND)
+    where = CHECKPOINT_JSON_KIND.where(path)
     step, tensor_file = payload.get("step"), payload.get("tensor_file")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise InvalidInputError(f"{where}: 'step' must be an integer >= 0, got {step!r:.100} (edited or corrupted)")
@@ -192,11 +192,11 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> tuple[dict[str, np.nda
     tensor_path = directory / payload["tensor_file"]
     if not os.path.lexists(tensor_path):
         raise InvalidInputError(f"checkpoint {directory} names {tensor_path.name}, which is missing")
-    data = container.read_bounded(tensor_path, _TENSORS_KIND)
+    data = container.read_bounded(tensor_path, CHECKPOINT_TENSORS_KIND)
     if hashlib.sha256(data).hexdigest() != payload["tensor_sha256"]:
         raise InvalidInputError(f"checkpoint tensor file {tensor_path} does not match its checksum: corrupt")
-    container.check_safetensors(data, _TENSORS_KIND, tensor_path)
-    return container.load_tensors(data, _TENSORS_KIND, tensor_path), dict(payload["state"])
+    container.check_safetensors(data, CHECKPOINT_TENSORS_KIND, tensor_path)
+    return container.load_tensors(data, CHECKPOINT_TENSORS_KIND, tensor_path), dict(payload["state"])
 
 
 # -- numpy generators ------------------------------------------------------------------------
