@@ -453,7 +453,7 @@ def check_format(metadata: Any, kind: FileKind, path: str | os.PathLike[str]) ->
             f"{where}: metadata format is {printable(repr(found)[:100])}, expected {kind.format!r}: not a {kind.noun}"
         )
     version = metadata.get(kind.version_key)
-    if not _is_int(version) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise kind.error(
             f"{where}: metadata {kind.version_key} must be a positive integer, got {printable(repr(version)[:100])} "
             f"(edited or corrupted){kind.recovery}"
