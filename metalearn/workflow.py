@@ -21,8 +21,8 @@ Tables
 
 The state file
 --------------
-``<labels>.metalearn-state`` by default: a safetensors file (arrays and a JSON header, no
-pickle, nothing executable) with a fingerprint of the records (a 64-bit key per id and a hash
+``<labels>.metalearn-state`` by default: a :mod:`~metalearn.common.container` file
+(safetensors: arrays and a JSON header, no pickle, nothing executable) with a fingerprint of the records (a 64-bit key per id and a hash
 of each record's raw values, the feature column names), the loop count, the seed and label
 budget of the first run, a log of each run (labeled count, picked ids) and, for a policy, its
 metadata history keyed by record id. Records may be added to or removed from the table
@@ -40,7 +40,6 @@ fitted; until then ``policy="random"`` picks a first batch without a model.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from collections.abc import Sequence
@@ -51,11 +50,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metalearn.common.atomic import atomic_write, atomic_write_bytes
+from metalearn.common import container
+from metalearn.common.atomic import atomic_write
+from metalearn.common.container import NUMPY_DTYPES, FileKind
+from metalearn.common.record_identity import match_records, record_keys
 from metalearn.common.text import printable
 from metalearn.exceptions import DatasetError, InvalidInputError, UnknownNameError
 from metalearn.policies.file import MAX_WINDOW, PolicyFile, read_policy
-from metalearn.policies.strategy import PolicyStrategy, match_records, record_keys
+from metalearn.policies.strategy import PolicyStrategy
 from metalearn.strategies.base import QueryStrategy
 
 __all__ = ["next_batch", "NextBatch", "StateFileError", "default_state_path", "read_state", "STATE_SUFFIX"]
@@ -64,7 +66,6 @@ __all__ = ["next_batch", "NextBatch", "StateFileError", "default_state_path", "r
 STATE_SUFFIX = ".metalearn-state"
 _STATE_FORMAT = "metalearn-next-batch-state"
 _STATE_VERSION = 1
-_META_KEY = "metalearn"
 _TABLE_SUFFIXES = (".csv.gz", ".tsv.gz", ".csv", ".tsv", ".parquet", ".pq")
 _STOP_PREFIX = "stop."
 _HISTORY_ARRAYS = ("proba", "margin", "entropy", "predicted", "loop_statistics", "fresh", "record_keys")
@@ -72,6 +73,30 @@ _HISTORY_ARRAYS = ("proba", "margin", "entropy", "predicted", "loop_statistics",
 
 class StateFileError(InvalidInputError):
     """The state file is unreadable, from another dataset, or inconsistent with the labels."""
+
+
+#: The state file's kind in the container. Its arrays hold ids, hashes and flags (any numpy
+#: dtype); the history grows with the pool (n_records x window x n_classes floats) and the
+#: metadata with a stopping rule's last predictions (one label per record), hence larger
+#: limits than a policy's. Its metadata is written with Python's default JSON (ASCII, NaN
+#: allowed), as every existing state file was.
+STATE_KIND = FileKind(
+    format=_STATE_FORMAT,
+    version=_STATE_VERSION,
+    label="state file",
+    noun="metalearn next-batch state file",
+    version_label="next-batch state",
+    error=StateFileError,
+    version_key="version",
+    dtypes=NUMPY_DTYPES,
+    max_file_bytes=16 * 2**30,
+    max_header_bytes=256 * 2**20,
+    allow_nan=True,
+    ensure_ascii=True,
+    expected="a next-batch state file (or another --state)",
+    recovery="; delete it to start over",
+    write_advice="; choose another --state",
+)
 
 
 @dataclass
@@ -368,28 +393,14 @@ def read_state(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, 
     Raises
     ------
     StateFileError
-        Unreadable, or not a next-batch state file.
+        Unreadable (a folder, a FIFO, too large, truncated, corrupted), not a next-batch state
+        file (a policy...), written by a newer metalearn, or with fields out of range.
     """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
-
     path = Path(path)
-    where = f"state file {str(path)!r}"
-    try:
-        data = path.read_bytes()
-        arrays = load(data)
-        n_header = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + n_header])
-        meta = json.loads(header.get("__metadata__", {}).get(_META_KEY, "null"))
-    except (OSError, SafetensorError, ValueError, TypeError, AttributeError) as exc:
-        raise StateFileError(f"{where} cannot be read ({type(exc).__name__}: {exc}); delete it to start over") from None
-    if not isinstance(meta, dict) or meta.get("format") != _STATE_FORMAT:
-        raise StateFileError(f"{where} is not a metalearn next-batch state file")
-    version = meta.get("version")
-    if not _is_int(version) or version < 1:
-        raise StateFileError(f"{where} has an invalid state version {version!r} (edited or corrupted); delete it to start over"[:400])
-    if version > _STATE_VERSION:
-        raise StateFileError(f"{where} was written by a newer metalearn (state version {version}); upgrade metalearn")
+    data = container.read_bounded(path, STATE_KIND)
+    meta = container.read_metadata(data, STATE_KIND, path)
+    arrays = container.load_tensors(data, STATE_KIND, path)
+    where = STATE_KIND.where(path)
     _check_state_content(meta, arrays, where)
     return meta, arrays
 
@@ -450,16 +461,9 @@ def _check_state_content(meta: dict[str, Any], arrays: dict[str, np.ndarray], wh
 
 
 def _write_state(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    from safetensors.numpy import save
-
-    payload = save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={_META_KEY: json.dumps(meta)})
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, payload)  # a kill leaves the previous state; its temporary is cleaned next time
-    except OSError as exc:
-        raise StateFileError(
-            f"cannot write the state file {printable(path)}: {exc.strerror or exc}; choose another --state"
-        ) from None
+    """Write the state atomically: a kill leaves the previous state (its temporary is cleaned next time)."""
+    payload = container.encode({k: np.ascontiguousarray(v) for k, v in arrays.items()}, meta, STATE_KIND, path)
+    container.write_atomic(path, payload, STATE_KIND)
 
 
 def _check_fingerprint(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -23,6 +24,7 @@ from metalearn.cli import main
 from metalearn.exceptions import FeatureSchemaError, MetalearnError, PolicyFileError, UnknownNameError
 from metalearn.features import POOL_SCHEMA
 from metalearn.policies import file as policy_file_module
+from metalearn.policies import names as policy_names_module
 from metalearn.policies.architecture import ScorerArchitecture, parameter_shapes
 from metalearn.policies.file import (
     FORMAT,
@@ -141,7 +143,7 @@ def test_atomic_write_leaves_nothing_when_the_rename_fails(tmp_path, model, monk
     def broken_replace(src, dst):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(policy_file_module.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     target = tmp_path / "p.safetensors"
     with pytest.raises(PolicyFileError, match="disk on fire"):
         save_policy(target, ARCH, model.arrays(), card())
@@ -152,7 +154,7 @@ def test_atomic_write_leaves_nothing_when_the_rename_fails(tmp_path, model, monk
 def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path, model, monkeypatch):
     target = save_policy(tmp_path / "p.safetensors", ARCH, model.arrays(), card(seed=1))
     before = target.read_bytes()
-    monkeypatch.setattr(policy_file_module.os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError("nope")))
+    monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError("nope")))
     with pytest.raises(PolicyFileError):
         save_policy(target, ARCH, random_scorer(1).arrays(), card(seed=2))
     assert target.read_bytes() == before
@@ -498,7 +500,7 @@ def test_released_policies_are_package_data_found_with_importlib_resources(tmp_p
     assert resolve_policy_path("default") == released / "default.safetensors"
     shipped = tmp_path / "shipped"  # what another installation's package data holds
     save_policy(shipped / "shipped.safetensors", ARCH, model.arrays(), card())
-    monkeypatch.setattr(policy_file_module, "released_policy_dir", lambda: shipped)
+    monkeypatch.setattr(policy_names_module, "released_policy_dir", lambda: shipped)
     assert resolve_policy_path("shipped") == shipped / "shipped.safetensors"
     assert "shipped" in policy_file_module.released_policy_names()
 
@@ -521,7 +523,7 @@ def test_pyproject_ships_the_released_policies_and_suites_as_package_data():
 
 def test_unknown_name_says_when_nothing_is_released(tmp_path, monkeypatch):
     monkeypatch.setenv(POLICY_DIR_ENV, str(tmp_path / "empty"))
-    monkeypatch.setattr(policy_file_module, "released_policy_dir", lambda: tmp_path / "no-package-data")
+    monkeypatch.setattr(policy_names_module, "released_policy_dir", lambda: tmp_path / "no-package-data")
     with pytest.raises(UnknownNameError, match="no released policies"):
         resolve_policy_path("default")
 

@@ -50,7 +50,8 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the lib
 from sklearn.base import clone
 
 from metalearn.policies.file import PolicyFile
-from metalearn.policies.strategy import PolicyStrategy, match_records, row_keys
+from metalearn.common.record_identity import match_records, row_keys
+from metalearn.policies.strategy import PolicyStrategy
 
 __all__ = ["PolicyQueryStrategy"]
 

@@ -1,9 +1,9 @@
 """The stopping-rule file: the same safe kind as a policy file (safetensors + JSON model card).
 
-Layout and checks are those of :mod:`metalearn.policies.file` (its byte-level validation,
-JSON parsing, atomic writing and search folders are reused, not copied): 8 bytes of header
-length, the JSON header (one entry per tensor and ``__metadata__ = {"metalearn": "<JSON>"}``),
-then float32 tensors. No pickle, nothing executable.
+A :mod:`~metalearn.common.container` file of kind :data:`STOPPING_RULE_KIND` (the container
+checks the bytes, the header, the format and the version, and writes atomically): 8 bytes of
+header length, the JSON header (one entry per tensor and ``__metadata__ = {"metalearn":
+"<JSON>"}``), then float32 tensors. No pickle, nothing executable.
 
 The metadata JSON holds ``format`` (``"metalearn-stopping-rule"``), ``format_version``,
 ``architecture`` (:class:`~metalearn.stopping.model.GainModelArchitecture`), ``feature_set``
@@ -16,29 +16,32 @@ row below it, default 1), ``decision`` (the gain statistic compared with the thr
 ``validation`` (the model card).
 
 Released rules live in a ``stopping/`` folder of each folder where named policies are found
-(:func:`~metalearn.policies.file.policy_search_dirs`): the released ones in
-``metalearn/policies/released/stopping/`` (package data, in a checkout and a wheel alike).
+(:func:`~metalearn.policies.names.policy_search_dirs`): the released ones in
+``metalearn/policies/released/stopping/`` (package data, in a checkout and a wheel alike),
+resolved by the policies' resolver (:func:`~metalearn.policies.names.resolve_named_file`); the
+card uses the policy card's renderings (:mod:`metalearn.policies.card`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from metalearn.common import container
+from metalearn.common.container import FileKind
 from metalearn.common.jsonable import json_safe
 from metalearn.common.text import printable
 from metalearn.exceptions import (
-    InvalidInputError, InvalidTypeError, MetalearnError, PolicyFileError, StoppingRuleFileError, UnknownNameError,
+    InvalidInputError, InvalidTypeError, MetalearnError, PolicyFileError, StoppingRuleFileError,
 )
-from metalearn.policies import file as policy_file
+from metalearn.policies.card import short_value
+from metalearn.policies.names import POLICY_SUFFIX, names_in_folders, policy_search_dirs, resolve_named_file
 from metalearn.stopping.features import STOPPING_FEATURE_SET
 from metalearn.stopping.model import GainModelArchitecture, NumpyGainModel
 
@@ -50,12 +53,23 @@ __all__ = [
     "released_stopping_rule_names",
     "stopping_rule_search_dirs",
     "format_stopping_card",
+    "STOPPING_RULE_KIND",
     "FORMAT",
     "FORMAT_VERSION",
 ]
 
 FORMAT = "metalearn-stopping-rule"
 FORMAT_VERSION = 1
+#: The stopping-rule file's kind in the container (the policy file's limits).
+STOPPING_RULE_KIND = FileKind(
+    format=FORMAT,
+    version=FORMAT_VERSION,
+    label="stopping-rule file",
+    noun="metalearn stopping rule",
+    version_label="stopping-rule format",
+    error=StoppingRuleFileError,
+    expected="a .safetensors stopping-rule file",
+)
 _SUBFOLDER = "stopping"
 _REQUIRED = ("architecture", "feature_set", "window", "horizon", "threshold")
 _STANDARD = ("format", "format_version", "package_version", "created")
@@ -117,7 +131,7 @@ class StoppingRuleFile:
 
 
 def _where(path: Path | str | None) -> str:
-    return f"stopping-rule file {str(path)!r}" if path is not None else "stopping rule"
+    return STOPPING_RULE_KIND.where(path) if path is not None else "stopping rule"
 
 
 def _check_metadata(meta: Mapping[str, Any], where: str) -> GainModelArchitecture:
@@ -207,69 +221,21 @@ def save_stopping_rule(
         format=FORMAT,
         format_version=FORMAT_VERSION,
         architecture=arch.to_dict(),
-        package_version=policy_file._package_version(),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        package_version=container.package_version(),
+        created=container.created_stamp(),
     )
     _check_metadata(meta, where)
-    text = json.dumps(meta, allow_nan=False, ensure_ascii=False)
-    if len(text.encode("utf-8")) > policy_file.MAX_METADATA_BYTES:
-        raise StoppingRuleFileError(f"{where}: the metadata is larger than {policy_file.MAX_METADATA_BYTES // 2**20} MiB")
-    from safetensors.numpy import save as _safetensors_save
-
     arrays = {k: np.ascontiguousarray(v, dtype="<f4") for k, v in model.params.items()}
-    payload = _safetensors_save(arrays, metadata={policy_file.METADATA_KEY: text})
-    try:
-        policy_file._atomic_write(target, payload)
-    except PolicyFileError as exc:
-        raise StoppingRuleFileError(str(exc).replace("policy file", "stopping-rule file")) from None
+    container.write_atomic(target, container.encode(arrays, meta, STOPPING_RULE_KIND, target), STOPPING_RULE_KIND)
     return target
 
 
 def _read(path: Path) -> StoppingRuleFile:
     where = _where(path)
-    data = policy_file._read_bytes(path, where)
-    if len(data) < 8:
-        raise StoppingRuleFileError(f"{where}: it holds {len(data)} byte(s): empty or truncated")
-    n_header = int.from_bytes(data[:8], "little")
-    if n_header > policy_file.MAX_HEADER_BYTES or n_header > len(data) - 8 or n_header < 2:
-        raise StoppingRuleFileError(f"{where}: {policy_file._sniff(data)} (header length {n_header} does not fit the file)")
-    raw = data[8 : 8 + n_header]
-    if not raw.startswith(b"{"):
-        raise StoppingRuleFileError(f"{where}: {policy_file._sniff(data)}")
-    try:
-        header = policy_file._loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise StoppingRuleFileError(f"{where}: the header is not valid JSON ({exc}); corrupted or truncated") from None
-    container = policy_file._check_header(header, len(data) - 8 - n_header, where)
-    if policy_file.METADATA_KEY not in container:
-        raise StoppingRuleFileError(f"{where}: a safetensors file without metalearn metadata, not a stopping rule")
-    try:
-        meta = policy_file._loads(container[policy_file.METADATA_KEY])
-    except (ValueError, RecursionError) as exc:
-        raise StoppingRuleFileError(f"{where}: its metadata is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise StoppingRuleFileError(f"{where}: its metadata is JSON {type(meta).__name__}, expected an object")
-    if meta.get("format") == policy_file.FORMAT:
-        raise StoppingRuleFileError(
-            f"{where}: it is a querying policy (load it with load_policy), not a stopping rule"
-        )
-    if meta.get("format") != FORMAT:
-        raise StoppingRuleFileError(f"{where}: metadata format is {meta.get('format')!r}, expected {FORMAT!r}")
-    version = meta.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise StoppingRuleFileError(f"{where}: metadata format_version must be a positive integer, got {version!r}")
-    if version > FORMAT_VERSION:
-        raise StoppingRuleFileError(
-            f"{where}: written in stopping-rule format version {version} by a newer metalearn; this release reads "
-            f"version {FORMAT_VERSION}: upgrade metalearn"
-        )
+    data = container.read_bounded(path, STOPPING_RULE_KIND)
+    meta = container.read_metadata(data, STOPPING_RULE_KIND, path)
     arch = _check_metadata(meta, where)
-    from safetensors.numpy import load as _safetensors_load
-
-    try:
-        tensors = _safetensors_load(data)
-    except Exception as exc:  # noqa: BLE001 - the library's errors are not ours; the bytes were pre-checked
-        raise StoppingRuleFileError(f"{where}: the safetensors library rejected it ({exc})") from None
+    tensors = container.load_tensors(data, STOPPING_RULE_KIND, path)
     params = {name: np.array(value, dtype=np.float32) for name, value in tensors.items()}
     try:
         model = NumpyGainModel(arch, params)
@@ -297,10 +263,6 @@ def read_stopping_rule(path_or_name: str | os.PathLike[str]) -> StoppingRuleFile
     path = resolve_stopping_rule_path(path_or_name)
     try:
         return _read(path)
-    except StoppingRuleFileError:
-        raise
-    except PolicyFileError as exc:  # the shared byte-level checks name the file already
-        raise StoppingRuleFileError(str(exc)) from None
     except MetalearnError:
         raise
     except Exception as exc:  # noqa: BLE001 - a malformed file must never surface as another error
@@ -309,16 +271,21 @@ def read_stopping_rule(path_or_name: str | os.PathLike[str]) -> StoppingRuleFile
 
 def stopping_rule_search_dirs() -> list[Path]:
     """Folders searched for named rules: ``stopping/`` in every named-policy folder."""
-    return [folder / _SUBFOLDER for folder in policy_file.policy_search_dirs()]
+    return [folder / _SUBFOLDER for folder in policy_search_dirs()]
 
 
 def released_stopping_rule_names() -> list[str]:
     """Names of the released learned rules found in :func:`stopping_rule_search_dirs`."""
-    return policy_file.names_in_folders(stopping_rule_search_dirs())
+    return names_in_folders(stopping_rule_search_dirs())
+
+
+def _listing() -> str:
+    available = released_stopping_rule_names()
+    return f"released stopping rules: {', '.join(available)}" if available else "no released stopping rule is installed"
 
 
 def resolve_stopping_rule_path(name_or_path: str | os.PathLike[str]) -> Path:
-    """The file a path or a released rule name refers to.
+    """The file a path or a released rule name refers to (:func:`~metalearn.policies.names.resolve_named_file`).
 
     Raises
     ------
@@ -327,28 +294,10 @@ def resolve_stopping_rule_path(name_or_path: str | os.PathLike[str]) -> Path:
     StoppingRuleFileError
         A path that does not exist, or an argument that is no path or name.
     """
-    if not isinstance(name_or_path, (str, os.PathLike)):
-        raise StoppingRuleFileError(
-            f"a stopping rule is given as a file path or a name, got {type(name_or_path).__name__} {name_or_path!r}"
-        )
-    text = os.fspath(name_or_path)
-    if not text.strip():
-        raise StoppingRuleFileError("empty stopping-rule name or path")
-    path = Path(text).expanduser()
-    try:  # the policy file's lookup: a name the system cannot look up (too long...) is a clear error
-        if policy_file._exists(path, text):
-            return path
-    except PolicyFileError as exc:
-        raise StoppingRuleFileError(str(exc).replace("policy file", "stopping-rule file")) from None
-    available = released_stopping_rule_names()
-    listing = f"released stopping rules: {', '.join(available)}" if available else "no released stopping rule is installed"
-    if isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text or text.endswith(policy_file.POLICY_SUFFIX):
-        raise StoppingRuleFileError(f"stopping-rule file {text!r}: no such file; {listing}")
-    for folder in stopping_rule_search_dirs():
-        candidate = folder / f"{text}{policy_file.POLICY_SUFFIX}"
-        if candidate.is_file():
-            return candidate
-    raise UnknownNameError(f"unknown stopping rule {text!r}: neither a file nor a released rule; {listing}")
+    return resolve_named_file(
+        name_or_path, noun="stopping rule", label=STOPPING_RULE_KIND.label, error=StoppingRuleFileError,
+        search_dirs=stopping_rule_search_dirs, listing=_listing, suffix=POLICY_SUFFIX,
+    )
 
 
 def format_stopping_card(rule: StoppingRuleFile) -> str:
@@ -379,16 +328,16 @@ def format_stopping_card(rule: StoppingRuleFile) -> str:
         bench = value.get("validation_benchmark") if key == "release" and isinstance(value, dict) else None
         if isinstance(bench, dict) and isinstance(bench.get("overall"), list):
             lines.append(f"  {key}:")
-            lines.extend(f"    {sub}: {policy_file._short(item, 300)}" for sub, item in value.items() if sub != "validation_benchmark")
+            lines.extend(f"    {sub}: {short_value(item, 300)}" for sub, item in value.items() if sub != "validation_benchmark")
             lines.append(f"    validation benchmark ({bench.get('folder', '?')}):")
-            lines.extend(f"      {policy_file._short(row, 300)}" for row in bench["overall"])
+            lines.extend(f"      {short_value(row, 300)}" for row in bench["overall"])
             continue
         if isinstance(value, dict):
             lines.append(f"  {key}:")
             for sub, item in value.items():
-                lines.append(f"    {sub}: {policy_file._short(item, 300)}")
+                lines.append(f"    {sub}: {short_value(item, 300)}")
         else:
-            lines.append(f"  {key}: {policy_file._short(value, 300)}")
+            lines.append(f"  {key}: {short_value(value, 300)}")
     # Every line escaped on its own: a value holding control characters or line breaks
     # cannot clear the screen or spoof a line of the card.
     return "\n".join(printable(line) for line in lines)

@@ -31,7 +31,8 @@ from metalearn.exceptions import FeatureSchemaError, InvalidTypeError, UnknownNa
 from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
 from metalearn.features.pool_features import PoolFeatureExtractor
 from metalearn.policies.file import PolicyFile, read_policy
-from metalearn.policies.strategy import PolicyStrategy, match_records, record_keys
+from metalearn.common.record_identity import match_records, record_keys
+from metalearn.policies.strategy import PolicyStrategy
 from metalearn.strategies.base import QueryContext, QueryStrategy
 from metalearn.strategies.registry import get_strategy_class, strategy_names
 from metalearn.strategies.uncertainty import UncertaintySampling

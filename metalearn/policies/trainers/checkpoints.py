@@ -1,6 +1,11 @@
 """Checkpoints without pickle (safetensors for arrays, JSON for everything else), the state
 they carry (numpy generators, torch's RNG, the optimiser), and the resume checks.
 
+A checkpoint is a file kind of the metalearn container (:mod:`metalearn.common.container`):
+``checkpoint.json`` (format ``"metalearn-checkpoint"``, ``version``) is read bounded and
+strictly parsed, the tensor file it names is read bounded, checked against its SHA-256 and
+its safetensors header, and both are written atomically.
+
 Torch is imported lazily, only by the torch RNG and optimiser helpers and
 :func:`deterministic_torch`, so worker processes that only collect episodes never import it.
 """
@@ -12,18 +17,20 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from metalearn.common.atomic import atomic_write, atomic_write_text
+from metalearn.common import container
+from metalearn.common.container import NUMPY_DTYPES, FileKind
 from metalearn.common.jsonable import json_safe
 from metalearn.exceptions import InvalidInputError
 from metalearn.policies.trainers.suites import suite_label
 
-__all__ = ["CHECKPOINT_DIR", "prepare_out_dir", "checkpoint_exists", "save_checkpoint", "load_checkpoint", "generator_to_state", "generator_from_state", "torch_rng_to_array", "torch_rng_from_array", "optimizer_to_checkpoint", "optimizer_from_checkpoint", "deterministic_torch", "config_settings", "RESUMABLE_FIELDS", "check_resumable"]
+__all__ = ["CHECKPOINT_DIR", "CHECKPOINT_JSON_KIND", "CHECKPOINT_TENSORS_KIND", "prepare_out_dir", "checkpoint_exists", "save_checkpoint", "load_checkpoint", "generator_to_state", "generator_from_state", "torch_rng_to_array", "torch_rng_from_array", "optimizer_to_checkpoint", "optimizer_from_checkpoint", "deterministic_torch", "config_settings", "RESUMABLE_FIELDS", "check_resumable"]
 
 #: Sub-folder of a run's ``out_dir`` holding the checkpoint.
 CHECKPOINT_DIR: str = "checkpoint"
@@ -35,6 +42,28 @@ CHECKPOINT_DIR: str = "checkpoint"
 _CHECKPOINT_JSON = "checkpoint.json"
 _CHECKPOINT_FORMAT = "metalearn-checkpoint"
 _CHECKPOINT_VERSION = 1
+# checkpoint.json names its tensor file: a plain name in the same folder, nothing else.
+_TENSOR_FILE = re.compile(r"^checkpoint-\d{6,}\.safetensors$")
+
+#: ``checkpoint.json`` in the file container: a JSON document (training curves, settings, RNG
+#: states; a few hundred KiB), its version under ``version``.
+CHECKPOINT_JSON_KIND = FileKind(
+    format=_CHECKPOINT_FORMAT,
+    version=_CHECKPOINT_VERSION,
+    label="checkpoint",
+    noun="metalearn checkpoint",
+    version_label="checkpoint",
+    error=InvalidInputError,
+    version_key="version",
+    max_file_bytes=1 * 2**30,
+    expected="a training run's checkpoint/checkpoint.json",
+)
+#: The tensor file: weights, optimiser moments, RNG bytes and a trainer's sample buffers
+#: (any numpy dtype, no metadata); an imitation run's aggregated samples make it the largest.
+CHECKPOINT_TENSORS_KIND = dataclasses.replace(
+    CHECKPOINT_JSON_KIND, label="checkpoint tensor file", dtypes=NUMPY_DTYPES, max_file_bytes=32 * 2**30,
+    expected="a checkpoint-NNNNNN.safetensors file",
+)
 
 
 def _sha256(path: Path) -> str:
@@ -87,7 +116,6 @@ def save_checkpoint(directory: str | os.PathLike[str], tensors: Mapping[str, np.
     state : dict
         JSON-serialisable values (numpy scalars are converted).
     """
-    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
     directory = Path(directory)
@@ -98,7 +126,8 @@ def save_checkpoint(directory: str | os.PathLike[str], tensors: Mapping[str, np.
         directory.mkdir(parents=True, exist_ok=True)
         # np.ascontiguousarray would turn 0-d arrays (Adam's step) into 1-d ones.
         arrays = {k: np.asarray(v, order="C") for k, v in tensors.items()}
-        atomic_write(directory / name, lambda tmp: save_file(arrays, tmp))
+        # Streamed to disk by safetensors (no copy of the arrays in memory), atomically.
+        container.write_atomic(directory / name, lambda tmp: save_file(arrays, tmp), CHECKPOINT_TENSORS_KIND)
         payload = {
             "format": _CHECKPOINT_FORMAT,
             "version": _CHECKPOINT_VERSION,
@@ -107,8 +136,9 @@ def save_checkpoint(directory: str | os.PathLike[str], tensors: Mapping[str, np.
             "tensor_sha256": _sha256(directory / name),
             "state": json_safe(state, strict=False),
         }
-        atomic_write_text(directory / _CHECKPOINT_JSON, json.dumps(payload, indent=1, sort_keys=True))
-    except (OSError, SafetensorError) as exc:
+        text = json.dumps(payload, indent=1, sort_keys=True)  # ASCII: the bytes of every earlier checkpoint
+        container.write_atomic(directory / _CHECKPOINT_JSON, text.encode("utf-8"), CHECKPOINT_JSON_KIND)
+    except (OSError, InvalidInputError) as exc:
         # Disk full or folder gone read-only: drop this save's tensor file (the temporary
         # files are gone already). checkpoint.json still names the previous, complete tensor
         # file, so the previous checkpoint stays usable.
@@ -128,17 +158,22 @@ def save_checkpoint(directory: str | os.PathLike[str], tensors: Mapping[str, np.
 
 
 def _read_checkpoint_json(directory: Path) -> dict[str, Any] | None:
+    """The checked ``checkpoint.json`` of ``directory``, or None when there is none."""
     path = directory / _CHECKPOINT_JSON
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"checkpoint {path} is unreadable: {exc}") from None
-    if not isinstance(payload, dict) or payload.get("format") != _CHECKPOINT_FORMAT:
-        raise InvalidInputError(f"{path} is not a metalearn checkpoint")
-    if payload.get("version") != _CHECKPOINT_VERSION:
-        raise InvalidInputError(f"checkpoint {path} has version {payload.get('version')}; this release reads {_CHECKPOINT_VERSION}")
+    payload = container.read_json_document(path, CHECKPOINT_JSON_KIND)
+    where = CHECKPOINT_JSON_KIND.where(path)
+    step, tensor_file = payload.get("step"), payload.get("tensor_file")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise InvalidInputError(f"{where}: 'step' must be an integer >= 0, got {step!r:.100} (edited or corrupted)")
+    if not isinstance(tensor_file, str) or not _TENSOR_FILE.match(tensor_file):
+        raise InvalidInputError(
+            f"{where}: 'tensor_file' must name a checkpoint-NNNNNN.safetensors file beside it, got {tensor_file!r:.200} "
+            "(edited or corrupted)"
+        )
+    if not isinstance(payload.get("tensor_sha256"), str) or not isinstance(payload.get("state"), dict):
+        raise InvalidInputError(f"{where}: it lacks its 'tensor_sha256' text or its 'state' object (edited or corrupted)")
     return payload
 
 
@@ -146,20 +181,22 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> tuple[dict[str, np.nda
     """Read the checkpoint of ``directory``: ``(tensors, state)``, or None when there is none.
 
     Raises :class:`InvalidInputError` when the JSON names a tensor file that is missing or
-    whose checksum differs (the checkpoint is corrupt; nothing is guessed).
+    whose checksum differs (the checkpoint is corrupt; nothing is guessed), or when either
+    file is not what a checkpoint holds (another kind of file, a folder or FIFO, a newer
+    version, a corrupted header).
     """
-    from safetensors.numpy import load_file
-
     directory = Path(directory)
     payload = _read_checkpoint_json(directory)
     if payload is None:
         return None
-    tensor_path = directory / str(payload["tensor_file"])
-    if not tensor_path.is_file():
+    tensor_path = directory / payload["tensor_file"]
+    if not os.path.lexists(tensor_path):
         raise InvalidInputError(f"checkpoint {directory} names {tensor_path.name}, which is missing")
-    if _sha256(tensor_path) != payload.get("tensor_sha256"):
+    data = container.read_bounded(tensor_path, CHECKPOINT_TENSORS_KIND)
+    if hashlib.sha256(data).hexdigest() != payload["tensor_sha256"]:
         raise InvalidInputError(f"checkpoint tensor file {tensor_path} does not match its checksum: corrupt")
-    return dict(load_file(str(tensor_path))), dict(payload["state"])
+    container.check_safetensors(data, CHECKPOINT_TENSORS_KIND, tensor_path)
+    return container.load_tensors(data, CHECKPOINT_TENSORS_KIND, tensor_path), dict(payload["state"])
 
 
 # -- numpy generators ------------------------------------------------------------------------
