@@ -18,7 +18,7 @@ H); trainers add ``n_candidates``, ``trainer`` (``{"method", "settings"}``), ``t
 :func:`read_policy` checks the raw bytes itself (sizes, header length, JSON, dtypes, shapes,
 offsets, metadata) before the safetensors library sees them, then checks the architecture
 against :data:`~metalearn.policies.architecture.ARCHITECTURES`, the feature schema against
-:func:`~metalearn.features.schema.get_schema` (and a residual scorer's prior feature against
+:func:`~metalearn.features.registry.get_schema` (and a residual scorer's prior feature against
 the schema's candidate features), and the weights (shapes, finiteness). Any
 problem raises :class:`~metalearn.exceptions.PolicyFileError` (or
 :class:`~metalearn.exceptions.FeatureSchemaError` for a schema this release cannot compute)
@@ -47,7 +47,8 @@ from metalearn.common.text import printable
 from metalearn.exceptions import (
     FeatureSchemaError, InvalidInputError, InvalidTypeError, MetalearnError, PolicyFileError, UnknownNameError,
 )
-from metalearn.features.schema import FeatureSchema, get_schema
+from metalearn.features.registry import get_schema
+from metalearn.features.schema import FeatureSchema
 from metalearn.policies.architecture import ScorerArchitecture
 from metalearn.policies.numpy_scorer import GatedLinearScorer, Scorer, build_scorer
 
