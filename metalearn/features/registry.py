@@ -71,8 +71,10 @@ def registered_schemas(
     )
 
 
-def schema_entry(key: str | FeatureSchema) -> RegisteredSchema:
+def schema_entry(key: str | FeatureSchema | RegisteredSchema) -> RegisteredSchema:
     """The registered schema of an id (``"pool@2"``) or of a :class:`FeatureSchema` (a policy's).
+
+    A :class:`RegisteredSchema` is returned as registered (so callers may pass either).
 
     Raises
     ------
@@ -80,6 +82,8 @@ def schema_entry(key: str | FeatureSchema) -> RegisteredSchema:
         For an unknown id (the message lists the registered ones), or a ``FeatureSchema`` whose
         features differ from those registered under its id.
     """
+    if isinstance(key, RegisteredSchema):
+        key = key.schema
     schema_id = key.id if isinstance(key, FeatureSchema) else key
     entry = _REGISTRY.get(schema_id) if isinstance(schema_id, str) else None
     if entry is None:
