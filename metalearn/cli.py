@@ -65,6 +65,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from metalearn.features.registry import trainable_names
     parser = _Parser(prog="metalearn", description="Learn and compare active-learning strategies.")
     parser.add_argument("--version", action="version", version=_version(), help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)  # subcommand parsers are _Parser too
@@ -202,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--episodes", type=int, default=None, help="episodes collected per iteration (imitation, lal; default: the method's)")
     train.add_argument("--candidates", type=int, default=None, metavar="K", help="candidates scored per loop (default: the method's)")
     train.add_argument(
-        "--schema", choices=["pool", "pool@2", "proba"], default="pool",
+        "--schema", choices=trainable_names("imitation"), default="pool",
         help=(
             "feature schema of the policy: pool (pool@1: feature values, labels, multi-loop history), pool@2 (plus "
             "cluster coverage, typicality and within-batch signals; imitation, lal, ppo) or proba (class "
@@ -550,10 +551,12 @@ def _train(args: argparse.Namespace) -> int:
             common["validation_suite"] = args.selection_suite
         config = Config(**common)  # type: ignore[arg-type]
     else:
-        if args.schema == "proba":
+        from metalearn.features.registry import trainable_names
+
+        if args.schema not in trainable_names("ppo"):
             print(
                 f"metalearn: error: --method ppo trains on the PoolAL-v0 environment, whose observations are the pool "
-                f"schemas (pool, pool@2); --schema {args.schema} needs --method imitation or --method lal",
+                f"schemas ({', '.join(trainable_names('ppo'))}); --schema {args.schema} needs --method imitation or --method lal",
                 file=sys.stderr,
             )
             return 2

@@ -12,8 +12,10 @@ import numpy as np
 
 from metalearn.common.threads import limited_threads
 from metalearn.exceptions import InvalidInputError, InvalidTypeError
-from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
 from metalearn.features.pool_features import PoolFeatureExtractor
+from metalearn.features.registry import schema_entry
+from metalearn.features.schema import POOL_SCHEMA
+from metalearn.features.schema_spec import RegisteredSchema
 from metalearn.simulation.metrics import area_under_learning_curve
 from metalearn.simulation.process import ActiveLearningProcess
 from metalearn.tasks.task import Task
@@ -191,17 +193,19 @@ def fitted_process(task: Task) -> ActiveLearningProcess:
 
 
 def start_process(
-    task: Task, window: int, rng: np.random.Generator, *, cluster_features: bool = False
+    task: Task, window: int, rng: np.random.Generator, schema: RegisteredSchema | str = POOL_SCHEMA.id
 ) -> tuple[ActiveLearningProcess, PoolFeatureExtractor]:
     """Fit and score the initial model, and build the feature extractor with its first loop.
 
-    ``cluster_features``: compute ``pool@2`` (a
-    :class:`~metalearn.features.cluster_features.ClusterPoolFeatureExtractor`) instead of ``pool@1``.
+    ``schema``: the registered schema (or its id) whose extractor computes the features; one
+    with a multi-loop history (not probabilities-only).
     """
+    entry = schema if isinstance(schema, RegisteredSchema) else schema_entry(schema)
+    if entry.probabilities_only:
+        raise InvalidInputError(f"start_process builds a history extractor; schema {entry.id} is probabilities-only")
     process = fitted_process(task)
-    extractor_class = ClusterPoolFeatureExtractor if cluster_features else PoolFeatureExtractor
     # An int seed drawn from np_random keeps the extractor's reference samples on the episode seed.
-    extractor = extractor_class(
+    extractor: PoolFeatureExtractor = entry.build_extractor(
         task.X_pool,
         window=window,
         label_budget=task.label_budget,

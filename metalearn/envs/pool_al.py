@@ -26,9 +26,9 @@ from metalearn.envs.common import (
     update_extractor,
 )
 from metalearn.exceptions import InvalidInputError
-from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
 from metalearn.features.pool_features import PoolFeatureExtractor
-from metalearn.features.schema import POOL_SCHEMA, POOL_SCHEMA_V2, FeatureSchema
+from metalearn.features.registry import registered_schemas, schema_entry
+from metalearn.features.schema import POOL_SCHEMA, FeatureSchema
 from metalearn.simulation.process import ActiveLearningProcess
 from metalearn.tasks.task import Task
 
@@ -39,8 +39,8 @@ __all__ = ["PoolALEnv", "REWARDS", "METRICS", "CANDIDATE_SELECTIONS", "FEATURE_S
 
 #: How the K candidate slots are filled from the unlabeled pool.
 CANDIDATE_SELECTIONS: tuple[str, ...] = ("mixed", "random")
-#: The feature schemas the environment observes, by id.
-FEATURE_SCHEMAS: dict[str, FeatureSchema] = {POOL_SCHEMA.id: POOL_SCHEMA, POOL_SCHEMA_V2.id: POOL_SCHEMA_V2}
+#: The feature schemas the environment observes, by id (those the registry marks ``pool_al``).
+FEATURE_SCHEMAS: dict[str, FeatureSchema] = {entry.id: entry.schema for entry in registered_schemas(pool_al=True)}
 
 
 class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
@@ -58,10 +58,11 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     Candidate pre-selection (``candidate_selection``):
 
     - ``"mixed"``: ceil(K/2) unlabeled records with the smallest current margin (ties broken
-      at random) plus records drawn uniformly from the remaining unlabeled ones; with the
-      ``pool@2`` features a third smallest-margin, a third representative (the most typical
-      record of each cluster without a label) and the rest random, as a ``pool@2`` policy is
-      queried;
+      at random) plus records drawn uniformly from the remaining unlabeled ones, or the
+      schema's own rule (:meth:`~metalearn.features.schema_spec.RegisteredSchema.preselect`;
+      with the ``pool@2`` features a third smallest-margin, a third representative, the most
+      typical record of each cluster without a label, and the rest random), as a policy of that
+      schema is queried;
     - ``"random"``: K records drawn uniformly from the unlabeled pool.
 
     The K slots are then shuffled, so a slot's position carries no information. If a batch
@@ -87,7 +88,8 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
       slot picked in the current batch keeps its features (so a policy can see what the batch
       holds) but is masked; padding slots are zeros. With ``pool@2`` the within-batch columns
       (``cluster_unlabeled``, ``distance_to_selected``) of the other slots are updated after
-      every pick, as :class:`~metalearn.policies.strategy.PolicyStrategy` fills a batch.
+      every pick, as :class:`~metalearn.policies.strategy.PolicyStrategy` fills a batch (a
+      batch-aware schema's :meth:`~metalearn.features.schema_spec.RegisteredSchema.note_pick`).
     - ``context``: ``Box(-1, 1, (G,), float32)``, the per-loop context features
       (G = ``schema.n_context_features``), as of the last retrain.
     - ``mask``: ``MultiBinary(K)``, 1 where the slot holds an unlabeled record not yet picked.
@@ -134,8 +136,9 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     - ``reward``: ``"auc"`` (default) or ``"improvement"``.
     - ``metric``: ``"accuracy"`` (default) or ``"macro_f1"``.
     - ``candidate_selection``: ``"mixed"`` (default) or ``"random"``.
-    - ``feature_schema``: ``"pool@1"`` (default) or ``"pool@2"`` (plus cluster coverage,
-      typicality and within-batch features).
+    - ``feature_schema``: ``"pool@1"`` (default), ``"pool@2"`` (plus cluster coverage,
+      typicality and within-batch features), or any schema the registry marks ``pool_al``
+      (:data:`FEATURE_SCHEMAS`).
     - ``render_mode``: ``None`` or ``"ansi"`` (a one-line text summary).
 
     ``reset(options={"task": task})`` runs one episode on a given task instead of a sampled one.
@@ -162,6 +165,7 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.metric = check_choice(metric, "metric", METRICS)
         self.candidate_selection = check_choice(candidate_selection, "candidate_selection", CANDIDATE_SELECTIONS)
         self.schema = FEATURE_SCHEMAS[check_choice(feature_schema, "feature_schema", tuple(FEATURE_SCHEMAS))]
+        self.registered_schema = schema_entry(self.schema)  # its extractor, pre-selection and pick updates
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise InvalidInputError(
                 f"unknown render_mode {render_mode!r}; valid values: None, {', '.join(self.metadata['render_modes'])}"
@@ -200,9 +204,7 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         super().reset(seed=seed)
         task = sample_task(self.np_random, self._suite, self._tasks, options)
         self.task = task
-        self.process, self.extractor = start_process(
-            task, self.window, self.np_random, cluster_features=self.schema == POOL_SCHEMA_V2
-        )
+        self.process, self.extractor = start_process(task, self.window, self.np_random, self.registered_schema)
         self._context = self._clip(self.extractor.context_features())
         self._batch = []
         self._in_batch = np.zeros(task.n_pool, dtype=bool)
@@ -226,7 +228,7 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._batch.append(record)
         self._in_batch[record] = True
         self._mask[slot] = False
-        if isinstance(self.extractor, ClusterPoolFeatureExtractor):
+        if self.registered_schema.batch_aware:
             self._note_pick(slot)
 
         reward = 0.0
@@ -299,7 +301,8 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             chosen = rng.choice(available, size=k, replace=False)
         else:
             history = self.extractor.history
-            chosen = self.extractor.preselect(available, history.latest(history.margin)[available], k, rng)
+            margin = history.latest(history.margin)[available]
+            chosen = self.registered_schema.preselect(self.extractor, available, margin, k, rng)
         slots = np.full(k, -1, dtype=np.int64)
         slots[: chosen.size] = chosen
         # Shuffle all K slots so neither the selection rule nor padding sits at fixed positions.
@@ -311,10 +314,9 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             self._features[self._mask] = self._clip(self.extractor.candidate_features(self._slots[self._mask]))
 
     def _note_pick(self, slot: int) -> None:
-        """pool@2: update the other slots' within-batch features after ``slot`` was picked."""
-        assert isinstance(self.extractor, ClusterPoolFeatureExtractor)
+        """Batch-aware schemas: update the other slots' within-batch features after ``slot`` was picked."""
         rows = self._features[self._feature_slots]  # aligned with the extractor's candidates
-        self.extractor.note_pick(rows, int(np.searchsorted(self._feature_slots, slot)))
+        self.registered_schema.note_pick(self.extractor, rows, int(np.searchsorted(self._feature_slots, slot)))
         self._features[self._feature_slots] = self._clip(rows)
 
     @staticmethod

@@ -28,8 +28,9 @@ from metalearn.common.geometry import min_sq_distances
 from metalearn.common.uncertainty import margins
 from metalearn.features.pool_features import PoolFeatureExtractor
 from metalearn.features.schema import POOL_SCHEMA_V2, FeatureSchema
+from metalearn.features.schema_spec import BatchAwareSchema
 
-__all__ = ["ClusterPoolFeatureExtractor", "cluster_level", "MAX_CLUSTERS"]
+__all__ = ["ClusterPoolFeatureExtractor", "cluster_level", "MAX_CLUSTERS", "REGISTRATION"]
 
 #: Most clusters of a partition (TypiClust's paper uses 500; a power of two here).
 MAX_CLUSTERS = 512
@@ -277,3 +278,15 @@ class ClusterPoolFeatureExtractor(PoolFeatureExtractor):
         # Uncovered clusters first, then by size; stable, so ties keep cluster order.
         ranked = best[np.lexsort((-size, ~uncovered))]
         return ranked[:k].astype(np.int64)
+
+
+#: ``pool@2`` in the schema registry (:mod:`metalearn.features.registry`): batch-aware picks,
+#: exact float64 margins when deployed; every trainer, PoolAL-v0 and streaming use it.
+REGISTRATION = BatchAwareSchema(
+    schema=POOL_SCHEMA_V2,
+    extractor_class=ClusterPoolFeatureExtractor,
+    trainers=frozenset({"imitation", "lal", "ppo", "es"}),
+    pool_al=True,
+    streaming=True,
+    exact_margins=True,
+)

@@ -15,9 +15,10 @@ from metalearn.common.geometry import NearestLabeledDistance, knn_distance_to, k
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
 from metalearn.features.schema import POOL_SCHEMA, FeatureSchema
+from metalearn.features.schema_spec import RegisteredSchema
 from metalearn.simulation.history import MetadataHistory
 
-__all__ = ["PoolFeatureExtractor", "window_slope"]
+__all__ = ["PoolFeatureExtractor", "window_slope", "REGISTRATION"]
 
 
 def window_slope(values: np.ndarray) -> np.ndarray:
@@ -373,3 +374,15 @@ class PoolFeatureExtractor:
         """Memory held by the history and the distance/density arrays, in bytes."""
         hist = 0 if self.history is None else self.history.nbytes
         return hist + self.density.nbytes * 2 + self.nearest_labeled.sq_distance.nbytes + self.labeled.nbytes
+
+
+#: ``pool@1`` in the schema registry (:mod:`metalearn.features.registry`): trainer configurations
+#: call it ``"pool"``; PoolAL-v0 observes it and streaming computes it.
+REGISTRATION = RegisteredSchema(
+    schema=POOL_SCHEMA,
+    extractor_class=PoolFeatureExtractor,
+    config_name="pool",
+    trainers=frozenset({"imitation", "lal", "ppo"}),
+    pool_al=True,
+    streaming=True,
+)

@@ -43,8 +43,9 @@ from metalearn.common.uncertainty import margins, normalized_entropy
 from metalearn.exceptions import InvalidInputError
 from metalearn.features.pool_features import _rank_in
 from metalearn.features.schema import PROBA_SCHEMA, FeatureSchema
+from metalearn.features.schema_spec import RegisteredSchema
 
-__all__ = ["ProbaFeatureExtractor", "ProbaPoolFeatures", "check_predictions", "ensemble_predictions", "MAX_MEMBERS"]
+__all__ = ["ProbaFeatureExtractor", "ProbaPoolFeatures", "check_predictions", "ensemble_predictions", "MAX_MEMBERS", "REGISTRATION"]
 
 #: Members of a forest read by :func:`ensemble_predictions` (evenly spaced beyond it).
 MAX_MEMBERS = 128
@@ -333,3 +334,14 @@ class ProbaPoolFeatures:
 
     def context_features(self) -> np.ndarray:
         return self.extractor.context_features()
+
+
+#: ``proba@1`` in the schema registry (:mod:`metalearn.features.registry`): trainer configurations
+#: call it ``"proba"``; the imitation and LAL trainers train it; probabilities-only hosts (baal)
+#: and PolicyStrategy use it.
+REGISTRATION = RegisteredSchema(
+    schema=PROBA_SCHEMA,
+    extractor_class=ProbaPoolFeatures,
+    config_name="proba",
+    trainers=frozenset({"imitation", "lal"}),
+)

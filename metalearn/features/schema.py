@@ -2,15 +2,15 @@
 
 A policy file records the schema it was trained with (name, version and the ordered list of
 feature names); :func:`get_schema` refuses a schema this release cannot compute, so a policy
-never runs on features it was not trained with. Changing what a feature means, or the order,
+never runs on features it was not trained with. What computes each schema and where it can be
+used is in the one registry, :mod:`metalearn.features.registry`. Changing what a feature means, or the order,
 requires a new version.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from metalearn.exceptions import FeatureSchemaError
+from typing import Any
 
 __all__ = ["FeatureSchema", "POOL_SCHEMA", "POOL_SCHEMA_V2", "PROBA_SCHEMA", "get_schema", "SCHEMAS"]
 
@@ -227,25 +227,20 @@ PROBA_SCHEMA = FeatureSchema(
     ),
 )
 
-#: Every schema this release can compute, by name, then version.
-SCHEMAS: dict[str, dict[int, FeatureSchema]] = {
-    POOL_SCHEMA.name: {POOL_SCHEMA.version: POOL_SCHEMA, POOL_SCHEMA_V2.version: POOL_SCHEMA_V2},
-    PROBA_SCHEMA.name: {PROBA_SCHEMA.version: PROBA_SCHEMA},
-}
-
-
 def get_schema(name: str, version: int | None = None) -> FeatureSchema:
-    """Look up a schema; ``version=None`` gives the newest. Raises :class:`FeatureSchemaError`."""
-    if name not in SCHEMAS:
-        raise FeatureSchemaError(f"unknown feature schema {name!r}; this release computes: {', '.join(SCHEMAS)}")
-    versions = SCHEMAS[name]
-    if version is None:
-        return versions[max(versions)]
-    if version not in versions:
-        newest = max(versions)
-        hint = " (it was written by a newer metalearn: upgrade the package)" if version > newest else ""
-        raise FeatureSchemaError(
-            f"feature schema {name!r} version {version} cannot be computed by this release, which knows "
-            f"version(s) {sorted(versions)}{hint}"
-        )
-    return versions[version]
+    """Look up a registered schema; ``version=None`` gives the newest. Raises :class:`FeatureSchemaError`.
+
+    See :func:`metalearn.features.registry.get_schema` (the registry lives there).
+    """
+    from metalearn.features.registry import get_schema as registry_get_schema
+
+    return registry_get_schema(name, version)
+
+
+def __getattr__(name: str) -> Any:
+    # SCHEMAS is derived from the registry, which imports the extractors (which import this module).
+    if name == "SCHEMAS":
+        from metalearn.features.registry import SCHEMAS
+
+        return SCHEMAS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

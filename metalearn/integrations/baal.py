@@ -61,10 +61,10 @@ try:
 except ImportError as _exc:  # pragma: no cover - exercised only without the library
     raise missing_dependency("baal", "baal", extra="baal") from _exc
 
-from metalearn.common.candidates import mixed_candidates
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import FeatureSchemaError, InvalidInputError, InvalidTypeError
 from metalearn.features.proba_features import ProbaFeatureExtractor
+from metalearn.features.registry import schema_entry
 from metalearn.policies.file import PolicyFile, read_policy
 from metalearn.policies.strategy import CANDIDATE_SELECTIONS, DEFAULT_N_CANDIDATES
 from metalearn.strategies.base import select_top
@@ -105,6 +105,8 @@ class PolicyHeuristic(AbstractHeuristic):
     Attributes
     ----------
     policy_file : PolicyFile
+    registered_schema : RegisteredSchema
+        The policy's schema in the registry: its pre-selection and pick loop.
     extractor_ : ProbaFeatureExtractor
         The features of the last call.
     last_candidates_ : ndarray of int
@@ -138,7 +140,9 @@ class PolicyHeuristic(AbstractHeuristic):
                 f"policy must be a PolicyFile, a path or a released policy name, got {type(policy).__name__}"
             )
         schema = self.policy_file.schema
-        if not schema.probabilities_only:
+        # The registry says what the schema needs; its pre-selection and pick loop serve _rank.
+        self.registered_schema = schema_entry(schema)
+        if not self.registered_schema.probabilities_only:
             where = f" {str(self.policy_file.path)!r}" if self.policy_file.path else ""
             raise FeatureSchemaError(
                 f"policy{where} uses the feature schema {schema.id}, which needs the pool's feature values, labels "
@@ -221,12 +225,12 @@ class PolicyHeuristic(AbstractHeuristic):
         elif self.candidate_selection == "random":
             candidates = np.sort(rng.choice(n, size=k, replace=False))
         else:
-            candidates = mixed_candidates(everything, extractor.margin, k, rng)
+            candidates = self.registered_schema.preselect(extractor, everything, extractor.margin, k, rng)
         features = np.clip(extractor.candidate_features(candidates), -1.0, 1.0)
         context = np.clip(extractor.context_features(), -1.0, 1.0)
         # The head (query_size ranks, at least the first) is filled one pick at a time.
-        picks, first32 = policy.scorer.pick_sequentially(
-            features, context, head, lambda s: int(select_top(s.astype(np.float64), 1, rng)[0])
+        picks, first32, _ = self.registered_schema.pick_batch(
+            policy.scorer, extractor, features, context, head, lambda s: int(select_top(s.astype(np.float64), 1, rng)[0])
         )
         first = first32.astype(np.float64)
         rest = np.setdiff1d(np.arange(candidates.size), picks)

@@ -14,7 +14,7 @@ H); trainers add ``n_candidates``, ``trainer`` (``{"method", "settings"}``), ``t
 :func:`read_policy` has the container check the raw bytes (size, header length, JSON,
 dtypes, shapes, offsets, format and version) before the safetensors library sees them, then
 checks the architecture against :data:`~metalearn.policies.architecture.ARCHITECTURES`, the
-feature schema against :func:`~metalearn.features.schema.get_schema` (and a residual scorer's
+feature schema against :func:`~metalearn.features.registry.get_schema` (and a residual scorer's
 prior feature against the schema's candidate features), and the weights (shapes,
 finiteness). Any problem raises :class:`~metalearn.exceptions.PolicyFileError` (or
 :class:`~metalearn.exceptions.FeatureSchemaError` for a schema this release cannot compute)
@@ -42,7 +42,8 @@ from metalearn.common.jsonable import json_safe
 from metalearn.exceptions import (
     FeatureSchemaError, InvalidInputError, InvalidTypeError, MetalearnError, PolicyFileError,
 )
-from metalearn.features.schema import FeatureSchema, get_schema
+from metalearn.features.registry import get_schema
+from metalearn.features.schema import FeatureSchema
 from metalearn.policies.architecture import ScorerArchitecture
 from metalearn.policies.numpy_scorer import Scorer, build_scorer
 

@@ -6,9 +6,11 @@ candidates are pre-selected among the unlabeled records as during training, thei
 and the loop's context features are computed (the policy's feature schema), and the policy's
 scorer ranks them. numpy only: no torch.
 
-The extractor follows the schema recorded in the policy file: ``pool`` policies use
+The schema recorded in the policy file is looked up in the schema registry
+(:func:`~metalearn.features.registry.schema_entry`), which gives its extractor, pre-selection
+and batch pick loop: ``pool`` policies use
 :class:`~metalearn.features.pool_features.PoolFeatureExtractor` (feature values, labels,
-multi-loop history); ``proba`` policies use
+multi-loop history; ``pool@2`` its cluster subclass); ``proba`` policies use
 :class:`~metalearn.features.proba_features.ProbaPoolFeatures` (the classifier's probabilities on
 the unlabeled rows, per tree for a random forest, as in their training; no history).
 """
@@ -21,15 +23,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from metalearn.common.candidates import mixed_candidates
 from metalearn.common.record_identity import match_records, record_keys, row_keys
 from metalearn.common.uncertainty import margins
 from metalearn.common.validation import check_pool_features, check_positive_int
 from metalearn.exceptions import InvalidInputError, InvalidTypeError, PoolChangedWarning
-from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
 from metalearn.features.pool_features import PoolFeatureExtractor
-from metalearn.features.schema import POOL_SCHEMA_V2
 from metalearn.features.proba_features import ProbaPoolFeatures, ensemble_predictions
+from metalearn.features.registry import schema_entry
 from metalearn.policies.file import PolicyFile, read_policy
 from metalearn.strategies.base import QueryContext, QueryStrategy, select_top
 
@@ -201,7 +201,7 @@ class PolicyStrategy(QueryStrategy):
         """
         X_arr = check_pool_features(X)
         policy, _ = self._check_params()
-        if policy.schema.probabilities_only:
+        if schema_entry(policy.schema).probabilities_only:
             return 0  # a probabilities-only policy keeps no multi-loop history: nothing to restore
         self._pending = {"record_ids": record_ids}
         try:
@@ -290,8 +290,7 @@ class PolicyStrategy(QueryStrategy):
 
     def _extractor(self, X: np.ndarray, policy: PolicyFile) -> PoolFeatureExtractor:
         if not hasattr(self, "extractor_"):
-            extractor = ClusterPoolFeatureExtractor if policy.schema == POOL_SCHEMA_V2 else PoolFeatureExtractor
-            self.extractor_ = extractor(
+            self.extractor_ = schema_entry(policy.schema).build_extractor(
                 X,
                 window=policy.window,
                 label_budget=self.label_budget,
@@ -300,16 +299,16 @@ class PolicyStrategy(QueryStrategy):
             )
         return self.extractor_
 
-    def _candidates(self, unlabeled: np.ndarray, margin: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    def _candidates(
+        self, extractor: Any, unlabeled: np.ndarray, margin: np.ndarray, k: int, rng: np.random.Generator
+    ) -> np.ndarray:
         """Pool indices of the candidates among ``unlabeled`` (margins aligned), shape (min(k, n),)."""
         if self.candidate_selection == "all" or unlabeled.size <= k:
             return unlabeled
         if self.candidate_selection == "random":
             return np.sort(rng.choice(unlabeled, size=k, replace=False))
-        extractor = getattr(self, "extractor_", None)
-        if extractor is not None:
-            return extractor.preselect(unlabeled, margin, k, rng)  # the rule the policy was trained with
-        return mixed_candidates(unlabeled, margin, k, rng)  # proba schema
+        # The rule the policy was trained with: its schema's pre-selection.
+        return schema_entry(self.policy_file.schema).preselect(extractor, unlabeled, margin, k, rng)
 
     def _eligible(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
         """Pool indices the picks may come from: the given candidates, else every unlabeled row."""
@@ -353,68 +352,56 @@ class PolicyStrategy(QueryStrategy):
 
     def _select(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
         policy, k = self._check_params()
+        entry = schema_entry(policy.schema)
         eligible = self._eligible(ctx, batch_size)
-        if policy.schema.probabilities_only:
+        if entry.probabilities_only:
             proba_features = self._proba_update(ctx)
             margin = proba_features.margin_of(eligible)
-            candidates = self._candidates(eligible, margin, max(k, batch_size), ctx.rng)
+            candidates = self._candidates(proba_features, eligible, margin, max(k, batch_size), ctx.rng)
             features = np.clip(proba_features.candidate_features(candidates), -1.0, 1.0)
             context = np.clip(proba_features.context_features(), -1.0, 1.0)
-            return self._pick(policy, candidates, features, context, batch_size, ctx)
+            return self._pick(policy, proba_features, candidates, features, context, batch_size, ctx)
         extractor = self._extractor(ctx.X, policy)
         extractor.batch_size = batch_size
         extractor.update(ctx.proba, ctx.classes, ctx.labeled, ctx.label_indices())
         history = extractor.history
         assert history is not None  # update() created it
-        exact = isinstance(extractor, ClusterPoolFeatureExtractor)
-        if exact:
-            # pool@2: the margins in float64, as margin sampling computes them, so a policy whose
+        if entry.exact_margins:
+            # The margins in float64, as margin sampling computes them, so a policy whose
             # correction is zero ranks (and pre-selects) exactly as margin sampling does; the
             # history's float32 copies would turn near-ties into ties broken at random.
             margin = margins(ctx.proba[eligible])
         else:
             margin = history.latest(history.margin)[eligible].astype(np.float64)
-        candidates = self._candidates(eligible, margin, max(k, batch_size), ctx.rng)
+        candidates = self._candidates(extractor, eligible, margin, max(k, batch_size), ctx.rng)
         # Features are defined in [-1, 1]; training clipped them the same way.
         features = np.clip(extractor.candidate_features(candidates), -1.0, 1.0)
-        if exact:
-            features = extractor.with_exact_margins(features, ctx.proba[candidates])
+        features = entry.exact(extractor, features, ctx.proba[candidates])
         context = np.clip(extractor.context_features(), -1.0, 1.0)
-        return self._pick(policy, candidates, features, context, batch_size, ctx)
+        return self._pick(policy, extractor, candidates, features, context, batch_size, ctx)
 
     def _pick(
         self,
         policy: PolicyFile,
+        extractor: Any,
         candidates: np.ndarray,
         features: np.ndarray,
         context: np.ndarray,
         batch_size: int,
         ctx: QueryContext,
     ) -> np.ndarray:
-        """Score the candidates and fill the batch; pool indices of the picks."""
+        """Score the candidates and fill the batch with the schema's pick loop; pool indices of the picks."""
         # One pick at a time, each re-scored without the earlier picks: the way the policy
-        # filled batches in training (PoolAL-v0 masks a picked slot and asks again).
+        # filled batches in training (PoolAL-v0 masks a picked slot and asks again); a
+        # batch-aware schema (pool@2) also updates the features after every pick.
         choose = lambda s: int(select_top(s.astype(np.float64), 1, ctx.rng)[0])  # noqa: E731
-        extractor = getattr(self, "extractor_", None)
-        if isinstance(extractor, ClusterPoolFeatureExtractor) and not policy.schema.probabilities_only:
-            # pool@2: the batch-aware features change after every pick, so re-score each time.
-            picks, steps = extractor.pick_batch(policy.scorer, features, context, batch_size, choose)
-            scores = steps[0]
-            self.last_scores_ = (candidates, scores)
-            if getattr(self, "_pending", {}).get("step_scores"):
-                self.last_step_scores_ = steps
-                self.last_pick_scores_ = steps[np.arange(batch_size), picks]
-            return candidates[picks]
-        picks, scores = policy.scorer.pick_sequentially(features, context, batch_size, choose)
+        record_steps = bool(getattr(self, "_pending", {}).get("step_scores"))
+        picks, scores, steps = schema_entry(policy.schema).pick_batch(
+            policy.scorer, extractor, features, context, batch_size, choose, record_steps=record_steps
+        )
         self.last_scores_ = (candidates, scores)
-        if getattr(self, "_pending", {}).get("step_scores"):
-            # The scores each pick was chosen from, recomputed with the earlier picks masked
-            # (the same numbers pick_sequentially compared).
-            steps = np.empty((batch_size, candidates.size), dtype=np.float32)
-            mask = np.ones(candidates.size, dtype=bool)
-            for i, pick in enumerate(picks):
-                steps[i] = policy.scorer.scores(features, context, mask)
-                mask[pick] = False
+        if record_steps:
+            assert steps is not None  # record_steps asked for them
             self.last_step_scores_ = steps
             self.last_pick_scores_ = steps[np.arange(batch_size), picks]
         return candidates[picks]

@@ -9,8 +9,8 @@ arriving record's score into a quantile among the recent arrivals' scores.
 
 - :class:`UncertaintyScorer`: a classic uncertainty strategy (margin, least confidence,
   entropy): its ``uncertainty`` of the classifier's probabilities, exact and cheap.
-- :class:`PolicyScorer`: a learned policy file: the ``pool`` schema's features from a
-  :class:`~metalearn.features.pool_features.PoolFeatureExtractor` kept across decisions (the
+- :class:`PolicyScorer`: a learned policy file: its schema's features (a schema the registry
+  marks ``streaming``) from the schema's extractor kept across decisions (the
   mini-pool's records are followed by id, as :class:`~metalearn.policies.strategy.PolicyStrategy`
   follows a changing pool) and one pass of the policy's numpy scorer.
 - :class:`RankingScorer`: any other :class:`~metalearn.strategies.base.QueryStrategy`: the
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from metalearn.exceptions import FeatureSchemaError, InvalidTypeError, UnknownNameError
-from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
 from metalearn.features.pool_features import PoolFeatureExtractor
+from metalearn.features.registry import registered_schemas, schema_entry
 from metalearn.policies.file import PolicyFile, read_policy
 from metalearn.common.record_identity import match_records, record_keys
 from metalearn.policies.strategy import PolicyStrategy
@@ -38,9 +38,6 @@ from metalearn.strategies.registry import get_strategy_class, strategy_names
 from metalearn.strategies.uncertainty import UncertaintySampling
 
 __all__ = ["MiniPool", "UncertaintyScorer", "PolicyScorer", "RankingScorer", "make_scorer"]
-
-_BUDGET_USED = PoolFeatureExtractor.schema.context_features.index("budget_used")
-
 
 class MiniPool:
     """The records one streaming decision looks at.
@@ -129,19 +126,13 @@ class RankingScorer:
         return scores
 
 
-#: The extractor of each feature schema streaming computes, by schema id.
-_EXTRACTORS: dict[str, type[PoolFeatureExtractor]] = {
-    PoolFeatureExtractor.schema.id: PoolFeatureExtractor,
-    ClusterPoolFeatureExtractor.schema.id: ClusterPoolFeatureExtractor,
-}
-
-
 class PolicyScorer:
     """Scores by a learned policy: ``pool``-schema features and one pass of its numpy scorer.
 
-    ``pool@1`` and ``pool@2`` policies stream; for ``pool@2`` the clusters are those of the
-    current mini-pool (recomputed when the window slides) and the margin column is the exact
-    float64 margin, as :class:`~metalearn.policies.strategy.PolicyStrategy` computes it.
+    Policies of the schemas the registry marks ``streaming`` (``pool@1`` and ``pool@2``) stream;
+    for ``pool@2`` the clusters are those of the current mini-pool (recomputed when the window
+    slides) and the margin column is the exact float64 margin (the schema's ``exact_margins``),
+    as :class:`~metalearn.policies.strategy.PolicyStrategy` computes it.
 
     The feature extractor lives across decisions: its history window holds the models'
     predictions of the last H decisions on each record still in the mini-pool (records are
@@ -155,15 +146,16 @@ class PolicyScorer:
     """
 
     def __init__(self, policy: PolicyFile, label_budget: int) -> None:
-        extractor_class = _EXTRACTORS.get(policy.schema.id)
-        if extractor_class is None or (
-            policy.schema.candidate_features != extractor_class.schema.candidate_features
-            or policy.schema.context_features != extractor_class.schema.context_features
-        ):
-            raise FeatureSchemaError(
-                f"{policy!r} uses feature schema {policy.schema.id}; streaming computes {', '.join(_EXTRACTORS)} only"
-            )
-        self.extractor_class = extractor_class
+        try:
+            entry = schema_entry(policy.schema)
+        except FeatureSchemaError:
+            entry = None
+        if entry is None or not entry.streaming:
+            streamed = ", ".join(e.id for e in registered_schemas(streaming=True))
+            raise FeatureSchemaError(f"{policy!r} uses feature schema {policy.schema.id}; streaming computes {streamed} only")
+        self.registered_schema = entry
+        # The stream's budget replaces the extractor's (a streaming schema has this context feature).
+        self._budget_used = entry.schema.context_features.index("budget_used")
         self.policy = policy
         self.label_budget = int(label_budget)
         self.name = "policy"
@@ -179,7 +171,7 @@ class PolicyScorer:
         """
         keys = record_keys(pool.ids, pool.X.shape[0])
         if self.extractor is None or rebuild:
-            self.extractor = self.extractor_class(
+            self.extractor = self.registered_schema.build_extractor(
                 pool.X,
                 window=self.policy.window,
                 label_budget=self.label_budget,
@@ -195,10 +187,9 @@ class PolicyScorer:
         candidates = np.flatnonzero(~pool.labeled)
         # Features are defined in [-1, 1]; training clipped them the same way.
         features = np.clip(extractor.candidate_features(candidates), -1.0, 1.0)
-        if isinstance(extractor, ClusterPoolFeatureExtractor):
-            features = extractor.with_exact_margins(features, pool.ctx.proba[candidates])
+        features = self.registered_schema.exact(extractor, features, pool.ctx.proba[candidates])
         context = extractor.context_features()
-        context[_BUDGET_USED] = pool.budget_used
+        context[self._budget_used] = pool.budget_used
         context = np.clip(context, -1.0, 1.0)
         return np.asarray(self.policy.scorer.scores(features, context), dtype=np.float64)
 

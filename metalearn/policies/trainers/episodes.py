@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from metalearn.common.candidates import mixed_candidates
 from metalearn.common.threads import limited_threads
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
-from metalearn.features.schema import POOL_SCHEMA, POOL_SCHEMA_V2, FeatureSchema, get_schema
+from metalearn.features import registry
+from metalearn.features.schema import FeatureSchema
+from metalearn.features.schema_spec import RegisteredSchema
 from metalearn.policies.architecture import ScorerArchitecture
 from metalearn.policies.trainers.suites import resolve_suite
 from metalearn.tasks.task import Task
@@ -27,24 +28,22 @@ from metalearn.tasks.task import Task
 
 __all__ = ["TRAINABLE_SCHEMAS", "PROBA_HIDE_LABELED", "trainable_schema", "episode_seed", "EpisodeSpec", "EpisodeSamples", "select_candidates", "collect_episode"]
 
-#: Feature schemas the imitation and LAL trainers can train a policy for: ``"pool"`` is pool@1
-#: (kept as the default so earlier runs resume unchanged), ``"pool@2"`` adds the cluster and
-#: within-batch features, ``"proba"`` the class probabilities only.
-TRAINABLE_SCHEMAS: tuple[str, ...] = ("pool", "pool@2", "proba")
+#: Feature schemas the imitation and LAL trainers can train a policy for, by their trainer
+#: configuration names (from the schema registry): ``"pool"`` is pool@1 (kept as the default so
+#: earlier runs resume unchanged), ``"pool@2"`` adds the cluster and within-batch features,
+#: ``"proba"`` the class probabilities only.
+TRAINABLE_SCHEMAS: tuple[str, ...] = registry.trainable_names("imitation")
 #: Probability, per episode, that a ``proba`` episode hides the labeled count from the features
 #: (``labeled_known`` = 0), as a baal heuristic given no dataset sees it.
 PROBA_HIDE_LABELED: float = 0.5
 
 
 def trainable_schema(name: Any) -> FeatureSchema:
-    """The version of a schema the trainers support; raises :class:`InvalidInputError` otherwise."""
-    if name not in TRAINABLE_SCHEMAS:
-        raise InvalidInputError(f"unknown feature schema {name!r} to train for; valid values: {', '.join(TRAINABLE_SCHEMAS)}")
-    if name == "pool":
-        return POOL_SCHEMA
-    if name == "pool@2":
-        return POOL_SCHEMA_V2
-    return get_schema(str(name))
+    """The schema a trainer configuration names (:data:`TRAINABLE_SCHEMAS`).
+
+    Raises :class:`~metalearn.exceptions.FeatureSchemaError` (an ``InvalidInputError``) otherwise.
+    """
+    return registry.trainable_schema(name, "imitation").schema
 
 
 # =============================================================================================
@@ -91,7 +90,8 @@ class EpisodeSpec:
     task : Task or None
         Play this task instead of drawing one from the suite.
     schema : str
-        Feature schema of the states: ``"pool"`` or ``"proba"`` (:data:`TRAINABLE_SCHEMAS`).
+        Feature schema of the states, by its trainer configuration name: ``"pool"``, ``"pool@2"``
+        or ``"proba"`` (:data:`TRAINABLE_SCHEMAS`).
     oracle_horizon : int
         The oracle's look-ahead depth (``LookaheadOracle(horizon=...)``): 1 records one-step
         gains; h > 1 the mean test score over h models along a margin-sampling continuation
@@ -166,40 +166,55 @@ def _clip(values: np.ndarray) -> np.ndarray:
     return np.clip(values, -1.0, 1.0).astype(np.float32)
 
 
-def select_candidates(extractor: Any, labeled: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def select_candidates(
+    extractor: Any, labeled: np.ndarray, k: int, rng: np.random.Generator, schema: RegisteredSchema | str | None = None
+) -> np.ndarray:
     """Pre-select up to ``k`` unlabeled records by the rule the policy is queried with.
 
-    pool@1 and proba: the PoolAL environment's ``"mixed"`` rule, ceil(k/2) records with the
-    smallest current margin (ties broken at random) plus records drawn uniformly from the other
-    unlabeled ones. pool@2 (a :class:`~metalearn.features.cluster_features.ClusterPoolFeatureExtractor`):
-    a third smallest-margin, a third representative, the rest random, as
+    The schema's :meth:`~metalearn.features.schema_spec.RegisteredSchema.preselect` (pool@1 and
+    proba: ceil(k/2) records with the smallest current margin, ties broken at random, plus
+    records drawn uniformly from the other unlabeled ones; pool@2: a third smallest-margin, a
+    third representative, the rest random), as
     :class:`~metalearn.policies.strategy.PolicyStrategy` does. All of them when at most ``k``
-    remain.
+    remain. ``schema``: the registered schema or its id; None: the extractor's schema.
     """
     available = np.flatnonzero(~labeled)
     if available.size <= k:
         return available.astype(np.int64)
-    margin_of = getattr(extractor, "margin_of", None)  # ProbaPoolFeatures
-    if margin_of is not None:
-        return mixed_candidates(available, margin_of(available), k, rng)
-    history = extractor.history
-    return extractor.preselect(available, history.latest(history.margin)[available], k, rng)
+    entry = registry.schema_entry(extractor.schema if schema is None else schema)
+    if entry.probabilities_only:
+        margin = extractor.margin_of(available)
+    else:
+        history = extractor.history
+        margin = history.latest(history.margin)[available]
+    return entry.preselect(extractor, available, margin, k, rng)
 
 
 def _batch_aware_picks(
-    scorer: Any, extractor: Any, features: np.ndarray, context: np.ndarray, mask: np.ndarray, b: int, rng: np.random.Generator
+    scorer: Any,
+    extractor: Any,
+    features: np.ndarray,
+    context: np.ndarray,
+    mask: np.ndarray,
+    b: int,
+    rng: np.random.Generator,
+    schema: RegisteredSchema | str | None = None,
 ) -> np.ndarray:
-    """Slots of a pool@2 scorer's ``b`` picks, one at a time, re-scored after each pick.
+    """Slots of a batch-aware (pool@2) scorer's ``b`` picks, one at a time, re-scored after each pick.
 
     As :class:`~metalearn.policies.strategy.PolicyStrategy` fills a batch: the within-batch
     features (cluster coverage, distance to the batch's earlier picks) change with every pick
-    (:meth:`~metalearn.features.cluster_features.ClusterPoolFeatureExtractor.note_pick`). The
-    recorded state keeps the features before the first pick.
+    (the schema's :meth:`~metalearn.features.schema_spec.RegisteredSchema.pick_batch`). The
+    recorded state keeps the features before the first pick. ``schema``: the registered schema
+    or its id; None: the extractor's schema.
     """
     from metalearn.strategies.base import select_top
 
+    entry = registry.schema_entry(extractor.schema if schema is None else schema)
     valid = np.flatnonzero(mask)  # features[valid]: the rows given to candidate_features, in order
-    positions, _ = extractor.pick_batch(scorer, features[valid], context, b, lambda s: int(select_top(s, 1, rng)[0]))
+    positions, _, _ = entry.pick_batch(
+        scorer, extractor, features[valid], context, b, lambda s: int(select_top(s, 1, rng)[0])
+    )
     return valid[positions]
 
 
@@ -235,7 +250,7 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
        scorer) b uniform candidates; ties at random;
     5. label them, retrain the task model, score it, and update the metadata history.
 
-    With ``spec.schema == "proba"`` the features are those of the ``proba`` schema, from the
+    With a probabilities-only schema (``"proba"``) the features are those of the ``proba`` schema, from the
     current model's predictions on the unlabeled records: per tree for a random forest (the
     disagreement features), one pass otherwise; the labeled count is hidden from them in a
     fraction :data:`PROBA_HIDE_LABELED` of the episodes (drawn once per episode).
@@ -244,7 +259,6 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
     and an episode stream, so the same spec gives identical arrays in any process.
     """
     from metalearn.envs.common import fitted_process, process_aulc, start_process, update_extractor
-    from metalearn.features.proba_features import ProbaPoolFeatures
     from metalearn.policies.numpy_scorer import NumpyScorer
     from metalearn.simulation.oracle import LookaheadOracle
     from metalearn.strategies.base import select_top
@@ -264,7 +278,8 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
             raise InvalidInputError("an EpisodeSpec with params needs arch")
         scorer = NumpyScorer(ScorerArchitecture.from_dict(spec.arch), spec.params)
 
-    schema = trainable_schema(spec.schema)
+    entry = registry.trainable_schema(spec.schema, "imitation")
+    schema = entry.schema
     n_f, n_g = schema.n_candidate_features, schema.n_context_features
     cand_rows: list[np.ndarray] = []
     ctx_rows: list[np.ndarray] = []
@@ -275,9 +290,9 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
     from_oracle: list[bool] = []
     oracle_seconds = 0.0
     with limited_threads():
-        if schema.name == "proba":
+        if entry.probabilities_only:
             process = fitted_process(task)
-            extractor: Any = ProbaPoolFeatures(reveal_labeled=bool(rng.random() >= PROBA_HIDE_LABELED))
+            extractor: Any = entry.build_extractor(reveal_labeled=bool(rng.random() >= PROBA_HIDE_LABELED))
 
             def update() -> None:
                 if not process.done:  # after the last loop the pool may hold no unlabeled record
@@ -285,7 +300,7 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
 
             update()
         else:
-            process, extractor = start_process(task, spec.window, rng, cluster_features=schema == POOL_SCHEMA_V2)
+            process, extractor = start_process(task, spec.window, rng, entry)
 
             def update() -> None:
                 update_extractor(extractor, process)
@@ -295,7 +310,7 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
             random_state=np.random.default_rng(oracle_seq), horizon=spec.oracle_horizon,
         )
         while not process.done:
-            chosen_pool = select_candidates(extractor, process.labeled, k, rng)
+            chosen_pool = select_candidates(extractor, process.labeled, k, rng, entry)
             n_valid = chosen_pool.size
             slots = np.full(k, -1, dtype=np.int64)
             slots[:n_valid] = chosen_pool
@@ -318,8 +333,8 @@ def collect_episode(spec: EpisodeSpec) -> EpisodeSamples:
             use_oracle = bool(rng.random() < spec.beta)  # always drawn: one stream whatever beta
             if use_oracle:
                 picks = valid[select_top(result.ranking_score(), b, rng)]
-            elif scorer is not None and schema == POOL_SCHEMA_V2:
-                picks = _batch_aware_picks(scorer, extractor, features, context, mask, b, rng)
+            elif scorer is not None and entry.batch_aware:
+                picks = _batch_aware_picks(scorer, extractor, features, context, mask, b, rng, entry)
             elif scorer is not None:
                 picks = valid[select_top(scorer.scores(features, context, mask)[valid].astype(np.float64), b, rng)]
             else:

@@ -41,7 +41,7 @@ import numpy as np
 from metalearn.common.extras import require_extra
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
-from metalearn.features.schema import POOL_SCHEMA_V2
+from metalearn.features.registry import trainable_schema
 from metalearn.policies.architecture import ScorerArchitecture
 from metalearn.policies.trainers.checkpoints import (
     CHECKPOINT_DIR,
@@ -67,6 +67,9 @@ __all__ = [
     "DEFAULT_SEARCH_CONTEXT",
     "HISTORY_FEATURES",
 ]
+
+#: The schema the search runs in (the gated linear scorer over its features), from the registry.
+ES_SCHEMA = trainable_schema("pool@2", "es").schema
 
 #: Candidate features whose weights are searched by default: the low-budget signals (cluster
 #: coverage, typicality, distance to the labeled records and the batch's earlier picks), the
@@ -170,7 +173,7 @@ def search_space(config: ESConfig) -> list[tuple[int, int]]:
     Raises :class:`InvalidInputError` for unknown names, and for history features when
     ``config.history`` is False.
     """
-    schema = POOL_SCHEMA_V2
+    schema = ES_SCHEMA
     pairs: list[tuple[int, int]] = []
     for name in (*config.candidate_features, *config.context_features):
         if not isinstance(name, str):
@@ -199,7 +202,7 @@ def search_space(config: ESConfig) -> list[tuple[int, int]]:
 
 def weights_from_vector(vector: np.ndarray, pairs: list[tuple[int, int]]) -> dict[str, np.ndarray]:
     """The gated linear scorer's parameters for one search vector (zeros outside the space)."""
-    schema = POOL_SCHEMA_V2
+    schema = ES_SCHEMA
     weights = np.zeros((schema.n_candidate_features, schema.n_context_features + 1), dtype=np.float32)
     for value, (f, g) in zip(np.asarray(vector, dtype=np.float64), pairs):
         weights[f, g] = value
@@ -217,8 +220,8 @@ def _problem_job(job: tuple[Task, int, list[dict[str, np.ndarray]], bool, int, i
     from metalearn.strategies.registry import make_strategy
 
     task, seed, candidates, with_margin, window, n_candidates = job
-    arch = ScorerArchitecture.gated_linear(POOL_SCHEMA_V2)
-    metadata = {"feature_schema": POOL_SCHEMA_V2.to_dict(), "window": window, "n_candidates": n_candidates}
+    arch = ScorerArchitecture.gated_linear(ES_SCHEMA)
+    metadata = {"feature_schema": ES_SCHEMA.to_dict(), "window": window, "n_candidates": n_candidates}
     out: dict[str, Any] = {"task": task.name, "model": task.model.name, "batch_size": int(task.batch_size)}
     if with_margin:
         out["margin"] = float(simulate(task, make_strategy("margin", random_state=seed)).aulc_accuracy)
@@ -420,7 +423,7 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
     # -- policy files: the final mean, and the best mean on the held-in tasks --------------------------
     final_vector = np.asarray(search.mean, dtype=np.float64)
     best = best_vector if best_vector is not None else final_vector
-    arch = ScorerArchitecture.gated_linear(POOL_SCHEMA_V2)
+    arch = ScorerArchitecture.gated_linear(ES_SCHEMA)
     settings = config_settings(config)
     training = {
         "generations": len(state["generations"]),
@@ -439,7 +442,7 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
         }
     common = dict(
         method="es", settings=settings, suite=config.suite, seed=config.seed, window=config.window,
-        n_candidates=config.n_candidates, training=training, schema=POOL_SCHEMA_V2,
+        n_candidates=config.n_candidates, training=training, schema=ES_SCHEMA,
     )
     last_path, policy_path = out / "last.safetensors", out / "policy.safetensors"
     if not (generations_at_start == len(state["generations"]) and last_path.is_file() and policy_path.is_file()):

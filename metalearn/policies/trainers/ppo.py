@@ -81,7 +81,8 @@ from metalearn.envs import POOL_AL_ID
 from metalearn.envs.common import METRICS, REWARDS
 from metalearn.envs.pool_al import CANDIDATE_SELECTIONS
 from metalearn.exceptions import InvalidInputError
-from metalearn.features.schema import POOL_SCHEMA, POOL_SCHEMA_V2
+from metalearn.features.registry import registered_schemas
+from metalearn.features.schema import POOL_SCHEMA
 from metalearn.policies.architecture import RESIDUAL_VERSION, ScorerArchitecture
 from metalearn.policies.torch_scorer import TorchScorer
 from metalearn.policies.trainers.checkpoints import (
@@ -106,8 +107,9 @@ from metalearn.policies.trainers.suites import resolve_suite
 
 __all__ = ["PPOConfig", "PPOResult", "DeepSetsMaskablePolicy", "make_training_env", "train_ppo"]
 
-#: The feature schemas a PPO run can train for (``PPOConfig.schema``): PoolAL-v0's observations.
-PPO_SCHEMAS = {"pool": POOL_SCHEMA, "pool@2": POOL_SCHEMA_V2}
+#: The feature schemas a PPO run can train for (``PPOConfig.schema``): PoolAL-v0's observations,
+#: by trainer configuration name, from the schema registry.
+PPO_SCHEMAS = {entry.config_name: entry.schema for entry in registered_schemas(trainer="ppo")}
 METHOD = "ppo"
 POLICY_NAME = "policy.safetensors"
 LAST_NAME = "last.safetensors"
