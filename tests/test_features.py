@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits
 
 from metalearn.common.geometry import NearestLabeledDistance, knn_reference_distance, typical_distance
 from metalearn.exceptions import FeatureSchemaError, InvalidInputError
-from metalearn.features import POOL_SCHEMA, POOL_SCHEMA_V2, PoolFeatureExtractor, get_schema, window_slope
+from metalearn.features import POOL_SCHEMA, POOL_SCHEMA_V2, SCHEMAS, PoolFeatureExtractor, get_schema, window_slope
 from metalearn.simulation import ActiveLearningProcess, MetadataHistory
 from metalearn.tasks.task import make_task
 
@@ -26,7 +26,8 @@ def test_schema_is_named_versioned_and_documented():
     for name in POOL_SCHEMA.candidate_features + POOL_SCHEMA.context_features:
         assert POOL_SCHEMA.descriptions[name].strip(), name
     assert POOL_SCHEMA.to_dict()["candidate_features"][0] == "margin"
-    assert get_schema("pool", 1) is POOL_SCHEMA and get_schema("pool") is POOL_SCHEMA_V2  # newest version
+    assert get_schema("pool", 1) is POOL_SCHEMA and get_schema("pool", 2) is POOL_SCHEMA_V2
+    assert get_schema("pool").version == max(SCHEMAS["pool"])  # newest version
 
 
 def test_unknown_or_newer_schema_is_refused():

@@ -253,7 +253,7 @@ def test_uses_come_from_the_registry():
     assert FEATURE_SCHEMAS == {e.id: e.schema for e in ENTRIES if e.pool_al}
     assert {"pool@1", "pool@2"} <= set(FEATURE_SCHEMAS) and "proba@1" not in FEATURE_SCHEMAS
     assert TRAINABLE_SCHEMAS == tuple(e.config_name for e in ENTRIES if "imitation" in e.trainers)
-    assert TRAINABLE_SCHEMAS[:3] == ("pool", "pool@2", "proba")
+    assert {"pool", "pool@2", "proba"} <= set(TRAINABLE_SCHEMAS)
     assert trainable_schema("pool", "imitation").id == "pool@1"  # earlier runs resume on pool@1
     assert trainable_schema("pool@2", "es").id == "pool@2"
     with pytest.raises(FeatureSchemaError, match="valid values: pool, pool@2"):

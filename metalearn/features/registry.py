@@ -12,7 +12,7 @@ line in :data:`_BUILT_IN` below.
 from __future__ import annotations
 
 from metalearn.exceptions import FeatureSchemaError, InvalidInputError
-from metalearn.features import cluster_features, pool_features, proba_features
+from metalearn.features import cluster_features, pool_features, proba_features, task_context_features
 from metalearn.features.schema import FeatureSchema
 from metalearn.features.schema_spec import TRAINERS, RegisteredSchema
 
@@ -133,6 +133,7 @@ def trainable_schema(name: object, trainer: str) -> RegisteredSchema:
 _BUILT_IN: tuple[RegisteredSchema, ...] = (
     pool_features.REGISTRATION,
     cluster_features.REGISTRATION,
+    task_context_features.REGISTRATION,
     proba_features.REGISTRATION,
 )
 for _entry in _BUILT_IN:

@@ -34,8 +34,9 @@ from metalearn.common.clustering import kmeans_partition
 from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
 from metalearn.features.pool_features import window_slope
 from metalearn.features.schema import POOL_SCHEMA_V2, FeatureSchema
+from metalearn.features.schema_spec import BatchAwareSchema
 
-__all__ = ["TaskContextFeatureExtractor", "POOL_SCHEMA_V3", "CONTEXT_GROUPS"]
+__all__ = ["TaskContextFeatureExtractor", "POOL_SCHEMA_V3", "CONTEXT_GROUPS", "REGISTRATION"]
 
 _CONTEXT_V3 = {
     "surprise": (
@@ -267,3 +268,14 @@ class TaskContextFeatureExtractor(ClusterPoolFeatureExtractor):
         base = super().context_features()
         extra = self._feedback_context() + self._geometry_context() + self._classes_context() + self._model_context()
         return np.concatenate([base, np.asarray(extra, dtype=np.float32)])
+
+
+#: pool@3 in the schema registry: pool@2's pre-selection and batch-aware pick loop, every trainer.
+REGISTRATION = BatchAwareSchema(
+    schema=POOL_SCHEMA_V3,
+    extractor_class=TaskContextFeatureExtractor,
+    trainers=frozenset({"imitation", "lal", "ppo", "es"}),
+    pool_al=True,
+    streaming=True,
+    exact_margins=True,
+)
