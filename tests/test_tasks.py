@@ -593,3 +593,16 @@ def test_svm_gives_probabilities_from_one_label_per_class_and_calibrates_later()
         np.testing.assert_allclose(proba.sum(axis=1), 1.0)
         np.testing.assert_array_equal(model.predict(X), model.classes_[proba.argmax(axis=1)])
     assert (warm.predict(X) == y).mean() > 0.8
+
+
+def test_sklearn_default_models_are_configured_as_users_configure_them() -> None:
+    # hgb_sklearn is scikit-learn's HistGradientBoosting at its defaults: 20 records per leaf, so
+    # with few labels it gives every record the same probabilities (the zoo's hgb does not).
+    X, y = _three_class_data(150)
+    labeled = np.concatenate([np.flatnonzero(y == c)[:5] for c in np.unique(y)])
+    constant = make_model("hgb_sklearn", random_state=0, max_iter=5).fit(X[labeled], y[labeled])
+    fitted = make_model("hgb", random_state=0, max_iter=5).fit(X[labeled], y[labeled])
+    assert np.ptp(constant.predict_proba(X), axis=0).max() == 0.0
+    assert np.ptp(fitted.predict_proba(X), axis=0).max() > 0.0
+    assert make_model("mlp_sklearn").get_params()["hidden_layer_sizes"] == (100,)
+    assert make_model("knn_sklearn").get_params()["weights"] == "uniform"

@@ -137,6 +137,23 @@ def _naive_bayes(seed: int | None, **params: Any) -> ClassifierMixin:
     return GaussianNB(**params)
 
 
+# -- as users configure them: scikit-learn's own defaults ------------------------------------
+# A strategy meets the models users pass, not only the zoo's few-label settings above. At its
+# defaults HistGradientBoosting needs 20 records per leaf, so below about 40 labels it gives every
+# record the same probabilities; the default MLP is larger and stops earlier; the default kNN
+# weighs its neighbours uniformly, so its probabilities move in steps of 1/k.
+def _gradient_boosting_sklearn(seed: int | None, **params: Any) -> ClassifierMixin:
+    return HistGradientBoostingClassifier(**{"random_state": seed, **params})
+
+
+def _mlp_sklearn(seed: int | None, **params: Any) -> ClassifierMixin:
+    return MLPClassifier(**{"random_state": seed, **params})
+
+
+def _knn_sklearn(seed: int | None, **params: Any) -> ClassifierMixin:
+    return _FewLabelKNeighborsClassifier(**params)
+
+
 _MODELS: dict[str, Callable[..., ClassifierMixin]] = {
     "logreg": _logreg,
     "rf": _random_forest,
@@ -145,6 +162,9 @@ _MODELS: dict[str, Callable[..., ClassifierMixin]] = {
     "knn": _knn,
     "mlp": _mlp,
     "nb": _naive_bayes,
+    "hgb_sklearn": _gradient_boosting_sklearn,
+    "mlp_sklearn": _mlp_sklearn,
+    "knn_sklearn": _knn_sklearn,
 }
 _ALIASES = {
     "logistic_regression": "logreg",
@@ -181,7 +201,8 @@ def make_model(name: str, random_state: int | None = None, **params: Any) -> Cla
     ----------
     name : str
         One of :data:`MODEL_NAMES` (``logreg``, ``rf``, ``hgb``, ``svm``, ``knn``, ``mlp``,
-        ``nb``) or an alias such as ``random_forest``.
+        ``nb``, and ``hgb_sklearn``, ``mlp_sklearn``, ``knn_sklearn``: those three at
+        scikit-learn's own defaults, as users configure them) or an alias such as ``random_forest``.
     random_state : int or None
         Seed of the model's own randomness (ignored by deterministic models).
     **params
