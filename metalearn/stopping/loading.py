@@ -56,8 +56,8 @@ def load_stopping_rule(name_or_path: str | os.PathLike[str] | StoppingRuleFile =
         if text is not None and text in CLASSIC_RULES and not _is_file(text):
             rule = _build(CLASSIC_RULES[text], params)
         else:
+            rule = _build(LearnedStoppingRule, params, name_or_path)
             try:
-                rule = _build(LearnedStoppingRule, params, name_or_path)
                 rule.file  # noqa: B018 - read and check the file now
             except UnknownNameError as exc:
                 raise UnknownNameError(f"{exc}; classic criteria: {', '.join(CLASSIC_RULES)}") from None
