@@ -35,7 +35,7 @@ from metalearn.common.atomic import atomic_write, atomic_write_text
 from metalearn.common.csv_cells import neutralise_formulas, restore_formulas
 from metalearn.common.jsonable import json_safe
 from metalearn.common.text import printable
-from metalearn.exceptions import InvalidInputError, ResultFolderError
+from metalearn.exceptions import InvalidInputError, OutputFileError, ResultFolderError
 
 __all__ = [
     "ResultStore", "RUN_COLUMNS", "CURVE_COLUMNS", "check_run_id", "record_problem", "tables_from_records", "write_table",
@@ -124,6 +124,8 @@ def _read_json(path: Path) -> Any:
 
 def _write_error(what: str, folder: Path, exc: OSError) -> InvalidInputError:
     """The project's error for a result file that cannot be written (disk full, read-only...)."""
+    if isinstance(exc, OutputFileError) and exc.errno is None:
+        return exc  # a refused target (a FIFO, a device...): its own message says what to do
     reason = exc.strerror or str(exc)
     return InvalidInputError(
         f"cannot write {what} to {folder}: {reason}; free space or choose a writable --out folder, then rerun "
