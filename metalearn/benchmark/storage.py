@@ -98,6 +98,9 @@ def record_problem(record: Any) -> str | None:
         check_run_id(summary["run_id"], "run")
     except ResultFolderError as exc:
         return str(exc)
+    lacking = [k for k in _CURVE_KEYS if k not in summary]
+    if lacking:
+        return f"run {summary['run_id']}: no {', '.join(lacking)}"
     if not isinstance(curve, dict):
         return f"run {summary['run_id']}: the curve is not an object"
     lengths = set()
