@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
+from metalearn.common.dask_address import dask_address_argument
 from metalearn.common.text import printable, printable_json
 from metalearn.exceptions import InvalidInputError, MetalearnError, MissingDependencyError
 
@@ -131,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", required=True, help="result folder (resumable)")
     bench.add_argument("--jobs", type=int, default=-1, help="local worker processes (-1: all cores)")
     bench.add_argument(
-        "--dask", default=None, metavar="ADDRESS", help="Dask scheduler address, or 'local[:N]' (default: no Dask, --jobs)"
+        "--dask", default=None, metavar="ADDRESS", type=dask_address_argument,
+        help="Dask scheduler address, or 'local[:N]' (default: no Dask, --jobs)",
     )
     bench.add_argument("--format", choices=["csv", "parquet"], default="csv", help="format of the result tables")
     bench.add_argument("--no-report", action="store_true", help="skip the Markdown/HTML report and plots")
@@ -196,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run stored in --out")
     train.add_argument("--jobs", type=int, default=1, help="local worker processes (-1: all cores)")
     train.add_argument(
-        "--dask", default=None, metavar="ADDRESS", help="Dask scheduler address, or 'local[:N]' (default: no Dask, --jobs)"
+        "--dask", default=None, metavar="ADDRESS", type=dask_address_argument,
+        help="Dask scheduler address, or 'local[:N]' (default: no Dask, --jobs)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--validation-tasks", type=int, default=None, help="tasks of the keep-the-best validation (0: off; default: the method's)")
@@ -353,6 +356,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _benchmark(args: argparse.Namespace) -> int:
     from metalearn.benchmark import BenchmarkConfig, run_benchmark
+    from metalearn.benchmark.runner import ignore_further_interrupts
     from metalearn.benchmark.report import format_table, write_report
     from metalearn.benchmark.stats import overall_comparison, strategy_summary
 
@@ -396,6 +400,7 @@ def _benchmark(args: argparse.Namespace) -> int:
             config, args.out, n_jobs=args.jobs, dask=args.dask, progress=not args.quiet, stored_only=args.stored_only
         )
     except KeyboardInterrupt:
+        ignore_further_interrupts()  # a second Ctrl-C during the exit must not kill it by signal
         print(
             f"\ninterrupted: finished runs are stored in {args.out}; rerun the same command to resume",
             file=sys.stderr,

@@ -19,6 +19,8 @@ __all__ = [
     "PolicyFileError",
     "MissingDependencyError",
     "StoppingRuleFileError",
+    "OutputFileError",
+    "ResultFolderError",
     "PoolChangedWarning",
 ]
 
@@ -61,6 +63,18 @@ class FeatureSchemaError(InvalidInputError):
 class PolicyFileError(InvalidInputError):
     """A policy file cannot be used: missing, not a metalearn policy (e.g. a pickle or a zip
     checkpoint), truncated, corrupted, or holding weights or metadata this release refuses."""
+
+
+class OutputFileError(InvalidInputError, OSError):
+    """An output file cannot be written: the target is not a regular file (a device, a FIFO, a
+    folder, or a symlink to one), or the write failed (disk full, file-size limit, read-only
+    folder). The target is left as it was. An ``OSError`` too, so callers that catch write
+    failures keep working."""
+
+
+class ResultFolderError(InvalidInputError):
+    """A benchmark result folder holds a file metalearn refuses: a configuration or results
+    table of the wrong shape, or a run whose id is not a safe file name (ids become paths)."""
 
 
 class MissingDependencyError(MetalearnError, ImportError):

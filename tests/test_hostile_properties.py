@@ -696,3 +696,191 @@ def test_every_cli_command_with_hostile_arguments(tmp_path_factory, workflow_tab
 
     run()
     assert EXAMPLES[test] >= 450
+
+
+# ============================================================================ 7. issue 22: files that lie
+HOSTILE_NUMBERS = st.sampled_from([0, 1, 2, 5, -1, 10**9, 2**63, 10**400, 1e300, -1e300, 1.5, float("nan"), True, None,
+                                   "5", "x", [5], {"a": 1}, 0.912345678, 1e-320])
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_hostile_stopping_rule_files(tmp_path_factory):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from metalearn.stopping import load_stopping_rule
+    from metalearn.stopping.file import read_stopping_rule
+    from metalearn.stopping.limits import MAX_HORIZON, MAX_WINDOW
+
+    test = "hostile_stopping_rule_files"
+    folder = tmp_path_factory.mktemp("hostile-stopping")
+    released = Path(__file__).resolve().parents[1] / "metalearn" / "policies" / "released" / "stopping" / "default.safetensors"
+    with safe_open(str(released), "np") as handle:
+        base = json.loads(handle.metadata()["metalearn"])
+    tensors = load_file(str(released))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = np.full(40, np.nan)
+    y[:6] = [0, 1, 0, 1, 0, 1]
+    clf = GaussianNB().fit(X[:6], y[:6])
+
+    @SETTINGS(120)
+    @given(data=st.data())
+    def run(data):
+        EXAMPLES[test] += 1
+        meta = json.loads(json.dumps(base))
+        key = data.draw(st.sampled_from(["window", "horizon", "patience", "threshold", "decision", "quantiles", "none"]),
+                        label="key")
+        if key == "quantiles":
+            meta["architecture"]["quantiles"] = data.draw(st.sampled_from([
+                [0.1, 0.25, 0.5, 0.75, 0.912345678], [0.1, 0.25, 0.5, 0.75, 1e-320], [0.1, 0.25, 0.5, 0.75, 0.95],
+                [0.1, 0.25, 0.5, 0.75, 2.0]]))
+            meta["decision"] = data.draw(st.sampled_from(["q0.9", "q0.912346", "q0.95", "mean"]))
+        elif key == "decision":
+            meta["decision"] = data.draw(st.sampled_from(["q0.9", "q0.90000000001", "q1e-320", "mean", "", 5, None]))
+        elif key != "none":
+            meta[key] = data.draw(HOSTILE_NUMBERS | st.builds(_nested, st.integers(1, 3000)), label="value")
+        path = folder / "rule.safetensors"
+        try:
+            text = json.dumps(meta)
+        except (ValueError, RecursionError):
+            return  # not JSON: cannot be written as a rule file at all
+        save_file(tensors, str(path), metadata={"metalearn": text})
+        status, rule_file = outcome(test, lambda: read_stopping_rule(path))
+        OUTCOMES[test][f"{key}->{status}"] += 1
+        if key == "none":
+            assert status == "ok", rule_file
+        if status != "ok":
+            return
+        assert 2 <= rule_file.window <= MAX_WINDOW and 1 <= rule_file.horizon <= MAX_HORIZON
+        rule = load_stopping_rule(rule_file)
+        for _ in range(2):  # a rule that loads must answer
+            status, answer = outcome(test, lambda: rule.should_stop(X, y, clf))
+            assert status == "ok" and isinstance(answer, bool), answer
+
+    run()
+    assert EXAMPLES[test] >= 120
+
+
+def test_hostile_streaming_parameters(small_pool):
+    from metalearn.streaming import StreamingPolicy
+
+    test = "hostile_streaming_parameters"
+    X, _, clf = small_pool
+    values = st.sampled_from([1, 2, 3, 10, 0, -1, 2**63, 10**9, 10**400, 1.5, float("nan"), True, None, "5"])
+
+    @SETTINGS(150)
+    @given(data=st.data())
+    def run(data):
+        EXAMPLES[test] += 1
+        params = {name: data.draw(values, label=name) for name in data.draw(
+            st.sets(st.sampled_from(["window", "memory", "min_reference", "label_budget", "expected_length"]), max_size=3),
+            label="params")}
+        if data.draw(st.booleans(), label="adaptation"):
+            params["adaptation"] = data.draw(st.sampled_from([0.0, 0.5, 2.0, -1.0, float("inf"), "x"]))
+        if data.draw(st.booleans(), label="random_state"):
+            params["random_state"] = data.draw(st.sampled_from([0, -1, 2**64, "x", 1.5]))
+        policy = data.draw(st.sampled_from(["margin", "qbc", "random"]), label="policy")
+        stream = StreamingPolicy(policy, **params)
+
+        def decide_all() -> int:
+            for record in X[:15]:
+                stream.decide(record, clf)
+            return stream.n_spent_
+
+        status, spent = outcome(test, decide_all)
+        if status == "ok":
+            assert 0 <= spent <= stream.label_budget
+
+    run()
+    assert EXAMPLES[test] >= 150
+
+
+def test_hostile_task_suite_files():
+    from metalearn.tasks.suite import MAX_SAMPLES, MAX_WEIGHT, TaskSuite
+
+    test = "hostile_task_suite_files"
+    sizes = st.sampled_from([10, 200, 2000, 10**6, 10**6 + 1, 10**8, 10**23, 9, -5, [100, 10**8], [300, 200], "x", 1.5])
+    weights = st.sampled_from([1.0, 3, 1e6, 1e6 + 1, 1.7e308, 10**400, 0, -1, float("nan"), "x", True])
+    counts = st.sampled_from([1, 10, 100, 2**31, 10**23, 0, -1, "x", [1, 2**40]])
+
+    @SETTINGS(200)
+    @given(data=st.data())
+    def run(data):
+        EXAMPLES[test] += 1
+        sources = []
+        for _ in range(data.draw(st.integers(1, 3), label="n_sources")):
+            source: dict[str, Any] = {"kind": data.draw(st.sampled_from(["generator", "sklearn"]), label="kind")}
+            if data.draw(st.booleans(), label="has weight"):
+                source["weight"] = data.draw(weights, label="weight")
+            if source["kind"] == "generator" and data.draw(st.booleans(), label="has n_samples"):
+                source["n_samples"] = data.draw(sizes, label="n_samples")
+            if data.draw(st.integers(0, 9), label="nest") == 0:
+                source["generator"], source["params"] = "moons", {"noise": _nested(data.draw(st.integers(1, 5000)))}
+            sources.append(source)
+        settings_table = {k: data.draw(counts, label=k) for k in data.draw(
+            st.sets(st.sampled_from(["n_warm", "label_budgets", "batch_sizes", "max_pool", "test_size"]), max_size=2))}
+        status, suite = outcome(test, lambda: TaskSuite.from_dict({"settings": settings_table, "sources": sources}))
+        if status != "ok":
+            return
+        assert all(s.n_samples[1] <= MAX_SAMPLES for s in suite.sources if s.kind == "generator")
+        assert all(0 < s.weight <= MAX_WEIGHT for s in suite.sources)
+        assert np.isclose(suite._probabilities.sum(), 1.0)
+
+    run()
+    assert EXAMPLES[test] >= 200
+
+
+def test_hostile_result_folders(tmp_path_factory):
+    from metalearn.benchmark.storage import ResultStore
+
+    test = "hostile_result_folders"
+    root = tmp_path_factory.mktemp("hostile-results")
+    run_ids = st.sampled_from(["ok__00000000", "/tmp/x", "../../x", "../escape", "a/b", ".x", "a\x1b[2Jb", "a\x00b", "",
+                               "x" * 300, "é__1", 5, None]) | st.text(max_size=20)
+
+    @SETTINGS(200)
+    @given(data=st.data())
+    def run(data):
+        EXAMPLES[test] += 1
+        folder = root / "case"
+        shutil.rmtree(folder, ignore_errors=True)
+        (folder / "out").mkdir(parents=True)
+        store = ResultStore(folder / "out")
+        rows = []
+        for i in range(data.draw(st.integers(0, 3), label="n_rows")):
+            loops = data.draw(st.integers(0, 3), label="loops")
+            curve = {"loop": list(range(loops)), "accuracy": [0.5] * data.draw(st.sampled_from([loops, loops, loops + 1]))}
+            row = {"dataset": data.draw(st.sampled_from(["d", "=cmd|' /C calc'!A0", "-x"])), "status": "ok",
+                   "fingerprint": "f", **{f"curve_{k}": json.dumps(v) for k, v in curve.items()}}
+            if data.draw(st.integers(0, 5), label="without the run's key") != 0:
+                row.update(model="logreg", regime="cold", batch_size=1, seed=i, strategy="margin")
+            if data.draw(st.integers(0, 5), label="without run_id") != 0:
+                row["run_id"] = data.draw(run_ids, label="run_id")
+            rows.append(row)
+        pd.DataFrame(rows).to_csv(folder / "out" / "results.csv", index=False)
+        if data.draw(st.booleans(), label="cache file"):
+            store.runs_dir.mkdir(exist_ok=True)
+            cached = data.draw(st.sampled_from([{"summary": {"run_id": "../../x"}, "curve": {}}, [1], "x",
+                                                {"summary": {}, "curve": {"a": [1], "b": []}}]))
+            (store.runs_dir / "c__00000000.json").write_text(json.dumps(cached))
+
+        def use() -> Any:
+            store._unpack_table_into_cache()
+            return store.finished("f"), store.table_is_current(), store.load()
+
+        outcome(test, use)
+        outside = {p.relative_to(folder) for p in folder.rglob("*")}
+        assert all(str(p).startswith("out") for p in outside), outside
+        if store.runs_dir.exists():
+            for path in store.runs_dir.iterdir():
+                assert path.name.isprintable() and path.parent == store.runs_dir
+
+    run()
+    assert EXAMPLES[test] >= 200

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from metalearn.common.text import printable
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError, UnknownNameError
 from metalearn.strategies.registry import get_strategy_class, strategy_names
@@ -280,10 +281,19 @@ def strategy_seed(master_seed: int, key: RunKey) -> int:
     return int(seq.generate_state(1)[0] & 0x7FFFFFFF)
 
 
+#: Most datasets a ``suite:NAME:N`` spec draws (each is a benchmark dataset, run with every
+#: strategy, setting and seed; all are held in memory).
+MAX_SUITE_DATASETS = 1000
+
+
 def _suite_datasets(body: str, seed: int) -> list[Dataset]:
     from metalearn.tasks.suite import load_task_suite
 
     name, _, count = body.rpartition(":") if body.rsplit(":", 1)[-1].isdigit() else (body, "", "10")
+    if not count.isascii() or len(count) > 12 or int(count) > MAX_SUITE_DATASETS:
+        raise InvalidInputError(
+            f"suite:{printable(body[:200])}: at most {MAX_SUITE_DATASETS} datasets from a task suite, got {printable(count[:20])}"
+        )
     suite = load_task_suite(name)
     datasets = []
     for i, task in enumerate(suite.tasks(int(count), seed=seed)):

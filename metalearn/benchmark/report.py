@@ -46,6 +46,7 @@ from metalearn.benchmark.stats import (
     rank_table,
     strategy_summary,
 )
+from metalearn.common.atomic import atomic_write, atomic_write_text
 from metalearn.common.extras import extra_installed, require_extra
 from metalearn.exceptions import InvalidInputError
 
@@ -205,7 +206,7 @@ def _save(fig: "Figure", path: Path, **savefig_kwargs: Any) -> Path:
     buffer.seek(0)
     with Image.open(buffer) as image:
         palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    palette.save(path, format="PNG", optimize=True)
+    atomic_write(path, lambda tmp: palette.save(tmp, format="PNG", optimize=True))
     return path
 
 
@@ -917,8 +918,8 @@ def write_report(
 
     if "md" in formats:
         written["md"] = out / "report.md"
-        written["md"].write_text(_render_markdown(blocks, out), encoding="utf-8")
+        atomic_write_text(written["md"], _render_markdown(blocks, out))  # a full disk leaves the old report
     if "html" in formats:
         written["html"] = out / "report.html"
-        written["html"].write_text(_render_html(blocks, title), encoding="utf-8")
+        atomic_write_text(written["html"], _render_html(blocks, title))
     return written

@@ -11,6 +11,9 @@ stored, and rerunning resumes).
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 import warnings
 from concurrent.futures import CancelledError
@@ -25,11 +28,12 @@ from tqdm.auto import tqdm
 from metalearn.benchmark.config import BenchmarkConfig, RunKey, resolve_datasets, task_seed
 from metalearn.benchmark.execute import execute_run
 from metalearn.benchmark.storage import ResultStore, tables_from_records
+from metalearn.common.dask_address import parse_dask_address
 from metalearn.exceptions import InvalidInputError, MetalearnError
 from metalearn.tasks.datasets import Dataset
 from metalearn.tasks.task import make_task
 
-__all__ = ["BenchmarkResult", "run_benchmark", "check_feasible", "MAX_WORKER_RESTARTS"]
+__all__ = ["BenchmarkResult", "run_benchmark", "check_feasible", "ignore_further_interrupts", "MAX_WORKER_RESTARTS"]
 
 #: Times a benchmark resubmits its unfinished runs after losing workers, before it gives up.
 MAX_WORKER_RESTARTS = 3
@@ -50,6 +54,41 @@ def _lost_worker_errors() -> tuple[type[BaseException], ...]:
     else:
         errors.append(KilledWorker)
     return tuple(errors)
+
+
+def ignore_further_interrupts() -> None:
+    """Ignore Ctrl-C from now on: for a command that was interrupted and is exiting (status 130).
+
+    Python resets a Python-level SIGINT handler to the default one while it shuts down, so a
+    second Ctrl-C during the exit (workers being stopped, files closed) would kill the process
+    by signal instead of letting it exit with 130. An ignored signal stays ignored. No-op
+    outside the main thread, where handlers cannot be set.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C while workers are being stopped after a first one; restore afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_workers(results: Iterator[dict[str, Any]], bar: Any) -> None:
+    """Close the result generator (joblib aborts its pool, Dask closes its client) and the bar."""
+    with _interrupts_deferred():
+        close = getattr(results, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
+        bar.close()
 
 
 @dataclass
@@ -133,10 +172,10 @@ def _dask_results(
             "--dask needs the distributed package: pip install 'metalearn-al[dask]'"
         ) from None
     cluster = None
-    if address.startswith("local"):
-        _, _, workers = address.partition(":")
+    parsed = parse_dask_address(address)
+    if parsed.is_local:
         cluster = LocalCluster(
-            n_workers=int(workers) if workers else None, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=parsed.local_workers, threads_per_worker=1, processes=True, dashboard_address=None
         )
         client = Client(cluster)
     else:
@@ -200,6 +239,8 @@ def run_benchmark(
     """
     start = time.perf_counter()
     config.validate()
+    if dask is not None:
+        parse_dask_address(dask)  # a wrong address fails before any work
     datasets = resolve_datasets(config.datasets, seed=config.seed)
     if not datasets:
         raise InvalidInputError(f"the dataset specs {config.datasets} name no dataset")
@@ -275,6 +316,11 @@ def run_benchmark(
             )
             pending = unfinished + failed_now
             continue
+        except KeyboardInterrupt:
+            # Stop the workers now, shielded from a second Ctrl-C, rather than when the
+            # generator is collected; the caller reports the interruption.
+            _stop_workers(results, bar)
+            raise
         pending = failed_now
     bar.close()
 

@@ -32,10 +32,14 @@ import pandas as pd
 
 from metalearn.benchmark.config import BenchmarkConfig
 from metalearn.common.atomic import atomic_write, atomic_write_text
+from metalearn.common.csv_cells import neutralise_formulas, restore_formulas
 from metalearn.common.jsonable import json_safe
-from metalearn.exceptions import InvalidInputError
+from metalearn.common.text import printable
+from metalearn.exceptions import InvalidInputError, OutputFileError, ResultFolderError
 
-__all__ = ["ResultStore", "RUN_COLUMNS", "CURVE_COLUMNS", "tables_from_records", "write_table"]
+__all__ = [
+    "ResultStore", "RUN_COLUMNS", "CURVE_COLUMNS", "check_run_id", "record_problem", "tables_from_records", "write_table",
+]
 
 _CONFIG_FILE = "benchmark.json"
 #: Columns of the runs table, in order (failed runs have NaN metrics).
@@ -57,8 +61,74 @@ _TEXT_COLUMNS = ("run_id", "dataset", "model", "regime", "strategy", "status", "
                  "strategy_version", "traceback")
 
 
+#: Longest run id accepted (a generated one is at most 130 characters).
+MAX_RUN_ID_LENGTH = 200
+#: Largest ``benchmark.json`` / run file read (a run file of a 10,000-label curve is ~1 MB).
+MAX_JSON_BYTES = 64 * 1024 * 1024
+
+
+def check_run_id(run_id: Any, where: str) -> str:
+    """``run_id`` if it is a safe file name, else :class:`ResultFolderError`.
+
+    Run ids read from a results table or a run file become paths (``runs/RUN_ID.json``): only
+    the characters :attr:`RunKey.run_id` produces are accepted (letters, digits, ``-``, ``_``,
+    ``.``, not first), so an id such as ``../../x``, ``/tmp/x`` or one holding control
+    characters can never name a file outside the cache.
+    """
+    if not isinstance(run_id, str):
+        raise ResultFolderError(f"{where}: a run id must be text, got {type(run_id).__name__}")
+    if not run_id or len(run_id) > MAX_RUN_ID_LENGTH or run_id.startswith(".") or not all(
+        c.isalnum() or c in "-_." for c in run_id
+    ):
+        raise ResultFolderError(
+            f"{where}: run id {printable(run_id[:MAX_RUN_ID_LENGTH])!r} is not a run id metalearn writes "
+            f"(letters, digits, '-', '_', '.', at most {MAX_RUN_ID_LENGTH} characters); the folder was modified"
+        )
+    return run_id
+
+
+def record_problem(record: Any) -> str | None:
+    """What makes ``record`` (a run file's or table row's content) unusable, or None if it is sound."""
+    if not isinstance(record, dict) or not isinstance(record.get("summary"), dict):
+        return "not a run record (an object with 'summary' and 'curve')"
+    summary, curve = record["summary"], record.get("curve")
+    if "run_id" not in summary:
+        return "a run without 'run_id'"
+    try:
+        check_run_id(summary["run_id"], "run")
+    except ResultFolderError as exc:
+        return str(exc)
+    lacking = [k for k in _CURVE_KEYS if k not in summary]
+    if lacking:
+        return f"run {summary['run_id']}: no {', '.join(lacking)}"
+    if not isinstance(curve, dict):
+        return f"run {summary['run_id']}: the curve is not an object"
+    lengths = set()
+    for column, values in curve.items():
+        if not isinstance(values, list):
+            return f"run {summary['run_id']}: curve column {printable(column)!r} is not a list"
+        lengths.add(len(values))
+    if len(lengths) > 1:
+        return f"run {summary['run_id']}: curve columns of unequal length {sorted(lengths)}"
+    return None
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON of ``path``, read with a size bound; ValueError if too large, too deep or not JSON."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise ValueError(f"larger than {MAX_JSON_BYTES} bytes")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _write_error(what: str, folder: Path, exc: OSError) -> InvalidInputError:
     """The project's error for a result file that cannot be written (disk full, read-only...)."""
+    if isinstance(exc, OutputFileError) and exc.errno is None:
+        return exc  # a refused target (a FIFO, a device...): its own message says what to do
     reason = exc.strerror or str(exc)
     return InvalidInputError(
         f"cannot write {what} to {folder}: {reason}; free space or choose a writable --out folder, then rerun "
@@ -70,15 +140,17 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write a results table atomically: Parquet for a ``.parquet`` path, else CSV.
 
     A disk that fills up while writing leaves the previous table (or none), never a truncated
-    one, and raises :class:`InvalidInputError` naming the folder.
+    one, and raises :class:`InvalidInputError` naming the folder. CSV text cells that a
+    spreadsheet would run as formulas are neutralised (:mod:`metalearn.common.csv_cells`).
     """
     path = Path(path)
+    csv_frame = None if path.suffix == ".parquet" else neutralise_formulas(frame)
 
     def write(tmp: str) -> None:
-        if path.suffix == ".parquet":
+        if csv_frame is None:
             frame.to_parquet(tmp, index=False, compression="zstd")
         else:
-            frame.to_csv(tmp, index=False)
+            csv_frame.to_csv(tmp, index=False)
 
     try:
         return atomic_write(path, write)
@@ -206,9 +278,16 @@ class ResultStore:
         fingerprint = config.result_fingerprint()
         if path.exists():
             try:
-                previous = json.loads(path.read_text(encoding="utf-8"))
+                if not path.is_file():
+                    raise ValueError("not a regular file")
+                previous = _read_json(path)
             except (OSError, ValueError) as exc:
-                raise InvalidInputError(f"{path} is not a readable benchmark configuration: {exc}") from None
+                raise ResultFolderError(f"{path} is not a readable benchmark configuration: {printable(exc)}") from None
+            if not isinstance(previous, dict) or not isinstance(previous.get("config", {}), dict):
+                raise ResultFolderError(
+                    f"{path} is not a benchmark configuration (expected an object with 'fingerprint' and 'config'); "
+                    "use another --out folder"
+                )
             if previous.get("fingerprint") != fingerprint:
                 old = previous.get("config", {})
                 changed = [k for k in ("label_budget", "seed", "test_size", "n_warm", "max_pool", "oracle_candidates")
@@ -235,15 +314,28 @@ class ResultStore:
         if not self.table_path.is_file():
             return
         cached = {p.stem for p in self.runs_dir.glob("*.json")}
-        if set(self.read_table(columns=["run_id"])["run_id"]) <= cached:
+        if set(self._table_run_ids()) <= cached:
             return  # the usual case: only the id column is read, not every learning curve
         frame = self.read_table()
         missing = frame[~frame["run_id"].isin(cached)]
+        records = table_to_records(missing)
+        for record in records:  # every row is checked before any file is written
+            problem = record_problem(record)
+            if problem is not None:
+                raise ResultFolderError(f"{self.table_path}: {problem}; restore the table or use another --out folder")
         try:
-            for record in table_to_records(missing):
+            for record in records:
                 atomic_write_text(self.path(record["summary"]["run_id"]), _record_text(record))
         except OSError as exc:
             raise _write_error("the run cache unpacked from the results table", self.runs_dir, exc) from None
+
+    def _table_run_ids(self) -> list[str]:
+        """The run ids of the results table, each checked to be a safe file name."""
+        try:
+            ids = self.read_table(columns=["run_id"])["run_id"]
+        except KeyError:
+            raise ResultFolderError(f"{self.table_path} has no run_id column; restore the table") from None
+        return [check_run_id(r.item() if hasattr(r, "item") else r, str(self.table_path)) for r in ids]
 
     def read_table(self, columns: list[str] | None = None) -> pd.DataFrame:
         """The results table as stored, all or some columns (an empty frame if there is none)."""
@@ -259,7 +351,7 @@ class ResultStore:
                 return pd.read_parquet(path, columns=columns)
             frame = pd.read_csv(path, usecols=columns, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
                                 na_values={c: [""] for c in RUN_COLUMNS if c not in _TEXT_COLUMNS})
-            return _decode_curves_from_csv(frame)
+            return _decode_curves_from_csv(restore_formulas(frame))
         except (OSError, ValueError) as exc:
             raise InvalidInputError(f"{path} is not a readable results table: {exc}") from None
 
@@ -275,11 +367,12 @@ class ResultStore:
         """Whether the results table holds exactly the runs of the cache."""
         if not self.table_path.is_file():
             return False
-        stored = set(self.read_table(columns=["run_id"])["run_id"])
+        stored = set(self._table_run_ids())
         return stored == {p.stem for p in self.runs_dir.glob("*.json")}
 
     def path(self, run_id: str) -> Path:
-        return self.runs_dir / f"{run_id}.json"
+        """The cache file of ``run_id`` (checked to be a safe file name: ids come from files too)."""
+        return self.runs_dir / f"{check_run_id(run_id, str(self.out_dir))}.json"
 
     def finished(self, fingerprint: str) -> dict[str, tuple[str, str]]:
         """``(status, strategy_version)`` of every stored run of this fingerprint, by run id."""
@@ -308,11 +401,17 @@ class ResultStore:
 
     @staticmethod
     def _read(path: Path) -> dict[str, Any] | None:
+        """A cache file's record; None (recomputed, never trusted) if unreadable or unsound.
+
+        A record must be sound (:func:`record_problem`) and carry the run id of its file name.
+        """
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None  # unreadable files are recomputed, never trusted
-        if not isinstance(record, dict) or "summary" not in record or "curve" not in record:
+            if not path.is_file():
+                return None
+            record = _read_json(path)
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        if record_problem(record) is not None or record["summary"]["run_id"] != path.stem:
             return None
         return record
 

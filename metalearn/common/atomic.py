@@ -8,18 +8,31 @@ The data goes to a temporary file beside the target, named ``.<target>.<pid>.<ra
 is flushed to disk, then renamed over the target (:func:`os.replace`, atomic on POSIX and
 Windows). A process killed mid-write (SIGKILL, power loss) leaves its temporary file behind;
 the next write to the same target removes the temporaries of processes that no longer run.
+
+The output gets the mode a plain write would give it: the replaced file's mode, or for a new
+file ``0o666`` less the process umask (not the ``0o600`` of a temporary file). A target that
+exists and is not a regular file (a device such as ``/dev/null``, a FIFO, a folder, or a symlink
+to one) is refused, never replaced by a regular file. A write that fails (disk full, file-size
+limit, read-only folder) leaves the target as it was and raises
+:class:`~metalearn.exceptions.OutputFileError`, one line naming the file.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "fsync_replace", "remove_stale_temporaries"]
+from metalearn.exceptions import OutputFileError
+
+__all__ = [
+    "atomic_write", "atomic_write_bytes", "atomic_write_text", "fsync_replace", "output_mode", "remove_stale_temporaries",
+]
 
 _LEGACY_AGE_SECONDS = 3600.0
 
@@ -81,6 +94,61 @@ def _older_than(path: Path, cutoff: float) -> bool:
         return False
 
 
+def _current_umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (a brief, process-wide change)
+    os.umask(mask)
+    return mask
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def output_mode(target: str | os.PathLike[str]) -> int:
+    """The permission bits a plain write to ``target`` would leave: the existing file's, or the umask's.
+
+    Raises
+    ------
+    OutputFileError
+        ``target`` exists (following symlinks) and is not a regular file: a device, a FIFO, a
+        socket or a folder is never replaced by a regular file.
+    """
+    try:
+        info = os.stat(target)  # follows a symlink: a link to /dev/null is refused too
+    except FileNotFoundError:  # a new file (or a dangling symlink, which a plain write would create)
+        return 0o666 & ~_current_umask()
+    except OSError as exc:
+        raise OutputFileError(f"cannot write {os.fspath(target)!r}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise OutputFileError(
+            f"refusing to write {os.fspath(target)!r}: it is {_kind_of(info.st_mode)}, not a regular file; "
+            "choose a file path for the output"
+        )
+    return stat.S_IMODE(info.st_mode)
+
+
+def _write_failed(target: Path, exc: OSError) -> OutputFileError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = {errno.ENOSPC: "; free space and retry", errno.EFBIG: "; the file-size limit was reached",
+            errno.EDQUOT: "; the disk quota is used up"}.get(exc.errno or 0, "")
+    error = OutputFileError(f"cannot write {str(target)!r}: {reason}{hint} (the file was left as it was)")
+    error.errno, error.strerror, error.filename = exc.errno, exc.strerror or reason, str(target)
+    return error
+
+
 def fsync_replace(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
     """Flush the finished temporary file ``tmp`` to disk, then move it over ``final``."""
     with open(tmp, "rb+") as handle:
@@ -105,18 +173,29 @@ def atomic_write(target: str | os.PathLike[str], write: Callable[[str], None]) -
 
     Raises
     ------
-    OSError
-        The temporary file cannot be created, written or renamed (nothing is left behind,
-        and an existing ``target`` is unchanged).
+    OutputFileError
+        ``target`` is not a regular file (see :func:`output_mode`), or the temporary file
+        cannot be created, written or renamed (nothing is left behind, and an existing
+        ``target`` is unchanged). An ``OSError`` as well as one of metalearn's errors.
     """
     target = Path(target)
+    mode = output_mode(target)
     remove_stale_temporaries(target)
-    handle, name = tempfile.mkstemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent)
+    try:
+        handle, name = tempfile.mkstemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _write_failed(target, exc) from None
     os.close(handle)
     tmp = Path(name)
     try:
         write(str(tmp))
+        os.chmod(tmp, mode)  # mkstemp's 0600 would hide the output from colleagues
         fsync_replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OutputFileError):
+            raise
+        raise _write_failed(target, exc) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

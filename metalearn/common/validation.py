@@ -319,12 +319,14 @@ def check_classifier(clf: Any, *, require_fitted: bool = True, n_features: int |
         )
 
 
-def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` as an int >= ``minimum`` or raise a clear error."""
+def check_positive_int(value: Any, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """Return ``value`` as an int in [``minimum``, ``maximum``] or raise a clear error."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise InvalidTypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+        raise InvalidTypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}"[:300])
     if value < minimum:
-        raise InvalidInputError(f"{name} must be >= {minimum}, got {value}")
+        raise InvalidInputError(f"{name} must be >= {minimum}, got {value}"[:300])
+    if maximum is not None and value > maximum:
+        raise InvalidInputError(f"{name} must be <= {maximum}, got {value}"[:300])
     return int(value)
 
 
@@ -332,7 +334,10 @@ def check_real(value: Any, name: str) -> float:
     """Return ``value`` as a float; a bool, a string or another non-number is an :class:`InvalidTypeError`."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
         raise InvalidTypeError(f"{name} must be a number, got {type(value).__name__} {value!r}"[:300])
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int such as 10**400
+        raise InvalidInputError(f"{name} is too large for a float, got {str(value)[:40]}...") from None
 
 
 def check_batch_size(batch_size: Any, n_unlabeled: int) -> int:

@@ -34,11 +34,13 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
+from metalearn.common.text import printable
 from metalearn.integrations import missing_dependency
 
 try:
@@ -49,11 +51,25 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the lib
 
 from sklearn.base import clone
 
+from metalearn.exceptions import InvalidInputError, InvalidTypeError, MetalearnError
 from metalearn.policies.file import PolicyFile
 from metalearn.common.record_identity import match_records, row_keys
 from metalearn.policies.strategy import PolicyStrategy
 
 __all__ = ["PolicyQueryStrategy"]
+
+
+@contextlib.contextmanager
+def _errors_as_ours(what: str) -> Iterator[None]:
+    """Turn a foreign ``ValueError``/``TypeError`` raised inside into metalearn's, one line."""
+    try:
+        yield
+    except MetalearnError:
+        raise
+    except TypeError as exc:
+        raise InvalidTypeError(f"{what}: {printable(' '.join(str(exc).split()))[:500]}") from exc
+    except ValueError as exc:
+        raise InvalidInputError(f"{what}: {printable(' '.join(str(exc).split()))[:500]}") from exc
 
 
 class PolicyQueryStrategy(SingleAnnotatorPoolQueryStrategy):
@@ -151,40 +167,44 @@ class PolicyQueryStrategy(SingleAnnotatorPoolQueryStrategy):
         utilities : ndarray of shape (batch_size, n_samples) or (batch_size, n_candidates)
             Only with ``return_utilities=True``.
         """
-        X, y, candidates, batch_size, return_utilities = self._validate_data(
-            X, y, candidates, batch_size, return_utilities, reset=True
-        )
-        check_type(clf, "clf", SkactivemlClassifier)
-        check_equal_missing_label(clf.missing_label, self.missing_label_)
-        check_type(fit_clf, "fit_clf", bool)
-        if fit_clf:
-            clf = clone(clf).fit(X, y) if sample_weight is None else clone(clf).fit(X, y, sample_weight)
+        # The adapter's boundary: scikit-activeml's and scikit-learn's own ValueError/TypeError
+        # for bad input (its checks, the classifier's fit) become metalearn's errors (still a
+        # ValueError/TypeError, as scikit-activeml users catch).
+        with _errors_as_ours("scikit-activeml query"):
+            X, y, candidates, batch_size, return_utilities = self._validate_data(
+                X, y, candidates, batch_size, return_utilities, reset=True
+            )
+            check_type(clf, "clf", SkactivemlClassifier)
+            check_equal_missing_label(clf.missing_label, self.missing_label_)
+            check_type(fit_clf, "fit_clf", bool)
+            if fit_clf:
+                clf = clone(clf).fit(X, y) if sample_weight is None else clone(clf).fit(X, y, sample_weight)
 
-        labeled = is_labeled(y, self.missing_label_)
-        n_samples = X.shape[0]
-        X_pool, y_pool = X, y
-        if candidates is None:
-            eligible = np.flatnonzero(~labeled)
-            n_out, to_out = n_samples, None
-        elif candidates.ndim == 1:
-            if labeled[candidates].any():
-                raise ValueError("Candidates must not contain labeled samples.")
-            eligible = np.unique(candidates)
-            n_out, to_out = n_samples, None
-        else:
-            # Candidate samples given as features: a candidate equal to an unlabeled sample of X
-            # is that record; the others join the pool as extra unlabeled records.
-            cand = np.asarray(candidates, dtype=np.float64)
-            position = match_records(row_keys(X), row_keys(cand))
-            matched = position >= 0
-            matched[matched] = ~labeled[position[matched]]
-            extra = np.flatnonzero(~matched)
-            if extra.size:
-                X_pool = np.vstack([np.asarray(X, dtype=np.float64), cand[extra]])
-                y_pool = np.concatenate([y, np.full(extra.size, self.missing_label_, dtype=y.dtype)])
-            eligible = np.where(matched, position, -1)
-            eligible[extra] = n_samples + np.arange(extra.size)
-            n_out, to_out = cand.shape[0], eligible
+            labeled = is_labeled(y, self.missing_label_)
+            n_samples = X.shape[0]
+            X_pool, y_pool = X, y
+            if candidates is None:
+                eligible = np.flatnonzero(~labeled)
+                n_out, to_out = n_samples, None
+            elif candidates.ndim == 1:
+                if labeled[candidates].any():
+                    raise InvalidInputError("Candidates must not contain labeled samples.")
+                eligible = np.unique(candidates)
+                n_out, to_out = n_samples, None
+            else:
+                # Candidate samples given as features: a candidate equal to an unlabeled sample of X
+                # is that record; the others join the pool as extra unlabeled records.
+                cand = np.asarray(candidates, dtype=np.float64)
+                position = match_records(row_keys(X), row_keys(cand))
+                matched = position >= 0
+                matched[matched] = ~labeled[position[matched]]
+                extra = np.flatnonzero(~matched)
+                if extra.size:
+                    X_pool = np.vstack([np.asarray(X, dtype=np.float64), cand[extra]])
+                    y_pool = np.concatenate([y, np.full(extra.size, self.missing_label_, dtype=y.dtype)])
+                eligible = np.where(matched, position, -1)
+                eligible[extra] = n_samples + np.arange(extra.size)
+                n_out, to_out = cand.shape[0], eligible
 
         utilities = np.full((batch_size, n_out), np.nan)
         if batch_size == 0:

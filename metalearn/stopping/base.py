@@ -19,7 +19,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from metalearn.common.validation import check_classifier, check_labels, check_pool_features
+from metalearn.common.validation import (
+    check_classifier, check_labels, check_missing_label, check_pool_features, check_random_state,
+)
 from metalearn.exceptions import InvalidInputError, PoolChangedWarning
 from metalearn.strategies.base import QueryContext
 
@@ -107,7 +109,7 @@ class StoppingRule(ABC):
         bool
             True once the rule recommends stopping (in this loop).
         """
-        self._validate_params()
+        self.check_params()
         X_arr = check_pool_features(X)
         labeled, y_arr = check_labels(y, X_arr.shape[0], self.missing_label)
         if not labeled.any():
@@ -183,6 +185,13 @@ class StoppingRule(ABC):
     @abstractmethod
     def _decide(self, ctx: QueryContext) -> tuple[bool, dict[str, Any]]:
         """Return the decision and the statistics behind it (JSON-able scalars)."""
+
+    def check_params(self) -> None:
+        """Check every constructor parameter, the shared ones and the rule's own (at load and
+        at every call, scikit-learn style); raises metalearn's errors."""
+        check_random_state(self.random_state)
+        check_missing_label(self.missing_label)
+        self._validate_params()
 
     def _validate_params(self) -> None:
         """Check the constructor parameters (called at every call, scikit-learn style)."""

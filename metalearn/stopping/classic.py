@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from metalearn.common.uncertainty import normalized_entropy
-from metalearn.common.validation import check_positive_int
-from metalearn.exceptions import InvalidInputError, InvalidTypeError
+from metalearn.common.validation import check_positive_int, check_real
+from metalearn.exceptions import InvalidInputError
 from metalearn.stopping.base import StoppingRule, cohen_kappa
+from metalearn.stopping.limits import MAX_STOP_SET_SIZE, MAX_WINDOW
 from metalearn.strategies.base import QueryContext
 
 __all__ = [
@@ -40,11 +41,10 @@ __all__ = [
 
 
 def _check_fraction(value: Any, name: str, *, low: float = 0.0, high: float = 1.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidTypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if not (low <= float(value) <= high):
-        raise InvalidInputError(f"{name} must lie in [{low}, {high}], got {value}")
-    return float(value)
+    number = check_real(value, name)  # a bool, text or 10**400 is our error, not float()'s
+    if not (low <= number <= high):
+        raise InvalidInputError(f"{name} must lie in [{low}, {high}], got {number}")
+    return number
 
 
 def _labels_to_json(values: np.ndarray) -> list[Any]:
@@ -101,8 +101,8 @@ class StabilizingPredictions(StoppingRule):
         self.kappa = kappa
 
     def _validate_params(self) -> None:
-        check_positive_int(self.stop_set_size, "stop_set_size")
-        check_positive_int(self.window, "window")
+        check_positive_int(self.stop_set_size, "stop_set_size", maximum=MAX_STOP_SET_SIZE)
+        check_positive_int(self.window, "window", maximum=MAX_WINDOW)
         _check_fraction(self.kappa, "kappa", low=-1.0)
 
     def _decide(self, ctx: QueryContext) -> tuple[bool, dict[str, Any]]:

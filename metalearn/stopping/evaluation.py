@@ -22,6 +22,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from metalearn.common.atomic import atomic_write_text
+from metalearn.common.csv_cells import write_csv
 from metalearn.stopping.classic import CLASSIC_RULES
 from metalearn.stopping.simulate import StoppingRun
 
@@ -306,16 +308,16 @@ def write_stopping_report(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: str
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     flat = table.drop(columns=[c for c in ("expected_gain", "gain_quantiles") if c in table.columns])
-    flat.to_csv(out / "stopping.csv", index=False)
+    write_csv(flat, out / "stopping.csv")
     written["stopping_table"] = out / "stopping.csv"
     summary = stopping_summary(table)
-    summary.to_csv(out / "stopping_summary.csv", index=False)
+    write_csv(summary, out / "stopping_summary.csv")
     written["stopping_summary"] = out / "stopping_summary.csv"
     by_strategy = stopping_summary(table, by=("strategy", "rule"))
     written["stopping_front"] = plot_stopping_front(summary, out / "stopping_front.png", title=title)
     calibration = calibration_from_table(table, curves)
     if not calibration.empty:
-        calibration.to_csv(out / "stopping_calibration.csv", index=False)
+        write_csv(calibration, out / "stopping_calibration.csv")
         written["stopping_calibration"] = out / "stopping_calibration.csv"
     shown = ["rule", "runs", "stopped", "labels_at_stop", "labels_saved", "points_lost", "p90_points_lost"]
     text = [f"# {title}", "", "Per rule, over every run (a rule that never stops stops at the end of the run).", "",
@@ -328,6 +330,6 @@ def write_stopping_report(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: str
                  "`below_qL`: share of realised gains below the estimate's quantile of level L (calibrated: L). "
                  "The last row of each rule is over every point.", "",
                  _markdown(calibration[shown_cal]), ""]
-    (out / "stopping.md").write_text("\n".join(text), encoding="utf-8")
+    atomic_write_text(out / "stopping.md", "\n".join(text))
     written["stopping_md"] = out / "stopping.md"
     return written

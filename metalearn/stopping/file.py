@@ -135,6 +135,10 @@ def _where(path: Path | str | None) -> str:
 
 
 def _check_metadata(meta: Mapping[str, Any], where: str) -> GainModelArchitecture:
+    # Bounded here, at load: a rule that loads must not fail (or allocate without bound) at its
+    # first call. The limits live in metalearn.stopping.limits.
+    from metalearn.stopping.limits import MAX_HORIZON, MAX_PATIENCE, MAX_THRESHOLD_POINTS, MAX_WINDOW
+
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise StoppingRuleFileError(f"{where}: metadata lacks required key(s) {missing}")
@@ -142,6 +146,12 @@ def _check_metadata(meta: Mapping[str, Any], where: str) -> GainModelArchitectur
         arch = GainModelArchitecture.from_dict(meta["architecture"])
     except InvalidInputError as exc:
         raise StoppingRuleFileError(f"{where}: {exc}") from None
+    unnamed = [q for q in arch.quantiles if float(f"{q:g}") != q]
+    if unnamed:  # a decision names its level as f"q{level:g}": each level must round-trip
+        raise StoppingRuleFileError(
+            f"{where}: architecture quantile level(s) {unnamed} have more than 6 significant digits; "
+            "a level must be written exactly by its decision name (such as 0.9 or 0.975)"
+        )
     feature_set = meta["feature_set"]
     if not isinstance(feature_set, Mapping):
         raise StoppingRuleFileError(f"{where}: metadata 'feature_set' must be an object, got {type(feature_set).__name__}")
@@ -160,22 +170,33 @@ def _check_metadata(meta: Mapping[str, Any], where: str) -> GainModelArchitectur
         raise StoppingRuleFileError(
             f"{where}: the regressor takes {arch.n_features} features, the feature set has {len(STOPPING_FEATURE_SET['features'])}"
         )
-    for key, minimum in (("window", 2), ("horizon", 1)):
+    for key, minimum, maximum in (("window", 2, MAX_WINDOW), ("horizon", 1, MAX_HORIZON)):
         value = meta[key]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise StoppingRuleFileError(f"{where}: metadata {key!r} must be an integer >= {minimum}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not minimum <= value <= maximum:
+            raise StoppingRuleFileError(
+                f"{where}: metadata {key!r} must be an integer in [{minimum}, {maximum}], got {str(value)[:40]}"
+            )
     patience = meta.get("patience", 1)
-    if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
-        raise StoppingRuleFileError(f"{where}: metadata 'patience' must be a positive integer, got {patience!r}")
+    if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or not 1 <= patience <= MAX_PATIENCE:
+        raise StoppingRuleFileError(
+            f"{where}: metadata 'patience' must be an integer in [1, {MAX_PATIENCE}], got {str(patience)[:40]}"
+        )
     decision = meta.get("decision", "mean")
     levels = [f"q{q:g}" for q in arch.quantiles]
     if decision != "mean" and decision not in levels:
         raise StoppingRuleFileError(
-            f"{where}: metadata 'decision' must be 'mean' or one of the model's quantiles {levels}, got {decision!r}"
+            f"{where}: metadata 'decision' must be 'mean' or one of the model's quantiles {levels}, got {str(decision)[:60]!r}"
         )
     threshold = meta["threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(float(threshold)):
-        raise StoppingRuleFileError(f"{where}: metadata 'threshold' must be a finite number, got {threshold!r}")
+    try:
+        finite = not isinstance(threshold, bool) and isinstance(threshold, (int, float)) and math.isfinite(float(threshold))
+    except OverflowError:  # an int such as 10**400
+        finite = False
+    if not finite or not abs(float(threshold)) <= MAX_THRESHOLD_POINTS:
+        raise StoppingRuleFileError(
+            f"{where}: metadata 'threshold' must be a finite number of accuracy points in "
+            f"[-{MAX_THRESHOLD_POINTS:g}, {MAX_THRESHOLD_POINTS:g}], got {str(threshold)[:40]}"
+        )
     return arch
 
 

@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from metalearn.common.validation import check_positive_int
+from metalearn.common.validation import check_positive_int, check_real
 from metalearn.exceptions import InvalidInputError, InvalidTypeError
 from metalearn.stopping.base import StoppingRule
 from metalearn.stopping.features import StoppingFeatures
 from metalearn.stopping.file import StoppingRuleFile, read_stopping_rule
+from metalearn.stopping.limits import MAX_PATIENCE, MAX_THRESHOLD_POINTS
 from metalearn.strategies.base import QueryContext
 
 __all__ = ["LearnedStoppingRule", "GainEstimate"]
@@ -110,11 +111,15 @@ class LearnedStoppingRule(StoppingRule):
     def _validate_params(self) -> None:
         if self.threshold is not None:
             if isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real):
-                raise InvalidTypeError(f"threshold must be a number of accuracy points or None, got {self.threshold!r}")
-            if not np.isfinite(float(self.threshold)):
-                raise InvalidInputError(f"threshold must be finite, got {self.threshold}")
+                raise InvalidTypeError(f"threshold must be a number of accuracy points or None, got {self.threshold!r}"[:300])
+            threshold = check_real(self.threshold, "threshold")  # 10**400: our error, not OverflowError
+            if not abs(threshold) <= MAX_THRESHOLD_POINTS:
+                raise InvalidInputError(
+                    f"threshold must be finite accuracy points in [-{MAX_THRESHOLD_POINTS:g}, {MAX_THRESHOLD_POINTS:g}], "
+                    f"got {threshold}"
+                )
         if self.patience is not None:
-            check_positive_int(self.patience, "patience")
+            check_positive_int(self.patience, "patience", maximum=MAX_PATIENCE)
         self.file  # noqa: B018 - read and check the file now, before any work
 
     def describe(self) -> str:

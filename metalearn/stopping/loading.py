@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
 
+from metalearn.common.text import printable
 from metalearn.exceptions import UnknownNameError
 from metalearn.stopping.base import StoppingRule
 from metalearn.stopping.classic import CLASSIC_RULES
@@ -48,26 +50,34 @@ def load_stopping_rule(name_or_path: str | os.PathLike[str] | StoppingRuleFile =
     from metalearn.stopping.learned import LearnedStoppingRule
 
     if isinstance(name_or_path, StoppingRuleFile):
-        rule: StoppingRule = LearnedStoppingRule(name_or_path, **params)
+        rule: StoppingRule = _build(LearnedStoppingRule, params, name_or_path)
     else:
         text = os.fspath(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) else None
         if text is not None and text in CLASSIC_RULES and not _is_file(text):
             rule = _build(CLASSIC_RULES[text], params)
         else:
+            rule = _build(LearnedStoppingRule, params, name_or_path)
             try:
-                rule = LearnedStoppingRule(name_or_path, **params)
                 rule.file  # noqa: B018 - read and check the file now
             except UnknownNameError as exc:
                 raise UnknownNameError(f"{exc}; classic criteria: {', '.join(CLASSIC_RULES)}") from None
-    rule._validate_params()
+    rule.check_params()
     return rule
 
 
-def _build(cls: type[StoppingRule], params: dict[str, Any]) -> StoppingRule:
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise UnknownNameError(f"{cls.name}: {exc}") from None
+def _build(cls: type[StoppingRule], params: dict[str, Any], *args: Any) -> StoppingRule:
+    """``cls(*args, **params)``; a parameter the rule does not take is an :class:`UnknownNameError`
+    (the same for every rule), listing those it takes."""
+    accepted = [
+        p.name for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ][len(args):]
+    unknown = [name for name in params if name not in accepted]
+    if unknown:
+        raise UnknownNameError(
+            f"{cls.name}: unknown parameter(s) {', '.join(printable(n) for n in unknown)}; it takes {', '.join(accepted)}"
+        )
+    return cls(*args, **params)
 
 
 def _is_file(text: str) -> bool:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metalearn.common.csv_cells import write_csv
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
 from metalearn.stopping.features import STOPPING_FEATURE_SET, STOPPING_FEATURES
@@ -508,9 +509,7 @@ def train_stopping(config: StoppingTrainConfig, *, resume: bool = True, progress
         for _, run in loops.groupby("run_id", sort=False)
     ])
     loops = loops.assign(gain_target=targets)
-    tmp = out / ".loops.csv.gz.tmp"
-    loops.to_csv(tmp, index=False, compression="gzip")
-    os.replace(tmp, out / "loops.csv.gz")
+    write_csv(loops, out / "loops.csv.gz", compression="gzip")
     x_all = loops[list(STOPPING_FEATURES)].to_numpy(dtype=np.float64)
     asked = np.all(np.isfinite(x_all), axis=1)
     train_rows = asked & np.isfinite(targets) & ~loops["held_in"].to_numpy(dtype=bool)
@@ -545,8 +544,8 @@ def train_stopping(config: StoppingTrainConfig, *, resume: bool = True, progress
     sweep = pd.concat(sweeps, ignore_index=True)
     stops = replay_stops(held_loops, statistic[held], threshold, patience)
     table, coverage = calibration_table(expected[held], quantiles[held], targets[held], arch.quantiles)
-    sweep.to_csv(out / "threshold_sweep.csv", index=False)
-    table.to_csv(out / "calibration.csv", index=False)
+    write_csv(sweep, out / "threshold_sweep.csv")
+    write_csv(table, out / "calibration.csv")
     held_in = {
         "decision": decision,
         "patience": patience,

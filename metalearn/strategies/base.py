@@ -208,6 +208,9 @@ class QueryStrategy(ABC):
     name: ClassVar[str] = ""
     #: Whether the strategy calls the classifier (random sampling does not).
     requires_classifier: ClassVar[bool] = True
+    #: Classes the labeled records must cover before the strategy can query (query by committee
+    #: fits copies of the classifier on them: 2); a stream scores with it only once they do.
+    min_labeled_classes: ClassVar[int] = 0
 
     def __init__(self, *, missing_label: Any = np.nan, random_state: int | np.random.Generator | None = None) -> None:
         self.missing_label = missing_label

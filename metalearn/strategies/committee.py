@@ -12,7 +12,10 @@ from metalearn.exceptions import InvalidInputError, InvalidTypeError
 from metalearn.strategies.base import QueryContext, QueryStrategy, select_top
 from metalearn.strategies.registry import register_strategy
 
-__all__ = ["QueryByCommittee"]
+__all__ = ["QueryByCommittee", "MAX_MEMBERS"]
+
+#: Largest committee: each member is a fitted copy of the classifier, fitted again at every query.
+MAX_MEMBERS = 1000
 
 _METHODS = ("vote_entropy", "kl_divergence")
 
@@ -27,7 +30,7 @@ class QueryByCommittee(QueryStrategy):
     Parameters
     ----------
     n_members : int
-        Committee size.
+        Committee size, in [2, :data:`MAX_MEMBERS`].
     method : {"vote_entropy", "kl_divergence"}
         Disagreement measure: entropy of the members' votes (normalised by its maximum), or
         mean KL divergence of each member's probabilities to the consensus.
@@ -36,6 +39,7 @@ class QueryByCommittee(QueryStrategy):
     """
 
     name = "qbc"
+    min_labeled_classes = 2
 
     def __init__(
         self, n_members: int = 5, method: str = "vote_entropy", *, missing_label: Any = np.nan, random_state: Any = None
@@ -45,18 +49,22 @@ class QueryByCommittee(QueryStrategy):
         self.method = method
 
     def _validate_params(self) -> None:
-        check_positive_int(self.n_members, "n_members", minimum=2)
+        check_positive_int(self.n_members, "n_members", minimum=2, maximum=MAX_MEMBERS)
         if not isinstance(self.method, str) or self.method not in _METHODS:
             raise InvalidInputError(f"method must be one of {_METHODS}, got {self.method!r}"[:300])
 
     def _members(self, ctx: QueryContext) -> list[Any]:
         rows = np.flatnonzero(ctx.labeled)
-        y_lab = ctx.y[rows]
+        # Labels in an object array (missing_label=None, a stream's stand-in labels) take their
+        # own dtype: scikit-learn refuses object labels as "Unknown label type".
+        y_lab = np.asarray(ctx.y[rows].tolist()) if ctx.y.dtype == object else ctx.y[rows]
+        y_fit = np.empty(ctx.y.shape[0], dtype=y_lab.dtype)
+        y_fit[rows] = y_lab
         groups = [rows[y_lab == c] for c in np.unique(y_lab)]
         if len(groups) < 2:
             raise InvalidInputError("query by committee needs labeled records of at least two classes")
         members = []
-        for _ in range(check_positive_int(self.n_members, "n_members", minimum=2)):
+        for _ in range(check_positive_int(self.n_members, "n_members", minimum=2, maximum=MAX_MEMBERS)):
             sample = np.concatenate([ctx.rng.choice(g, size=g.size, replace=True) for g in groups])
             try:
                 member = clone(ctx.clf)
@@ -67,7 +75,7 @@ class QueryByCommittee(QueryStrategy):
             if "random_state" in member.get_params():
                 member.set_params(random_state=int(ctx.rng.integers(2**31 - 1)))
             try:
-                members.append(member.fit(ctx.X[sample], ctx.y[sample]))
+                members.append(member.fit(ctx.X[sample], y_fit[sample]))
             except (ValueError, TypeError, ArithmeticError) as exc:
                 # The user's classifier cannot be fitted on the pool (e.g. float32 overflow).
                 raise InvalidInputError(

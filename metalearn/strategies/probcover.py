@@ -27,6 +27,18 @@ __all__ = ["ProbCover", "pure_radius"]
 _DELTA_QUANTILES = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
 
 
+#: Largest feature magnitude used as is: beyond it, squared distances could overflow to inf
+#: (and the radius become NaN), so the pool is scaled down first. Coverage and purity do not
+#: depend on the scale; pools below it are left exactly as they are.
+_SAFE_MAGNITUDE = 1e100
+
+
+def _geometry_scale(X: np.ndarray) -> float:
+    """The factor the pool is multiplied by before distances are taken: 1, or 1/max|X| for huge values."""
+    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    return 1.0 if largest <= _SAFE_MAGNITUDE else 1.0 / largest
+
+
 def _ball_graph(X: np.ndarray, delta: float) -> sparse.csr_matrix:
     with limited_threads(1):
         graph = NearestNeighbors(radius=delta).fit(X).radius_neighbors_graph(X, mode="connectivity")
@@ -130,7 +142,8 @@ class ProbCover(QueryStrategy):
             n_classes = max(2, int(np.unique(ctx.y[ctx.labeled]).size)) if ctx.labeled.any() else 2
         else:
             n_classes = int(self.n_classes)
-        X = ctx.X
+        self.scale_ = _geometry_scale(ctx.X)
+        X = ctx.X if self.scale_ == 1.0 else ctx.X * self.scale_
         n = X.shape[0]
         rows = np.sort(self.rng_.choice(n, size=max_graph, replace=False)) if n > max_graph else np.arange(n)
         sub = X[rows]
@@ -149,7 +162,8 @@ class ProbCover(QueryStrategy):
         labeled_rows = np.flatnonzero(ctx.labeled)
         if labeled_rows.size:
             with limited_threads(1):
-                balls = self.neighbors_.radius_neighbors(ctx.X[labeled_rows], return_distance=False)
+                labeled_X = ctx.X[labeled_rows] if getattr(self, "scale_", 1.0) == 1.0 else ctx.X[labeled_rows] * self.scale_
+                balls = self.neighbors_.radius_neighbors(labeled_X, return_distance=False)
             for ball in balls:
                 covered[ball] = True
         free = ~ctx.labeled[rows]

@@ -55,7 +55,14 @@ from metalearn.policies.file import PolicyFile
 from metalearn.strategies.base import QueryContext, QueryStrategy
 from metalearn.streaming.scorers import MiniPool, PolicyScorer, RankingScorer, UncertaintyScorer, make_scorer
 
-__all__ = ["StreamingPolicy", "check_record", "randomized_quantile"]
+__all__ = ["StreamingPolicy", "check_record", "randomized_quantile", "MAX_WINDOW", "MAX_MEMORY", "MAX_STREAM_LENGTH"]
+
+#: Largest reference window (each decision rescores the whole window with the classifier).
+MAX_WINDOW = 100_000
+#: Most kept records remembered as the mini-pool's labeled part.
+MAX_MEMORY = 100_000
+#: Largest label budget and expected stream length (counts stay exact in float arithmetic).
+MAX_STREAM_LENGTH = 2**53
 
 
 def check_record(record: Any, *, name: str = "record") -> np.ndarray:
@@ -251,7 +258,7 @@ class StreamingPolicy:
             records_left = self.n_seen_  # past the expected end: assume it lasts as long again
         rate = min(1.0, labels_left / records_left)
         self.rate_ = rate
-        if len(self.reference_) < self.min_reference:
+        if len(self.reference_) < self.min_reference or not self._labeled_classes_suffice(clf):
             keep = bool(self.rng_.random() < rate)  # warm-up: too little to compare with
         else:
             scores = self._scores(index, x, clf)
@@ -286,15 +293,15 @@ class StreamingPolicy:
 
     # -- internals ------------------------------------------------------------------------
     def _check_params(self) -> None:
-        check_positive_int(self.label_budget, "label_budget")
-        check_positive_int(self.expected_length, "expected_length")
-        check_positive_int(self.window, "window", minimum=2)
-        check_positive_int(self.min_reference, "min_reference")
+        check_positive_int(self.label_budget, "label_budget", maximum=MAX_STREAM_LENGTH)
+        check_positive_int(self.expected_length, "expected_length", maximum=MAX_STREAM_LENGTH)
+        check_positive_int(self.window, "window", minimum=2, maximum=MAX_WINDOW)
+        check_positive_int(self.min_reference, "min_reference", maximum=MAX_WINDOW)
         if self.min_reference > self.window:
             raise InvalidInputError(
                 f"min_reference ({self.min_reference}) must be at most window ({self.window}); lower it or widen the window"
             )
-        check_positive_int(self.memory, "memory", minimum=0)
+        check_positive_int(self.memory, "memory", minimum=0, maximum=MAX_MEMORY)
         if isinstance(self.adaptation, bool) or not isinstance(self.adaptation, (int, float, np.integer, np.floating)):
             raise InvalidTypeError(f"adaptation must be a number, got {type(self.adaptation).__name__}")
         if not (np.isfinite(self.adaptation) and 0.0 <= self.adaptation <= 1.0):
@@ -316,6 +323,25 @@ class StreamingPolicy:
         self.reference_: deque[tuple[int, np.ndarray]] = deque(maxlen=int(self.window))
         self.memory_: deque[tuple[int, np.ndarray]] = deque(maxlen=int(self.memory)) if self.memory else deque(maxlen=0)
         self._full_scored = False
+
+    def _labeled_classes_suffice(self, clf: Any) -> bool:
+        """Whether the remembered kept records cover the classes the strategy needs.
+
+        A strategy such as query by committee fits copies of the classifier on the labeled
+        rows of the mini-pool: the remembered kept records, labeled by the classifier's
+        predictions. Until they cover ``min_labeled_classes`` classes it cannot score, and the
+        stream keeps records at random as in its warm-up.
+        """
+        scorer = self.scorer_
+        if not isinstance(scorer, RankingScorer):
+            return True
+        needed = int(getattr(scorer.strategy, "min_labeled_classes", 0))
+        if needed == 0:
+            return True
+        if len(self.memory_) < needed:
+            return False
+        proba = np.asarray(clf.predict_proba(np.vstack([r for _, r in self.memory_])))
+        return bool(proba.ndim == 2 and np.unique(proba.argmax(axis=1)).size >= needed)
 
     def _remember(self, index: int, x: np.ndarray, *, keep: bool) -> None:
         self.reference_.append((index, x))

@@ -55,6 +55,16 @@ Every field is validated when the suite is loaded: unknown keys, unknown model, 
 generator names, bad ranges, missing folders and unknown splits raise
 :class:`~metalearn.exceptions.TaskSuiteError` naming the field.
 
+Limits, checked at load, before any work (a suite is a file anyone may hand over):
+
+- a suite file is at most :data:`MAX_SUITE_FILE_BYTES` bytes, nested at most
+  :data:`MAX_NESTING` levels deep;
+- a generator's ``n_samples`` is at most :data:`MAX_SAMPLES` records;
+- a ``weight`` is at most :data:`MAX_WEIGHT` (weights are relative: their sum must stay finite);
+- counts of the settings (``n_warm``, ``label_budgets``, ``batch_sizes``, ``test_size`` as a
+  count, ``max_pool``) are at most :data:`MAX_COUNT`;
+- :meth:`TaskSuite.tasks` draws at most :data:`MAX_TASKS` tasks at once.
+
 Sampling a task draws, from the ``rng`` given: a source (by weight), a dataset from it (a
 generator's size and random parameters, or one of its real datasets, loaded once and cached
 in the suite), a model, a regime, a budget, a batch size and a task seed, then calls
@@ -105,6 +115,12 @@ __all__ = [
     "load_task_suite",
     "default_task_suite",
     "list_task_suites",
+    "MAX_SUITE_FILE_BYTES",
+    "MAX_NESTING",
+    "MAX_SAMPLES",
+    "MAX_WEIGHT",
+    "MAX_COUNT",
+    "MAX_TASKS",
 ]
 
 #: Kinds of dataset sources a suite may use.
@@ -119,6 +135,18 @@ _SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "file": ("kind", "path", "label_column", "weight"),
 }
 _SEED_HIGH = 2**31 - 1
+#: Largest suite file read (the shipped ones are about 2 KB).
+MAX_SUITE_FILE_BYTES = 1024 * 1024
+#: Deepest nesting of tables and arrays in a suite definition (the format needs 3).
+MAX_NESTING = 20
+#: Most records a generator source may draw for one dataset.
+MAX_SAMPLES = 1_000_000
+#: Largest source weight (weights are relative; their sum must stay a finite float).
+MAX_WEIGHT = 1e6
+#: Largest count of the settings (warm labels, budgets, batch sizes, test records, pool cap).
+MAX_COUNT = 2**31 - 1
+#: Most tasks one call of :meth:`TaskSuite.tasks` draws.
+MAX_TASKS = 100_000
 
 
 def _suites_dir() -> Path:
@@ -156,9 +184,34 @@ def _as_list(value: Any, where: str) -> list[Any]:
 def _positive_ints(value: Any, where: str, *, minimum: int = 1) -> tuple[int, ...]:
     items = _as_list(value, where)
     for v in items:
-        if not _is_int(v) or v < minimum:
-            raise TaskSuiteError(f"{where} must hold integers >= {minimum}, got {v!r}")
+        if not _is_int(v) or not minimum <= v <= MAX_COUNT:
+            raise TaskSuiteError(f"{where} must hold integers in [{minimum}, {MAX_COUNT}], got {_shown(v)}")
     return tuple(int(v) for v in items)
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: its repr, cut short (a file may hold anything)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<{type(value).__name__} nested too deeply>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _nesting_depth(value: Any, limit: int) -> int:
+    """Depth of nested tables and arrays in ``value``, counted up to ``limit + 1`` (no recursion)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, Mapping):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
 
 
 def _names(value: Any, where: str) -> tuple[str, ...]:
@@ -173,10 +226,14 @@ def _names(value: Any, where: str) -> tuple[str, ...]:
 
 def _weight(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TaskSuiteError(f"{where} must be a positive number, got {value!r}")
-    if not math.isfinite(float(value)) or float(value) <= 0:
-        raise TaskSuiteError(f"{where} must be a positive finite number, got {value!r}")
-    return float(value)
+        raise TaskSuiteError(f"{where} must be a positive number, got {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int such as 10**400
+        number = math.inf
+    if not math.isfinite(number) or not 0 < number <= MAX_WEIGHT:
+        raise TaskSuiteError(f"{where} must be a positive number at most {MAX_WEIGHT:g}, got {_shown(value)}")
+    return number
 
 
 def _optional_str(value: Any, where: str) -> str | None:
@@ -225,8 +282,8 @@ class SuiteSettings:
             kwargs["regimes"] = regimes
         if "n_warm" in d:
             n_warm = d["n_warm"]
-            if not _is_int(n_warm) or n_warm < 2:
-                raise TaskSuiteError(f"settings.n_warm must be an integer >= 2, got {n_warm!r}")
+            if not _is_int(n_warm) or not 2 <= n_warm <= MAX_COUNT:
+                raise TaskSuiteError(f"settings.n_warm must be an integer in [2, {MAX_COUNT}], got {_shown(n_warm)}")
             kwargs["n_warm"] = int(n_warm)
         if "label_budgets" in d:
             kwargs["label_budgets"] = _positive_ints(d["label_budgets"], "settings.label_budgets")
@@ -235,8 +292,8 @@ class SuiteSettings:
         if "test_size" in d:
             ts = d["test_size"]
             if _is_int(ts):
-                if ts < 1:
-                    raise TaskSuiteError(f"settings.test_size as a count must be >= 1, got {ts}")
+                if not 1 <= ts <= MAX_COUNT:
+                    raise TaskSuiteError(f"settings.test_size as a count must be in [1, {MAX_COUNT}], got {_shown(ts)}")
                 kwargs["test_size"] = int(ts)
             elif isinstance(ts, float) and 0.0 < ts < 1.0:
                 kwargs["test_size"] = float(ts)
@@ -246,8 +303,10 @@ class SuiteSettings:
                 )
         if "max_pool" in d:
             mp = d["max_pool"]
-            if not _is_int(mp) or mp < 10:
-                raise TaskSuiteError(f"settings.max_pool must be an integer >= 10 (omit it for no limit), got {mp!r}")
+            if not _is_int(mp) or not 10 <= mp <= MAX_COUNT:
+                raise TaskSuiteError(
+                    f"settings.max_pool must be an integer in [10, {MAX_COUNT}] (omit it for no limit), got {_shown(mp)}"
+                )
             kwargs["max_pool"] = int(mp)
         return cls(**kwargs)
 
@@ -379,10 +438,11 @@ class SuiteSource:
             raw = [raw, raw]
         if (
             not isinstance(raw, (list, tuple)) or len(raw) != 2 or not all(_is_int(v) for v in raw)
-            or raw[0] < MIN_SAMPLES or raw[0] > raw[1]
+            or raw[0] < MIN_SAMPLES or raw[0] > raw[1] or raw[1] > MAX_SAMPLES
         ):
             raise TaskSuiteError(
-                f"{where}.n_samples must be [low, high] integers with {MIN_SAMPLES} <= low <= high, got {raw!r}"
+                f"{where}.n_samples must be [low, high] integers with {MIN_SAMPLES} <= low <= high <= {MAX_SAMPLES}, "
+                f"got {_shown(raw)}"
             )
         n_samples = (int(raw[0]), int(raw[1]))
         params = d.get("params", {})
@@ -508,6 +568,8 @@ class TaskSuite:
         TaskSuiteError
             Any invalid field; the message names it.
         """
+        if _nesting_depth(d, MAX_NESTING) > MAX_NESTING:
+            raise TaskSuiteError(f"the task suite is nested more than {MAX_NESTING} levels deep")
         d = _check_keys(d, _TOP_KEYS, "task suite")
         base = Path(base_dir) if base_dir is not None else Path.cwd()
         name = d.get("name", "suite")
@@ -536,9 +598,14 @@ class TaskSuite:
             raise TaskSuiteError(f"task-suite file {p} does not exist")
         try:
             with p.open("rb") as fh:
-                data = tomllib.load(fh)
+                raw = fh.read(MAX_SUITE_FILE_BYTES + 1)
+            if len(raw) > MAX_SUITE_FILE_BYTES:
+                raise TaskSuiteError(f"{p} is larger than {MAX_SUITE_FILE_BYTES} bytes: not a task-suite file")
+            data = tomllib.loads(raw.decode("utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise TaskSuiteError(f"{p} is not valid TOML: {exc}") from None
+        except RecursionError:
+            raise TaskSuiteError(f"{p} is nested too deeply to be a task suite") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise TaskSuiteError(f"cannot read {p}: {exc}") from None
         data.setdefault("name", p.name[: -len(".toml")] if p.name.endswith(".toml") else p.stem)
@@ -679,7 +746,7 @@ class TaskSuite:
         Each task gets its own child seed (``SeedSequence(seed).spawn``), so the first
         ``k`` tasks of ``tasks(n, seed)`` do not depend on ``n``.
         """
-        n = check_positive_int(n, "n", minimum=0)
+        n = check_positive_int(n, "n", minimum=0, maximum=MAX_TASKS)
         seed = check_positive_int(seed, "seed", minimum=0)
         children = np.random.SeedSequence(seed).spawn(n)
         return [self.sample_task(np.random.default_rng(child)) for child in children]
