@@ -13,7 +13,7 @@ from metalearn.strategies.committee import QueryByCommittee
 from metalearn.strategies.albl import ALBL
 from metalearn.strategies.typiclust import TypiClust
 from metalearn.strategies.probcover import ProbCover
-from metalearn.strategies.switch import TypiClustThenMargin
+from metalearn.strategies.switch import ProbCoverThenMargin, RepresentativeThenMargin, TypiClustThenMargin
 from metalearn.strategies.registry import (
     STRATEGIES,
     get_strategy_class,
@@ -44,7 +44,9 @@ __all__ = [
     "ALBL",
     "TypiClust",
     "ProbCover",
+    "RepresentativeThenMargin",
     "TypiClustThenMargin",
+    "ProbCoverThenMargin",
     "STRATEGIES",
     "register_strategy",
     "make_strategy",
