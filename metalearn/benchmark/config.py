@@ -14,6 +14,7 @@ import pandas as pd
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError, UnknownNameError
 from metalearn.strategies.registry import get_strategy_class, strategy_names
+from metalearn.strategies.resolve import POLICY_PREFIX
 from metalearn.tasks.datasets import Dataset, load_datasets
 from metalearn.tasks.models import canonical_model_name
 from metalearn.tasks.task import REGIMES
@@ -22,8 +23,6 @@ __all__ = ["BenchmarkConfig", "RunKey", "resolve_datasets", "ORACLE", "POLICY_PR
 
 #: Name of the greedy look-ahead upper reference in strategy lists.
 ORACLE = "oracle"
-#: Prefix of a learned policy in strategy lists: ``policy:PATH_OR_NAME``.
-POLICY_PREFIX = "policy:"
 
 #: Most runs one benchmark may list (the full protocol of the released default is 960 runs):
 #: the run list is built in memory before any work, so an impossible size is refused up front.

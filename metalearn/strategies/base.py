@@ -208,6 +208,10 @@ class QueryStrategy(ABC):
     name: ClassVar[str] = ""
     #: Whether the strategy calls the classifier (random sampling does not).
     requires_classifier: ClassVar[bool] = True
+    #: Constructor parameter that takes the run's label budget (ALBL's horizon), or None when
+    #: the strategy does not depend on it; :func:`~metalearn.strategies.resolve.resolve_strategy`
+    #: sets it.
+    label_budget_parameter: ClassVar[str | None] = None
 
     def __init__(self, *, missing_label: Any = np.nan, random_state: int | np.random.Generator | None = None) -> None:
         self.missing_label = missing_label
