@@ -253,10 +253,6 @@ class RunKey:
         readable = "".join(c if c.isalnum() or c in "-_." else "-" for c in raw.replace("|", "__"))[:120]
         return f"{readable}__{hashlib.sha1(raw.encode()).hexdigest()[:8]}"
 
-    @property
-    def problem(self) -> tuple[str, str, str, int]:
-        return (self.dataset, self.model, self.regime, self.batch_size)
-
 
 def _stable_int(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
