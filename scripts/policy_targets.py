@@ -43,7 +43,8 @@ def gap_table(runs: pd.DataFrame, strategies: list[str]) -> pd.DataFrame | None:
     rows = []
     for model, group in gaps.groupby("model", sort=True):
         first = group.iloc[0]
-        row = {"model": model, "problems x seeds": int(first["n_runs"]), "oracle - random (points)": first["gap_points"]}
+        row = {"model": model, "problems x seeds": int(first["n_runs"]),
+               "oracle - random (points)": first["gap_points"]}
         row.update(zip(group["strategy"], group["gap_closed"]))
         rows.append(row)
     return pd.DataFrame(rows)
