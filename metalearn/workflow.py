@@ -55,8 +55,8 @@ from metalearn.common.atomic import atomic_write
 from metalearn.common.container import NUMPY_DTYPES, FileKind
 from metalearn.common.record_identity import match_records, record_keys
 from metalearn.common.text import printable
-from metalearn.exceptions import DatasetError, InvalidInputError, UnknownNameError
-from metalearn.policies.file import MAX_WINDOW, PolicyFile, read_policy
+from metalearn.exceptions import DatasetError, InvalidInputError
+from metalearn.policies.file import MAX_WINDOW, PolicyFile
 from metalearn.policies.strategy import PolicyStrategy
 from metalearn.strategies.base import QueryStrategy
 
@@ -498,33 +498,11 @@ def _check_fingerprint(
 
 # ------------------------------------------------------------------------------------ strategy
 def _strategy(policy: Any, label_budget: int, seed: int) -> tuple[QueryStrategy, str]:
-    """A classic strategy by name, else a policy (file, path or released name)."""
-    from metalearn.strategies import get_strategy_class, strategy_names
+    """The strategy of ``--policy`` (see :func:`~metalearn.strategies.resolve.resolve_strategy`) and its label."""
+    from metalearn.strategies.resolve import resolve_strategy, strategy_label
 
-    if isinstance(policy, PolicyFile):
-        return PolicyStrategy(policy, label_budget=label_budget, missing_label=None, random_state=seed), str(policy.path)
-    text = os.fspath(policy)
-    if not _exists(Path(text).expanduser()):
-        try:
-            cls = get_strategy_class(text)
-        except UnknownNameError:
-            pass
-        else:
-            return cls(missing_label=None, random_state=seed), cls.name
-    try:
-        policy_file = read_policy(text)
-    except UnknownNameError as exc:
-        raise UnknownNameError(f"{exc}; nor is it a strategy name ({', '.join(strategy_names())})") from None
-    strategy = PolicyStrategy(policy_file, label_budget=label_budget, missing_label=None, random_state=seed)
-    return strategy, str(policy_file.path)
-
-
-def _exists(path: Path) -> bool:
-    try:
-        os.stat(path)
-    except (OSError, ValueError):  # a name too long to be a file is a strategy or policy name
-        return False
-    return True
+    strategy = resolve_strategy(policy, label_budget=label_budget, missing_label=None, random_state=seed)
+    return strategy, strategy_label(strategy)
 
 
 def _loop_seed(seed: int, loop: int) -> int:

@@ -43,6 +43,7 @@ from metalearn.stopping.evaluation import (
     watched_run,
     write_stopping_report,
 )
+from metalearn.strategies.resolve import resolve_strategy
 from metalearn.tasks.datasets import load_manifest_folder
 from metalearn.tasks.task import make_task
 
@@ -53,17 +54,6 @@ def _csv(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
-def _strategy(name: str, task, seed: int):
-    if name.startswith("policy:"):
-        from metalearn.policies.file import read_policy
-        from metalearn.policies.strategy import PolicyStrategy
-
-        return PolicyStrategy(read_policy(name[len("policy:"):]), label_budget=task.label_budget, random_state=seed)
-    from metalearn.strategies.registry import get_strategy_class
-
-    return get_strategy_class(name)(random_state=seed)
-
-
 def _one(dataset, key: RunKey, args) -> dict:
     seed = task_seed(args.seed, dataset.name, key.seed)
     probe = make_task(dataset.X, dataset.y, name=dataset.name, model=key.model, regime=key.regime, test_size=0.3,
@@ -72,7 +62,8 @@ def _one(dataset, key: RunKey, args) -> dict:
     task = probe.with_setting(label_budget=budget)
     start = time.perf_counter()
     rseed = strategy_seed(args.seed, key)
-    result, stopping = watched_run(task, _strategy(key.strategy, task, rseed), args.rules, rseed)
+    strategy = resolve_strategy(key.strategy, label_budget=task.label_budget, random_state=rseed)
+    result, stopping = watched_run(task, strategy, args.rules, rseed)
     summary = {"run_id": key.run_id, "dataset": key.dataset, "model": key.model, "regime": key.regime,
                "batch_size": key.batch_size, "seed": key.seed, "strategy": key.strategy, "status": "ok",
                "label_budget": budget, "n_pool": task.n_pool, "n_classes": task.n_classes,

@@ -5,8 +5,10 @@ comparison strategy: the mean paired difference to margin in AULC accuracy point
 problem, per setting (model, regime, batch size) and per dataset; on how many datasets the
 candidate is better than margin and on how many it is worse by more than 1 point; and, where
 the benchmark holds random and oracle runs, the fraction of the random-to-oracle gap closed
-(``(strategy - random) / (oracle - random)`` over the problems that have all three, per model).
-Writes the tables as one Markdown file and prints it.
+per model (:func:`metalearn.benchmark.stats.gap_closed`: ``mean(strategy - random) /
+mean(oracle - random)`` over the problems and seeds with an oracle run). Every statistic is
+:mod:`metalearn.benchmark.stats`'s; this script only lays them out. Writes the tables as one
+Markdown file and prints it.
 
 Run: ``.venv/bin/python scripts/policy_targets.py benchmarks/validation-classic
 --candidate policy:PATH --compare policy:default,typiclust_margin --out benchmarks/validation-es/targets.md``
@@ -19,41 +21,31 @@ from pathlib import Path
 
 import pandas as pd
 
-from metalearn.benchmark import ResultStore, format_table
-
-KEY = ["dataset", "model", "regime", "batch_size", "seed"]
-
-
-def paired_differences(runs: pd.DataFrame, strategies: list[str], reference: str = "margin") -> pd.DataFrame:
-    """One row per (problem, seed, strategy): the AULC accuracy difference to ``reference``, in points."""
-    ok = runs[runs["status"] == "ok"]
-    ref = ok[ok["strategy"] == reference].set_index(KEY)["aulc_accuracy"]
-    rows = []
-    for strategy in strategies:
-        scores = ok[ok["strategy"] == strategy].set_index(KEY)["aulc_accuracy"]
-        diff = (100.0 * (scores - ref)).dropna().rename("diff").reset_index()
-        rows.append(diff.assign(strategy=strategy))
-    frame = pd.concat(rows, ignore_index=True)
-    frame["setting"] = frame["model"] + " " + frame["regime"] + " b" + frame["batch_size"].astype(str)
-    return frame
+from metalearn.benchmark import ResultStore, format_table, tables_from_records
+from metalearn.benchmark.stats import gap_closed, run_differences
+from metalearn.benchmark.storage import table_to_records
 
 
-def gap_closed(runs: pd.DataFrame, strategies: list[str]) -> pd.DataFrame | None:
-    """Fraction of the random-to-oracle AULC gap each strategy closes, per model (None without oracle runs)."""
-    ok = runs[runs["status"] == "ok"]
-    if not {"oracle", "random"} <= set(ok["strategy"]):
+def _runs(folder: Path) -> pd.DataFrame:
+    """The runs table of a benchmark folder: its run cache, else its committed results table."""
+    store = ResultStore(folder)
+    runs, _ = store.load()
+    if runs.empty:  # a fresh clone holds the results table only
+        runs, _ = tables_from_records(table_to_records(store.read_table()))
+    return runs
+
+
+def gap_table(runs: pd.DataFrame, strategies: list[str]) -> pd.DataFrame | None:
+    """The gap-closed table per model (see :func:`metalearn.benchmark.stats.gap_closed`); None without oracle runs."""
+    gaps = gap_closed(runs, ["margin", *strategies], by=["model"])
+    if gaps.empty:
         return None
-    wide = ok.pivot_table(index=KEY, columns="strategy", values="aulc_accuracy").dropna(subset=["oracle", "random"])
     rows = []
-    for model, group in wide.groupby(level="model"):
-        gap = (group["oracle"] - group["random"]).mean()
-        row = {"model": model, "problems x seeds": len(group), "oracle - random (points)": 100.0 * gap}
-        for strategy in ["margin", *strategies]:
-            have = group[strategy].notna() if strategy in group else None
-            if have is None or not have.all():
-                row[strategy] = float("nan")
-                continue
-            row[strategy] = (group[strategy] - group["random"]).mean() / gap
+    for model, group in gaps.groupby("model", sort=True):
+        first = group.iloc[0]
+        row = {"model": model, "problems x seeds": int(first["n_runs"]),
+               "oracle - random (points)": first["gap_points"]}
+        row.update(zip(group["strategy"], group["gap_closed"]))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -67,11 +59,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="Markdown file to write")
     args = parser.parse_args()
 
-    runs, _ = ResultStore(args.benchmark).load()
+    runs = _runs(args.benchmark)
     strategies = [args.candidate] + [s for s in args.compare.split(",") if s]
     labels = dict(item.split("=", 1) for item in args.label)
     name = lambda s: labels.get(s, s)  # noqa: E731
-    diffs = paired_differences(runs, strategies)
+    diffs = run_differences(runs, strategies, reference="margin")
+    diffs["setting"] = diffs["model"] + " " + diffs["regime"] + " b" + diffs["batch_size"].astype(str)
     lines = [f"# Targets of `{name(args.candidate)}` in `{args.benchmark}`", ""]
 
     overall = []
@@ -87,7 +80,7 @@ def main() -> None:
         table = diffs.pivot_table(index=column, columns="strategy", values="diff", aggfunc="mean")
         table = table[strategies].rename(columns=name).reset_index()
         lines += [f"## Difference to margin, {title}", "", format_table(table), ""]
-    gaps = gap_closed(runs, strategies)
+    gaps = gap_table(runs, strategies)
     if gaps is not None:
         gaps = gaps.rename(columns=name)
         lines += [

@@ -16,6 +16,7 @@ from metalearn.benchmark.stats import (
     critical_difference,
     failed_runs,
     friedman_test,
+    gap_closed,
     labels_to_reach,
     mean_ranks,
     min_wilcoxon_p,
@@ -24,6 +25,7 @@ from metalearn.benchmark.stats import (
     paired_differences,
     paired_test,
     rank_table,
+    run_differences,
     strategy_summary,
 )
 from metalearn.exceptions import InvalidInputError
@@ -209,16 +211,47 @@ def test_overall_comparison(tables):
     assert (by.loc[by["strategy"] == "better", "wins"] == 3).all()
 
 
-def test_gap_skips_problems_without_gap_and_is_absent_without_oracle(tables):
+def test_gap_is_a_ratio_of_means_and_absent_without_oracle(tables):
     runs, _ = tables
     assert "gap_closed" not in overall_comparison(runs[runs["strategy"] != "oracle"]).columns
+    assert gap_closed(runs[runs["strategy"] != "oracle"]).empty
     flat = runs.copy()
     first = (flat["dataset"] == "alpha") & (flat["model"] == "logreg")
     rnd = flat.loc[first & (flat["strategy"] == "random")].set_index("seed")["aulc_accuracy"]
     oracle_rows = first & (flat["strategy"] == "oracle")
-    flat.loc[oracle_rows, "aulc_accuracy"] = flat.loc[oracle_rows, "seed"].map(rnd).to_numpy()  # no gap there
+    # one problem of six where the oracle beats random by a hair: a mean of per-problem ratios
+    # would be ~600 there; the ratio of means adds its gain to the numerator only
+    flat.loc[oracle_rows, "aulc_accuracy"] = flat.loc[oracle_rows, "seed"].map(rnd).to_numpy() + 1e-4
     o = overall_comparison(flat).set_index("strategy")
-    np.testing.assert_allclose(o.loc["better", "gap_closed"], 0.06 / 0.14, atol=1e-9)
+    expected = 0.06 / ((5 * 0.14 + 1e-4) / 6)
+    np.testing.assert_allclose(o.loc["better", "gap_closed"], expected, atol=1e-9)
+    np.testing.assert_allclose(o.loc[["random", "oracle"], "gap_closed"], [0.0, 1.0], atol=1e-12)
+
+
+def test_gap_closed_per_group_and_with_missing_runs(tables):
+    runs, _ = tables
+    gaps = gap_closed(runs, ["margin", "better", "absent"], by=["model"])
+    assert list(gaps.columns) == ["model", "strategy", "n_runs", "gap_points", "gap_closed"]
+    assert list(gaps["strategy"]) == ["margin", "better", "absent"] * 2
+    assert (gaps["n_runs"] == 3 * 8).all()
+    np.testing.assert_allclose(gaps["gap_points"], 14.0, atol=1e-9)
+    by = gaps.set_index(["model", "strategy"])["gap_closed"]
+    np.testing.assert_allclose(by.loc[("rf", "better")], 0.06 / 0.14, atol=1e-9)
+    np.testing.assert_allclose(by.loc[("logreg", "margin")], 0.04 / 0.14, atol=1e-9)
+    assert math.isnan(by.loc[("logreg", "absent")])
+    # a strategy missing one paired run is NaN: its mean would be over other runs than the gap's
+    missing = runs.drop(runs.index[(runs["strategy"] == "better") & (runs["seed"] == 0)][:1])
+    assert math.isnan(gap_closed(missing, ["better"]).loc[0, "gap_closed"])
+    with pytest.raises(InvalidInputError, match="problem columns"):
+        gap_closed(runs, by=["strategy"])
+
+
+def test_run_differences_keep_one_row_per_paired_run(tables):
+    runs, _ = tables
+    d = run_differences(runs, ["better", "random"], reference="margin")
+    assert len(d) == 2 * 6 * 8 and list(d["strategy"].unique()) == ["better", "random"]
+    np.testing.assert_allclose(d.loc[d["strategy"] == "random", "diff"], -4.0, atol=1e-9)
+    np.testing.assert_allclose(d.loc[d["strategy"] == "better", "diff"].abs(), [2.1, 1.9] * 24, atol=1e-9)
 
 
 def test_failed_runs_are_excluded_and_listed(tables):

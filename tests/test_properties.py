@@ -49,7 +49,7 @@ from metalearn.features.schema import POOL_SCHEMA
 from metalearn.policies.architecture import ScorerArchitecture, parameter_shapes
 from metalearn.policies.file import read_policy, save_policy
 from metalearn.policies.strategy import PolicyStrategy
-from metalearn.strategies import get_strategy_class, make_strategy, strategy_names
+from metalearn.strategies import get_strategy_class, make_strategy, resolve_strategy, strategy_names
 from metalearn.tasks.task import make_task
 
 # ---------------------------------------------------------------------------------- profile
@@ -336,15 +336,17 @@ def batch_value(kind: str, n_unlabeled: int) -> tuple[Any, int | None]:
 
 
 def build_strategy(name: str, missing: Any, seed: int, policy: Any, draw) -> Any:
+    # label_budget=100: the defaults of ALBL's horizon and of a policy's budget, as before the resolver
     if name == "policy":
-        return PolicyStrategy(
+        return resolve_strategy(
             policy,
+            label_budget=100,
             n_candidates=draw(st.sampled_from([None, 1, 3, 16])),
             candidate_selection=draw(st.sampled_from(["mixed", "random", "all"])),
             missing_label=missing,
             random_state=seed,
         )
-    return make_strategy(name, missing_label=missing, random_state=seed)
+    return resolve_strategy(name, label_budget=100, missing_label=missing, random_state=seed)
 
 
 def requires_classifier(name: str) -> bool:

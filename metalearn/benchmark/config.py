@@ -15,6 +15,7 @@ from metalearn.common.text import printable
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError, UnknownNameError
 from metalearn.strategies.registry import get_strategy_class, strategy_names
+from metalearn.strategies.resolve import POLICY_PREFIX
 from metalearn.tasks.datasets import Dataset, load_datasets
 from metalearn.tasks.models import canonical_model_name
 from metalearn.tasks.task import REGIMES
@@ -23,8 +24,6 @@ __all__ = ["BenchmarkConfig", "RunKey", "resolve_datasets", "ORACLE", "POLICY_PR
 
 #: Name of the greedy look-ahead upper reference in strategy lists.
 ORACLE = "oracle"
-#: Prefix of a learned policy in strategy lists: ``policy:PATH_OR_NAME``.
-POLICY_PREFIX = "policy:"
 
 #: Most runs one benchmark may list (the full protocol of the released default is 960 runs):
 #: the run list is built in memory before any work, so an impossible size is refused up front.
@@ -254,10 +253,6 @@ class RunKey:
         raw = f"{self.dataset}|{self.model}|{self.regime}|{self.batch_size}|{self.seed}|{self.strategy}"
         readable = "".join(c if c.isalnum() or c in "-_." else "-" for c in raw.replace("|", "__"))[:120]
         return f"{readable}__{hashlib.sha1(raw.encode()).hexdigest()[:8]}"
-
-    @property
-    def problem(self) -> tuple[str, str, str, int]:
-        return (self.dataset, self.model, self.regime, self.batch_size)
 
 
 def _stable_int(text: str) -> int:

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from metalearn.benchmark.config import ORACLE, POLICY_PREFIX, BenchmarkConfig, RunKey, strategy_seed, task_seed
+from metalearn.benchmark.config import ORACLE, BenchmarkConfig, RunKey, strategy_seed, task_seed
 from metalearn.common.threads import limited_threads
 from metalearn.simulation.loop import simulate
 from metalearn.simulation.metrics import test_scores
 from metalearn.strategies.base import QueryStrategy
-from metalearn.strategies.registry import get_strategy_class
+from metalearn.strategies.resolve import resolve_strategy
 from metalearn.tasks.datasets import Dataset
 from metalearn.tasks.task import Task, make_task
 
@@ -44,24 +44,15 @@ def build_task(dataset: Dataset, key: RunKey, config: BenchmarkConfig) -> Task:
 def build_strategy(name: str, task: Task, seed: int, config: BenchmarkConfig) -> QueryStrategy:
     """A fresh strategy for one run, set up at its best for the task's budget.
 
-    ``policy:PATH_OR_NAME`` builds a :class:`~metalearn.policies.strategy.PolicyStrategy`
-    from that policy file (or released name), with the task's label budget.
+    ``"oracle"`` is the greedy look-ahead upper reference on the task; every other name is
+    resolved by :func:`~metalearn.strategies.resolve.resolve_strategy` (a classic strategy or
+    ``policy:PATH_OR_NAME``) with the task's label budget.
     """
     if name == ORACLE:
         from metalearn.simulation.oracle import OracleStrategy
 
         return OracleStrategy(task, n_candidates=config.oracle_candidates, random_state=seed)
-    if name.startswith(POLICY_PREFIX):
-        from metalearn.policies.file import read_policy
-        from metalearn.policies.strategy import PolicyStrategy
-
-        policy = read_policy(name[len(POLICY_PREFIX):])
-        return PolicyStrategy(policy, label_budget=task.label_budget, random_state=seed)
-    cls = get_strategy_class(name)
-    params: dict[str, Any] = {"random_state": seed}
-    if "n_queries" in cls.__init__.__code__.co_varnames:  # ALBL's horizon is the label budget
-        params["n_queries"] = task.label_budget
-    return cls(**params)
+    return resolve_strategy(name, label_budget=task.label_budget, random_state=seed)
 
 
 def full_pool_scores(task: Task) -> tuple[float, float]:

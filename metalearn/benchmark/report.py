@@ -805,9 +805,9 @@ def write_report(
             )
             if "gap_closed" in overall:
                 text += (
-                    " Gap closed: mean over problems of (strategy - random) / (oracle - random) on mean scores "
-                    "(1 = as good as the greedy look-ahead oracle, 0 = random; problems where the oracle does "
-                    "not beat random are skipped, and a problem where it barely does can swing this mean)."
+                    " Gap closed: mean(strategy - random) / mean(oracle - random) over the runs with an oracle run "
+                    "(1 = as good as the greedy look-ahead oracle, 0 = random; a ratio of means, so a problem where "
+                    "the oracle barely beats random cannot swing it)."
                 )
             blocks += [_Block("p", text), _Block("table", _overall_table(overall, reference), headers=headers)]
         else:

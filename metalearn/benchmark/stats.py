@@ -48,6 +48,8 @@ __all__ = [
     "failed_runs",
     "strategy_summary",
     "paired_differences",
+    "run_differences",
+    "gap_closed",
     "rank_table",
     "mean_ranks",
     "overall_comparison",
@@ -458,6 +460,44 @@ def paired_differences(
     return out.sort_values(keys).reset_index(drop=True)[columns]
 
 
+def run_differences(
+    runs: pd.DataFrame, strategies: Sequence[str], reference: str = "margin", metric: str = "aulc_accuracy"
+) -> pd.DataFrame:
+    """Per run, the difference to the paired run of ``reference``, in points (not aggregated).
+
+    Unlike :func:`paired_differences` (one row per problem, means and tests across seeds),
+    this keeps one row per paired seed, for means pooled over runs and per-dataset views.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        The runs table.
+    strategies : sequence of str
+        The strategies compared with ``reference``, in the order of the output.
+    reference : str
+        The strategy every one of ``strategies`` is compared with.
+    metric : str
+        Metric column (a score in [0, 1]).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``dataset, model, regime, batch_size, seed, diff, strategy``: one row per ok
+        run of a strategy whose paired ``reference`` run is ok, ``diff`` in points.
+    """
+    ok = ok_runs(runs, metric)
+    keys = list(_PAIR_KEYS)
+    ref = ok[ok["strategy"] == reference].set_index(keys)[metric]
+    frames = []
+    for strategy in strategies:
+        scores = ok[ok["strategy"] == strategy].set_index(keys)[metric]
+        diff = (100.0 * (scores - ref)).dropna().rename("diff").reset_index()
+        frames.append(diff.assign(strategy=strategy))
+    if not frames:
+        return pd.DataFrame(columns=[*keys, "diff", "strategy"])
+    return pd.concat(frames, ignore_index=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Ranks
 # --------------------------------------------------------------------------------------------
@@ -545,17 +585,65 @@ def mean_ranks(
 # --------------------------------------------------------------------------------------------
 
 
-def _gap_closed(ranks: pd.DataFrame) -> pd.Series:
-    """Mean over problems of (S - random) / (oracle - random), per strategy."""
-    wide = ranks.pivot_table(index=list(PROBLEM_KEYS), columns="strategy", values="mean", aggfunc="first")
-    if ORACLE not in wide.columns or RANDOM not in wide.columns:
-        return pd.Series(dtype=float)
-    gap = wide[ORACLE] - wide[RANDOM]
-    usable = gap > _GAP_EPS * 100.0  # means are in points
-    if not usable.any():
-        return pd.Series(np.nan, index=wide.columns)
-    fraction = wide.loc[usable].sub(wide.loc[usable, RANDOM], axis=0).div(gap[usable], axis=0)
-    return fraction.mean(axis=0, skipna=True)
+def gap_closed(
+    runs: pd.DataFrame,
+    strategies: Sequence[str] | None = None,
+    metric: str = "aulc_accuracy",
+    *,
+    by: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Fraction of the random-to-oracle gap each strategy closes: a ratio of means.
+
+    Over the paired runs (problem and seed) where both the oracle and random sampling ran ok,
+    within each group of ``by``::
+
+        gap_closed(S) = mean(S - random) / mean(oracle - random)
+
+    1 is as good as the greedy look-ahead oracle, 0 is random. A ratio of means, not a mean of
+    per-problem ratios: a problem where the oracle barely beats random cannot swing it. A
+    strategy without an ok run on every one of those paired runs gets NaN (its mean would be
+    over other runs than the gap's), and so does every strategy of a group where the oracle
+    does not beat random on average (gap at most 1e-9).
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        The runs table.
+    strategies : sequence of str, optional
+        The strategies to report, in this order (default: every strategy with an ok run,
+        sorted by name).
+    metric : str
+        Metric column (a score in [0, 1]).
+    by : sequence of str
+        Grouping columns among the problem keys, e.g. ``("model",)``; empty for one group.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group and strategy, columns ``[*by,] strategy, n_runs`` (paired runs with
+        oracle and random), ``gap_points`` (mean oracle - random, in points) and
+        ``gap_closed``; empty when the oracle or random sampling has no ok run.
+    """
+    by = list(by)
+    bad = [c for c in by if c not in PROBLEM_KEYS]
+    if bad:
+        raise InvalidInputError(f"by must name problem columns ({', '.join(PROBLEM_KEYS)}), got {bad}")
+    columns = [*by, "strategy", "n_runs", "gap_points", "gap_closed"]
+    ok = ok_runs(runs, metric)
+    if not {ORACLE, RANDOM} <= set(ok["strategy"]):
+        return pd.DataFrame(columns=columns)
+    names = list(strategies) if strategies is not None else sorted(map(str, ok["strategy"].unique()))
+    wide = ok.pivot_table(index=list(_PAIR_KEYS), columns="strategy", values=metric).dropna(subset=[ORACLE, RANDOM])
+    rows = []
+    groups = wide.groupby(level=by, sort=True) if by else [((), wide)]
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        gap = (group[ORACLE] - group[RANDOM]).mean()
+        for name in names:
+            complete = name in group and bool(group[name].notna().all())
+            fraction = (group[name] - group[RANDOM]).mean() / gap if complete and gap > _GAP_EPS else float("nan")
+            rows.append([*key, name, len(group), 100.0 * gap, fraction])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def overall_comparison(
@@ -607,9 +695,9 @@ def overall_comparison(
           Wilcoxon tests against a control with Holm's correction, as scikit-posthocs and
           autorank report them. Unlike the Nemenyi test, it does not depend on which other
           strategies take part beyond their number. NaN for the reference;
-        - ``gap_closed`` (only when both ``"oracle"`` and ``"random"`` ran): mean over problems
-          of ``(S - random) / (oracle - random)`` on mean metrics, skipping problems where
-          ``oracle - random <= 1e-9``; 0 for random and 1 for the oracle by construction.
+        - ``gap_closed`` (only when both ``"oracle"`` and ``"random"`` ran): the fraction of the
+          random-to-oracle gap closed, :func:`gap_closed` over the runs of the group; 0 for
+          random and 1 for the oracle by construction.
     """
     by = list(by or [])
     bad = [c for c in by if c not in PROBLEM_KEYS]
@@ -617,6 +705,7 @@ def overall_comparison(
         raise InvalidInputError(f"by must name problem columns ({', '.join(PROBLEM_KEYS)}), got {bad}")
     diffs = differences if differences is not None else paired_differences(runs, reference, metric, alpha=alpha, test=test)
     ranks = rank_table(runs, metric)
+    gaps = gap_closed(runs, metric=metric, by=by)
     blocks = []
     group_iter = ranks.groupby(by, sort=True, dropna=False) if by else [((), ranks)]
     for key, rank_group in group_iter:
@@ -636,9 +725,11 @@ def overall_comparison(
         out.loc[others, "p_value_holm"] = holm_adjust(out.loc[others, "p_value"].to_numpy(dtype=float))
         if reference in out.index:
             out.loc[reference, ["mean_diff", "wins", "ties", "losses"]] = [0.0, 0, 0, 0]
-        gap = _gap_closed(rank_group)
+        gap = gaps
+        for col, value in zip(by, key):
+            gap = gap.loc[gap[col] == value]
         if not gap.empty:
-            out["gap_closed"] = gap
+            out["gap_closed"] = gap.set_index("strategy")["gap_closed"]
         for col in ("wins", "ties", "losses"):
             out[col] = out[col].fillna(0).astype(int)
         out = out.reset_index()

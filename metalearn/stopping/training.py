@@ -170,14 +170,9 @@ def _check_split(task: Any) -> None:
 
 
 def _strategy(name: str, task: Any, seed: int) -> Any:
-    if name.startswith("policy:"):
-        from metalearn.policies.file import read_policy
-        from metalearn.policies.strategy import PolicyStrategy
+    from metalearn.strategies.resolve import resolve_strategy
 
-        return PolicyStrategy(read_policy(name[len("policy:"):]), label_budget=task.label_budget, random_state=seed)
-    from metalearn.strategies.registry import get_strategy_class
-
-    return get_strategy_class(name)(random_state=seed)
+    return resolve_strategy(name, label_budget=task.label_budget, random_state=seed)
 
 
 def _run_seed(seed: int, index: int, model: str, strategy: str) -> int:

@@ -1,4 +1,5 @@
-"""Querying strategies behind one interface, and the registry that finds them by name.
+"""Querying strategies behind one interface, the registry that finds them by name, and the
+resolver (:func:`resolve_strategy`) from any strategy or policy name to a ready strategy.
 
 Importing this package registers every classic strategy.
 """
@@ -21,6 +22,7 @@ from metalearn.strategies.registry import (
     register_strategy,
     strategy_names,
 )
+from metalearn.strategies.resolve import POLICY_PREFIX, resolve_strategy, strategy_label
 
 # Names people use in the literature.
 register_strategy(KCenterGreedy, aliases=("coreset", "core_set", "kcenter"))
@@ -52,4 +54,7 @@ __all__ = [
     "make_strategy",
     "strategy_names",
     "get_strategy_class",
+    "resolve_strategy",
+    "strategy_label",
+    "POLICY_PREFIX",
 ]

@@ -54,6 +54,7 @@ class ALBL(QueryStrategy):
     """
 
     name = "albl"
+    label_budget_parameter = "n_queries"
 
     def __init__(
         self,

@@ -211,6 +211,10 @@ class QueryStrategy(ABC):
     #: Classes the labeled records must cover before the strategy can query (query by committee
     #: fits copies of the classifier on them: 2); a stream scores with it only once they do.
     min_labeled_classes: ClassVar[int] = 0
+    #: Constructor parameter that takes the run's label budget (ALBL's horizon), or None when
+    #: the strategy does not depend on it; :func:`~metalearn.strategies.resolve.resolve_strategy`
+    #: sets it.
+    label_budget_parameter: ClassVar[str | None] = None
 
     def __init__(self, *, missing_label: Any = np.nan, random_state: int | np.random.Generator | None = None) -> None:
         self.missing_label = missing_label
