@@ -61,7 +61,7 @@ def _random_params(seed: int = 0) -> dict[str, np.ndarray]:
 def _imitation(out: Path, **overrides) -> ImitationConfig:
     settings = dict(
         suite="smoke", seed=3, out_dir=str(out), n_candidates=K, window=3, hidden=16, iterations=2,
-        episodes_per_iteration=2, epochs=2, batch_size=8, validation_tasks=1,
+        episodes_per_iteration=2, epochs=2, batch_size=8, selection_tasks=1,
     )
     settings.update(overrides)
     return ImitationConfig(**settings)
@@ -284,7 +284,7 @@ def test_imitation_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
 
 def test_time_budget_stops_at_an_iteration_boundary(tmp_path):
     result = train_imitation(
-        _imitation(tmp_path / "budget", iterations=None, time_budget_seconds=1e-3, validate_every=5), progress=False
+        _imitation(tmp_path / "budget", iterations=None, time_budget=1e-3, selection_every=5), progress=False
     )
     assert result.iterations == 1  # at least one iteration, then the budget is spent
     assert result.best_iteration == 0 and result.best_validation is not None  # validated after the loop
@@ -294,7 +294,7 @@ def test_time_budget_stops_at_an_iteration_boundary(tmp_path):
 def test_lal_writes_a_loadable_policy_and_resumes(tmp_path, pool):
     config = LALConfig(
         suite="smoke", seed=4, out_dir=str(tmp_path / "lal"), n_candidates=K, window=3, hidden=16, iterations=2,
-        episodes_per_iteration=2, epochs=2, batch_size=8, validation_tasks=1,
+        episodes_per_iteration=2, epochs=2, batch_size=8, selection_tasks=1,
     )
     result = train_lal(config, progress=False)
     train_lal(dataclasses.replace(config, out_dir=str(tmp_path / "split"), iterations=1), progress=False)
