@@ -439,7 +439,7 @@ def test_training_checkpoint_on_a_full_disk_keeps_the_previous_one(uninterrupted
     monkeypatch.undo()
 
     tensors, state = load_checkpoint(out / "checkpoint")  # the previous checkpoint, complete
-    assert state["loop"]["iteration"] == 1
+    assert state["run"]["iteration"] == 1
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["checkpoint-000000.safetensors", "checkpoint.json"]
     assert not _stray_temp_files(out)
     read_policy(out / "last.safetensors")  # the policy files stay loadable too

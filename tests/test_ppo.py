@@ -173,8 +173,8 @@ def test_resume_replays_the_uninterrupted_run(tmp_path):
     resumed = train_ppo(tiny_config(tmp_path / "resumed", iterations=3), resume=True, progress=False)
     assert straight.iterations == resumed.iterations == 3
     assert straight.details["num_timesteps"] == resumed.details["num_timesteps"] == 48
-    assert set(straight.params) == set(resumed.params)
-    for name in straight.params:
+    assert set(straight.details["params"]) == set(resumed.details["params"])
+    for name in straight.details["params"]:
         assert np.array_equal(straight.details["params"][name], resumed.details["params"][name]), name
     a, _ = load_checkpoint(tmp_path / "straight" / "checkpoint")
     b, _ = load_checkpoint(tmp_path / "resumed" / "checkpoint")

@@ -231,7 +231,7 @@ def test_checkpoint_holds_no_pickle(imitation_run):
     assert files == ["checkpoint-000001.safetensors", "checkpoint.json"]  # older saves removed
     state = json.loads((folder / "checkpoint.json").read_text())
     tensors = load_file(str(folder / state["tensor_file"]))
-    assert state["state"]["loop"]["iteration"] == 2
+    assert state["state"]["run"]["iteration"] == 2
     assert state["state"]["method"] == "imitation"
     assert {"data.candidates", "data.gains", "torch_rng", "model.head.1.bias"} <= set(tensors)
     assert any(k.startswith("optimizer.") and k.endswith(".exp_avg") for k in tensors)
@@ -252,10 +252,10 @@ def test_imitation_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
     split = train_imitation(_imitation(tmp_path / "split", iterations=3), resume=True, progress=False)
 
     # a crash after iteration 2 was logged but before its checkpoint: the row is redone once
-    from metalearn.policies.trainers import imitation
+    from metalearn.policies.trainers import base
 
     calls = {"n": 0}
-    real_save = imitation.save_checkpoint
+    real_save = base.save_checkpoint
 
     def crashing_save(*args, **kwargs):
         calls["n"] += 1
@@ -263,10 +263,10 @@ def test_imitation_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         real_save(*args, **kwargs)
 
-    monkeypatch.setattr(imitation, "save_checkpoint", crashing_save)
+    monkeypatch.setattr(base, "save_checkpoint", crashing_save)
     with pytest.raises(KeyboardInterrupt):
         train_imitation(_imitation(tmp_path / "crash", iterations=3), progress=False)
-    monkeypatch.setattr(imitation, "save_checkpoint", real_save)
+    monkeypatch.setattr(base, "save_checkpoint", real_save)
     assert len(ProgressLog(tmp_path / "crash" / "progress.csv", ["iteration"]).rows()) == 3
     crash = train_imitation(_imitation(tmp_path / "crash", iterations=3), resume=True, progress=False)
 
@@ -311,7 +311,7 @@ def test_lal_writes_a_loadable_policy_and_resumes(tmp_path, pool):
     picks = metalearn.policies.load_policy(result.policy_path).query(X, y, clf, batch_size=2)
     assert np.unique(picks).size == 2 and np.all(np.isnan(y[picks]))
     tensors, state = load_checkpoint(tmp_path / "lal" / "checkpoint")
-    assert state["method"] == "lal" and state["loop"]["iteration"] == 2
+    assert state["method"] == "lal" and state["run"]["iteration"] == 2
 
 
 # ------------------------------------------------------------------------------- checkpoints
