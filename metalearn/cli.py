@@ -511,7 +511,8 @@ def _train(args: argparse.Namespace) -> int:
     _check_sizes(args, {"--candidates": (1, MAX_N_CANDIDATES), "--episodes": (1, 10**6), "--iterations": (1, 10**6),
                         "--oracle-horizon": (1, 1000), "--selection-tasks": (0, 10**5), "--seed": (0, 2**63 - 1)})
     if args.method == "ppo" and args.schema == "proba":
-        raise InvalidInputError("--method ppo observes the pool schemas (pool, pool@2); --schema proba needs imitation or lal")
+        raise InvalidInputError("--method ppo trains on the PoolAL-v0 environment, whose observations are the pool schemas "
+                                "(pool, pool@2); --schema proba needs --method imitation or --method lal")
     module, config_name, train_name = _TRAINERS[args.method]
     try:
         Config, trainer = (getattr(importlib.import_module(module), name) for name in (config_name, train_name))
@@ -520,19 +521,21 @@ def _train(args: argparse.Namespace) -> int:
             raise  # names the extra to install
         raise InvalidInputError(f"--method {args.method} is not available in this installation ({exc})") from None
     fields = {f.name for f in dataclasses.fields(Config)}
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "method", "resume", "quiet") and v not in (None, False)}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "method", "resume", "quiet") and v is not None and v is not False}
     given.setdefault("schema", "pool@2")
-    for option in given:
-        if _TRAIN_FIELDS.get(option, option) not in fields and (option != "schema" or args.schema):
-            print(f"metalearn: note: --{option.replace('_', '-')} is not used by --method {args.method}", file=sys.stderr)
+    unused = [k for k in given if _TRAIN_FIELDS.get(k, k) not in fields and (k != "schema" or args.schema)]
     settings = {_TRAIN_FIELDS.get(k, k): v for k, v in given.items() if _TRAIN_FIELDS.get(k, k) in fields and k != "no_history"}
     if args.time_budget is not None:
         settings["iterations"] = None
     if args.no_history and "history" in fields:  # the es ablation: no multi-loop history feature is searched
         settings.update(history=False, candidate_features=tuple(f for f in Config.candidate_features if f not in _es_history()))
+    config = Config(**settings)
+    (getattr(config, "validate", None) or config.validated)()  # a bad value is refused before any note
+    for option in unused:
+        print(f"metalearn: note: --{option.replace('_', '-')} is not used by --method {args.method}", file=sys.stderr)
     start = time.perf_counter()
     try:
-        result = trainer(Config(**settings), resume=args.resume, progress=not args.quiet)
+        result = trainer(config, resume=args.resume, progress=not args.quiet)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the last finished iteration is checkpointed in {args.out}; rerun the same command with "
               "--resume to continue", file=sys.stderr)
