@@ -19,6 +19,8 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import math
 import sys
 import time
@@ -66,7 +68,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from metalearn.features.registry import trainable_names
+    from metalearn.features.registry import registered_schemas
     parser = _Parser(prog="metalearn", description="Learn and compare active-learning strategies.")
     parser.add_argument("--version", action="version", version=_version(), help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)  # subcommand parsers are _Parser too
@@ -178,39 +180,42 @@ def build_parser() -> argparse.ArgumentParser:
             "imitation of the look-ahead oracle (DAgger), LAL regression of the oracle's gains, PPO, or evolution "
             "strategies (es: CMA-ES on the paired AULC difference to margin, searching a context-gated linear "
             "scorer of the pool@2 features). Writes "
-            "OUT/policy.safetensors (best on the validation tasks), OUT/last.safetensors, OUT/progress.csv and "
-            "a checkpoint at every iteration boundary; --resume continues an interrupted run."
+            "OUT/policy.safetensors (best on the selection tasks), OUT/last.safetensors, OUT/progress.csv and "
+            "a checkpoint at every iteration boundary; --resume continues an interrupted run (without a checkpoint "
+            "it starts fresh). The default, es on the pool@2 features, is the strongest combination benchmarked."
         ),
     )
-    train.add_argument("--method", choices=["imitation", "lal", "ppo", "es"], default="imitation", help="meta-training method")
-    train.add_argument("--suite", default="synthetic", metavar="NAME_OR_TOML", help="task suite: a shipped name (metalearn/suites/NAME.toml: synthetic, synthetic_and_train, meta_train, held_in, smoke) or a .toml path")
+    train.add_argument("--method", choices=["es", "imitation", "lal", "ppo"], default="es", help="meta-training method (default es)")
+    train.add_argument("--suite", default=None, metavar="NAME_OR_TOML", help="task suite: a shipped name (metalearn/suites/NAME.toml: synthetic, synthetic_and_train, meta_train, held_in, smoke) or a .toml path (default: es meta_train, the others synthetic)")
     train.add_argument("--seed", type=int, default=0, help="master seed")
     budget = train.add_mutually_exclusive_group()
     budget.add_argument(
         "--iterations", type=int, default=None,
-        help="iterations to run (default 10; ppo: rollout-and-update chunks; es: generations)",
+        help="iterations to run (default 10; es: generations; ppo: rollout-and-update chunks, default 391)",
     )
     budget.add_argument(
         "--time-budget", type=float, default=None, metavar="SECONDS",
         help="wall-clock budget instead; checked at iteration boundaries",
     )
     train.add_argument("--out", required=True, help="run folder (policies, progress log, checkpoint)")
-    train.add_argument("--resume", action="store_true", help="continue the run stored in --out")
+    train.add_argument("--resume", action="store_true", help="continue the run stored in --out (none: start fresh)")
     train.add_argument("--jobs", type=int, default=1, help="local worker processes (-1: all cores)")
     train.add_argument(
         "--dask", default=None, metavar="ADDRESS", type=dask_address_argument,
         help="Dask scheduler address, or 'local[:N]' (default: no Dask, --jobs)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
-    train.add_argument("--validation-tasks", type=int, default=None, help="tasks of the keep-the-best validation (0: off; default: the method's)")
+    train.add_argument("--selection-tasks", type=int, default=None, help="tasks of the keep-the-best selection (0: off; default: the method's)")
+    train.add_argument("--validation-tasks", type=int, dest="selection_tasks", help=argparse.SUPPRESS)  # deprecated alias
     train.add_argument("--episodes", type=int, default=None, help="episodes collected per iteration (imitation, lal; default: the method's)")
     train.add_argument("--candidates", type=int, default=None, metavar="K", help="candidates scored per loop (default: the method's)")
     train.add_argument(
-        "--schema", choices=trainable_names("imitation"), default="pool",
+        "--schema", choices=[e.config_name for e in registered_schemas() if e.trainers], default=None,
         help=(
-            "feature schema of the policy: pool (pool@1: feature values, labels, multi-loop history), pool@2 (plus "
-            "cluster coverage, typicality and within-batch signals; imitation, lal, ppo) or proba (class "
-            "probabilities only, for baal heuristics; imitation, lal)"
+            "feature schema of the policy (default pool@2): pool (pool@1: feature values, labels, multi-loop "
+            "history), pool@2 (plus cluster coverage, typicality and within-batch signals), pool@3 (plus a loop "
+            "context that describes the task and the model) or proba (class probabilities only, for baal "
+            "heuristics; imitation, lal); `metalearn features` lists them"
         ),
     )
     train.add_argument(
@@ -288,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
             "learning curves are known, learn the gain in test accuracy that the next labels bring from the multi-loop "
             "metadata features, choose the recommended threshold on held-in train datasets and write "
             "OUT/stopping.safetensors (weights + JSON model card). Runs are stored as they finish: rerunning, or a "
-            "larger --tasks, computes only the missing ones."
+            "larger --tasks with --resume, computes only the missing ones."
         ),
     )
     ts.add_argument("--out", required=True, help="run folder (runs cache, loops table, rule file)")
@@ -301,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--horizon", type=int, default=200, help="labels over which the gain is predicted (default 200)")
     ts.add_argument("--epochs", type=int, default=400, help="training epochs of the gain model (default 400)")
     ts.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
-    ts.add_argument("--fresh", action="store_true", help="recompute every run instead of resuming")
+    ts.add_argument("--resume", action="store_true", help="continue the run stored in --out (none: start fresh)")
     return parser
 
 
@@ -493,137 +498,85 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``metalearn train --method``: the module, configuration class and function of each trainer.
+_TRAINERS = {
+    "es": ("metalearn.policies.trainers.es", "ESConfig", "train_es"),
+    "imitation": ("metalearn.policies.trainers.imitation", "ImitationConfig", "train_imitation"),
+    "lal": ("metalearn.policies.trainers.lal", "LALConfig", "train_lal"),
+    "ppo": ("metalearn.policies.trainers.ppo", "PPOConfig", "train_ppo"),
+}
+#: Configuration field of each ``metalearn train`` option whose name differs from the field's.
+_TRAIN_FIELDS = {"out": "out_dir", "jobs": "n_jobs", "candidates": "n_candidates", "episodes": "episodes_per_iteration",
+                 "problems": "problems_per_generation", "no_history": "history"}  # --no-history: history=False
+
+
 def _train(args: argparse.Namespace) -> int:
     from metalearn.policies.file import MAX_N_CANDIDATES
 
     _check_jobs(args.jobs)
     _check_finite(args.time_budget, "--time-budget")
-    _check_sizes(
-        args,
-        {"--candidates": (1, MAX_N_CANDIDATES), "--episodes": (1, 10**6), "--iterations": (1, 10**6),
-         "--oracle-horizon": (1, 1000), "--validation-tasks": (0, 10**5), "--seed": (0, 2**63 - 1)},
-    )
-    common: dict[str, object] = {"suite": args.suite, "seed": args.seed, "out_dir": args.out, "n_jobs": args.jobs, "dask": args.dask}
-    if args.candidates is not None:
-        common["n_candidates"] = args.candidates
-    if args.time_budget is not None:
-        common["time_budget_seconds"] = args.time_budget
-    if args.residual:
-        common["residual"] = True
-    if args.method == "es":
-        from metalearn.policies.trainers.es import ESConfig as Config  # type: ignore[assignment]
-        from metalearn.policies.trainers.es import train_es as trainer  # type: ignore[assignment]
+    _check_sizes(args, {"--candidates": (1, MAX_N_CANDIDATES), "--episodes": (1, 10**6), "--iterations": (1, 10**6),
+                        "--oracle-horizon": (1, 1000), "--selection-tasks": (0, 10**5), "--seed": (0, 2**63 - 1)})
+    from metalearn.features.registry import trainable_names
 
-        for flag, given in (("--residual", args.residual), ("--episodes", args.episodes is not None),
-                            ("--oracle-horizon", args.oracle_horizon is not None), ("--schema", args.schema != "pool")):
-            if given:
-                print(f"metalearn: note: {flag} is not used by --method es (it searches a gated linear pool@2 scorer)", file=sys.stderr)
-        common.pop("residual", None)
-        common["generations"] = args.iterations if args.time_budget is None else None
-        if common["generations"] is None and args.time_budget is None:
-            common["generations"] = 10
-        common["selection_suite"] = args.selection_suite if args.selection_suite is not None else "held_in"
-        if args.validation_tasks is not None:
-            common["selection_problems"] = args.validation_tasks
-        if args.population is not None:
-            common["population"] = args.population
-        if args.problems is not None:
-            common["problems_per_generation"] = args.problems
-        if args.no_history:
-            from metalearn.policies.trainers.es import DEFAULT_SEARCH_FEATURES, HISTORY_FEATURES
-
-            common["history"] = False
-            common["candidate_features"] = tuple(f for f in DEFAULT_SEARCH_FEATURES if f not in HISTORY_FEATURES)
-        config = Config(**common)  # type: ignore[arg-type]
-    elif args.method in ("imitation", "lal"):
-        common["schema"] = args.schema
-        if args.method == "imitation":
-            from metalearn.policies.trainers.imitation import ImitationConfig as Config
-            from metalearn.policies.trainers.imitation import train_imitation as trainer
-        else:
-            from metalearn.policies.trainers.lal import LALConfig as Config  # type: ignore[assignment]
-            from metalearn.policies.trainers.lal import train_lal as trainer  # type: ignore[assignment]
-        common["iterations"] = args.iterations if args.time_budget is None else None
-        if common["iterations"] is None and args.time_budget is None:
-            common["iterations"] = 10
-        if args.episodes is not None:
-            common["episodes_per_iteration"] = args.episodes
-        if args.validation_tasks is not None:
-            common["validation_tasks"] = args.validation_tasks
-        if args.oracle_horizon is not None:
-            common["oracle_horizon"] = args.oracle_horizon
-        if args.selection_suite is not None:
-            common["validation_suite"] = args.selection_suite
-        config = Config(**common)  # type: ignore[arg-type]
-    else:
-        from metalearn.features.registry import trainable_names
-
-        if args.schema not in trainable_names("ppo"):
-            print(
-                f"metalearn: error: --method ppo trains on the PoolAL-v0 environment, whose observations are the pool "
-                f"schemas ({', '.join(trainable_names('ppo'))}); --schema {args.schema} needs --method imitation or --method lal",
-                file=sys.stderr,
-            )
-            return 2
-        try:
-            from metalearn.policies.trainers.ppo import PPOConfig, train_ppo
-        except MissingDependencyError:
+    if args.schema is not None and args.schema not in trainable_names(args.method):
+        raise InvalidInputError(
+            f"--method {args.method} does not train --schema {args.schema}; it trains: {', '.join(trainable_names(args.method))}"
+            + (" (the PoolAL-v0 observations)" if args.method == "ppo" else "")
+        )
+    module, config_name, train_name = _TRAINERS[args.method]
+    try:
+        Config, trainer = (getattr(importlib.import_module(module), name) for name in (config_name, train_name))
+    except ImportError as exc:
+        if isinstance(exc, MissingDependencyError):
             raise  # names the extra to install
-        except ImportError as exc:
-            print(
-                f"metalearn: error: --method ppo is not available in this installation ({exc}); "
-                "use --method imitation or --method lal",
-                file=sys.stderr,
-            )
-            return 2
-        if args.episodes is not None:
-            print("metalearn: note: --episodes is not used by --method ppo (it trains on environment steps)", file=sys.stderr)
-        if args.oracle_horizon is not None:
-            print("metalearn: note: --oracle-horizon is not used by --method ppo (it learns from rewards, not the oracle)", file=sys.stderr)
-        if args.validation_tasks is not None:
-            common["n_validation_tasks"] = args.validation_tasks
-        if args.selection_suite is not None:
-            common["validation_suite"] = args.selection_suite
-        common["schema"] = args.schema
-        config = PPOConfig(**common)  # type: ignore[arg-type]
-        if args.time_budget is not None:
-            config.total_timesteps = None
-        elif args.iterations is not None:
-            config.total_timesteps = args.iterations * config.chunk_steps
-        trainer = train_ppo  # type: ignore[assignment]
+        raise InvalidInputError(f"--method {args.method} is not available in this installation ({exc})") from None
+    fields = {f.name for f in dataclasses.fields(Config)}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "method", "resume", "quiet") and v is not None and v is not False}
+    given.setdefault("schema", "pool@2")
+    unused = [k for k in given if _TRAIN_FIELDS.get(k, k) not in fields and (k != "schema" or args.schema)]
+    settings = {_TRAIN_FIELDS.get(k, k): v for k, v in given.items() if _TRAIN_FIELDS.get(k, k) in fields and k != "no_history"}
+    if args.time_budget is not None:
+        settings["iterations"] = None
+    if args.no_history and "history" in fields:  # the es ablation: no multi-loop history feature is searched
+        settings.update(history=False, candidate_features=tuple(f for f in Config.candidate_features if f not in _es_history()))
+    config = Config(**settings)
+    (getattr(config, "validate", None) or config.validated)()  # a bad value is refused before any note
+    for option in unused:
+        print(f"metalearn: note: --{option.replace('_', '-')} is not used by --method {args.method}", file=sys.stderr)
     start = time.perf_counter()
     try:
-        result = trainer(config, resume=args.resume, progress=not args.quiet)  # type: ignore[arg-type]
+        result = trainer(config, resume=args.resume, progress=not args.quiet)
     except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: the last finished iteration is checkpointed in {args.out}; "
-            "rerun the same command with --resume to continue",
-            file=sys.stderr,
-        )
+        print(f"\ninterrupted: the last finished iteration is checkpointed in {args.out}; rerun the same command with "
+              "--resume to continue", file=sys.stderr)
         return 130
     print(f"\n{args.method}: {result.iterations} iteration(s) in {time.perf_counter() - start:.0f} s")
-    print(f"policy: {result.policy_path}")
-    print(f"last:   {result.last_path}")
-    best = result.best_validation
-    if best and args.method == "es" and result.best_iteration == -1:
-        print(
-            f"no searched policy beat margin on the {best['held_in_problems']} held-in tasks: the policy kept is the "
-            "search's start, which ranks exactly as margin sampling"
-        )
-    elif best and args.method == "es":
-        print(
-            f"best held-in (generation {result.best_iteration}, {best['held_in_problems']} tasks): "
-            f"{best['held_in_delta_vs_margin']:+.2f} points vs margin (se {best['held_in_se']:.2f})"
-        )
-    elif best:
-        print(
-            f"best validation (iteration {result.best_iteration}, {best.get('n_tasks')} tasks): "
-            f"AULC policy {100 * best['policy']:.2f}, margin {100 * best['margin']:.2f}, "
-            f"random {100 * best['random']:.2f}; {best['delta_vs_margin']:+.2f} points vs margin"
-        )
-    else:
-        print("no validation (--validation-tasks 0): the policy is the last iteration's")
+    print(f"policy: {result.policy_path}\nlast:   {result.last_path}")
+    print(_selection_line(args.method, result))
     return 0
+
+
+def _es_history() -> frozenset[str]:
+    from metalearn.policies.trainers.es import HISTORY_FEATURES
+
+    return HISTORY_FEATURES
+
+
+def _selection_line(method: str, result: Any) -> str:
+    """One line on the kept policy: its keep-the-best figures, or why there are none."""
+    best = result.best_validation
+    if best and method == "es" and result.best_iteration == -1:
+        return (f"no searched policy beat margin on the {best['held_in_problems']} held-in tasks: the policy kept is the "
+                "search's start, which ranks exactly as margin sampling")
+    if best and method == "es":
+        return (f"best held-in (generation {result.best_iteration}, {best['held_in_problems']} tasks): "
+                f"{best['held_in_delta_vs_margin']:+.2f} points vs margin (se {best['held_in_se']:.2f})")
+    if best:
+        return (f"best selection (iteration {result.best_iteration}, {best.get('n_tasks')} tasks): "
+                f"AULC policy {100 * best['policy']:.2f}, margin {100 * best['margin']:.2f}, "
+                f"random {100 * best['random']:.2f}; {best['delta_vs_margin']:+.2f} points vs margin")
+    return "no selection (--selection-tasks 0): the policy is the last iteration's"
 
 
 def _next_batch(args: argparse.Namespace) -> int:
@@ -669,12 +622,13 @@ def _train_stopping(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, label_budget=args.budget, horizon=args.horizon, epochs=args.epochs, seed=args.seed,
     )
     try:
-        result = train_stopping(config, resume=not args.fresh, progress=True)
+        result = train_stopping(config, resume=args.resume, progress=True)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished runs are stored in {args.out}/runs; rerun the same command to resume", file=sys.stderr)
+        print(f"\ninterrupted: finished runs are stored in {args.out}/runs; rerun the same command with --resume to continue",
+              file=sys.stderr)
         return 130
-    print(f"\n{result.n_runs} runs ({result.n_computed} computed now) in {result.seconds:.0f} s")
-    print(format_stopping_card(read_stopping_rule(result.rule_path)))
+    print(f"\n{result.details['n_runs']} runs ({result.details['n_computed']} computed now) in {result.wall_seconds:.0f} s")
+    print(format_stopping_card(read_stopping_rule(result.policy_path)))
     return 0
 
 

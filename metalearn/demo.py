@@ -66,7 +66,7 @@ class DemoConfig:
     problems_per_generation: int = 12
     """Training tasks per generation, shared by every candidate (the trainer's default is 32): a short budget runs
     several generations."""
-    selection_problems: int = 24
+    selection_tasks: int = 24
     """Tasks of keep-the-best: other tasks of the training suite (fixed seed), on which the search's mean is
     compared with margin sampling every :attr:`selection_every` generations."""
     selection_every: int = 2
@@ -135,14 +135,14 @@ class DemoConfig:
 
         if self.quick:
             return ESConfig(
-                suite="smoke", selection_suite="smoke", seed=self.seed, out_dir=str(self.train_dir), generations=1,
-                problems_per_generation=2, population=3, selection_problems=2, n_candidates=16, n_jobs=self.n_jobs,
+                suite="smoke", selection_suite="smoke", seed=self.seed, out_dir=str(self.train_dir), iterations=1,
+                problems_per_generation=2, population=3, selection_tasks=2, n_candidates=16, n_jobs=self.n_jobs,
             )
         suite = self.training_suite()
         return ESConfig(
-            suite=suite, selection_suite=suite, seed=self.seed, out_dir=str(self.train_dir), generations=None,
-            time_budget_seconds=60.0 * float(self.train_minutes), problems_per_generation=self.problems_per_generation,
-            selection_problems=self.selection_problems, selection_every=self.selection_every, n_jobs=self.n_jobs,
+            suite=suite, selection_suite=suite, seed=self.seed, out_dir=str(self.train_dir), iterations=None,
+            time_budget=60.0 * float(self.train_minutes), problems_per_generation=self.problems_per_generation,
+            selection_tasks=self.selection_tasks, selection_every=self.selection_every, n_jobs=self.n_jobs,
         )
 
     def benchmark_config(self, strategies: list[str]) -> Any:
@@ -279,7 +279,7 @@ def run_demo(
 
     # -- 1. meta-train (resumable: continues or reuses OUT/train) ------------------------------
     budget = (
-        f"{train_config.generations} generation" if config.quick else f"a {config.train_minutes:g}-minute budget"
+        f"{train_config.iterations} generation" if config.quick else f"a {config.train_minutes:g}-minute budget"
     )
     say(
         f"[1/3] meta-training: evolution strategies (CMA-ES on the AULC difference to margin, starting from margin "

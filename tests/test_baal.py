@@ -210,7 +210,7 @@ def proba_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("imitation-proba")
     config = ImitationConfig(
         suite="smoke", seed=3, out_dir=str(out), n_candidates=8, window=2, hidden=16, iterations=1,
-        episodes_per_iteration=2, epochs=2, batch_size=8, validation_tasks=1, schema="proba",
+        episodes_per_iteration=2, epochs=2, batch_size=8, selection_tasks=1, schema="proba",
     )
     return config, train_imitation(config, progress=False)
 

@@ -74,10 +74,10 @@ def test_demo_config_checks_its_settings():
     with pytest.raises(InvalidInputError, match="train_minutes"):
         DemoConfig(train_minutes=0).validate()
     quick = DemoConfig(quick=True)
-    assert quick.training_config().suite == "smoke" and quick.training_config().generations == 1
+    assert quick.training_config().suite == "smoke" and quick.training_config().iterations == 1
     full = DemoConfig(train_minutes=2.5)
     train = full.training_config()
-    assert train.generations is None and train.time_budget_seconds == 150.0
+    assert train.iterations is None and train.time_budget == 150.0
     assert train.selection_suite is train.suite  # keep-the-best on other tasks of the embedded suite
     assert train.suite.name.startswith("synthetic") and train.suite.settings.batch_sizes == (5, 10)
     assert DemoConfig(train_batch_sizes=None).training_config().suite == "synthetic"

@@ -46,8 +46,8 @@ def _policy(weights: np.ndarray | None = None, window: int = 5, n_candidates: in
 
 def _config(out: Path, **overrides) -> ESConfig:
     settings = dict(
-        suite="smoke", selection_suite="smoke", out_dir=str(out), generations=2, problems_per_generation=3,
-        population=4, selection_problems=3, selection_every=1, n_candidates=16,
+        suite="smoke", selection_suite="smoke", out_dir=str(out), iterations=2, problems_per_generation=3,
+        population=4, selection_tasks=3, selection_every=1, n_candidates=16,
     )
     settings.update(overrides)
     return ESConfig(**settings)
@@ -207,14 +207,14 @@ def test_margin_initialised_search_starts_at_zero_difference():
 @pytest.fixture(scope="module")
 def es_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("es") / "straight"
-    return train_es(_config(out, generations=3), progress=False)
+    return train_es(_config(out, iterations=3), progress=False)
 
 
 def test_es_writes_policies_progress_and_a_pickle_free_checkpoint(es_run):
     assert [r["iteration"] for r in es_run.history] == [0, 1, 2]
     for row in es_run.history:
         assert row["objective_best"] >= row["objective_mean"]
-        assert row["objective_best_se"] >= 0 and row["selection"] is not None
+        assert row["objective_best_se"] >= 0 and row["selection_delta"] is not None
     policy = read_policy(es_run.policy_path)
     assert policy.metadata["trainer"]["method"] == "es" and policy.schema is SCHEMA
     assert policy.metadata["validation"]["held_in_problems"] == 3
@@ -227,18 +227,18 @@ def test_es_writes_policies_progress_and_a_pickle_free_checkpoint(es_run):
 
 def test_es_resume_equals_uninterrupted_run(es_run, tmp_path, monkeypatch):
     split = tmp_path / "split"
-    train_es(_config(split, generations=2), progress=False)
+    train_es(_config(split, iterations=2), progress=False)
     with pytest.raises(InvalidInputError, match="resume"):
-        train_es(_config(split, generations=3), progress=False)
+        train_es(_config(split, iterations=3), progress=False)
     with pytest.raises(InvalidInputError, match="sigma0"):
-        train_es(_config(split, generations=3, sigma0=0.1), resume=True, progress=False)
-    resumed = train_es(_config(split, generations=3), resume=True, progress=False)
+        train_es(_config(split, iterations=3, sigma0=0.1), resume=True, progress=False)
+    resumed = train_es(_config(split, iterations=3), resume=True, progress=False)
 
     # a crash after generation 1 was logged but before its checkpoint: the row is redone once
-    from metalearn.policies.trainers import es
+    from metalearn.policies.trainers import base, es
 
     calls = {"n": 0}
-    real_save = es.save_checkpoint
+    real_save = base.save_checkpoint
 
     def crashing_save(*args, **kwargs):
         calls["n"] += 1
@@ -246,12 +246,12 @@ def test_es_resume_equals_uninterrupted_run(es_run, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         real_save(*args, **kwargs)
 
-    monkeypatch.setattr(es, "save_checkpoint", crashing_save)
+    monkeypatch.setattr(base, "save_checkpoint", crashing_save)
     with pytest.raises(KeyboardInterrupt):
-        train_es(_config(tmp_path / "crash", generations=3), progress=False)
-    monkeypatch.setattr(es, "save_checkpoint", real_save)
+        train_es(_config(tmp_path / "crash", iterations=3), progress=False)
+    monkeypatch.setattr(base, "save_checkpoint", real_save)
     assert len(ProgressLog(tmp_path / "crash" / "progress.csv", ["iteration"]).rows()) == 2
-    crashed = train_es(_config(tmp_path / "crash", generations=3), resume=True, progress=False)
+    crashed = train_es(_config(tmp_path / "crash", iterations=3), resume=True, progress=False)
 
     expected = read_policy(es_run.last_path).params["weights"]
     for result in (resumed, crashed):
@@ -269,7 +269,7 @@ def test_keep_the_best_never_keeps_a_policy_that_loses_to_margin(tmp_path, monke
         return -np.ones(np.asarray(aulc).shape[0]), np.zeros(np.asarray(aulc).shape[0])
 
     monkeypatch.setattr(es, "_objective", losing)
-    result = train_es(_config(tmp_path / "floor", generations=2), progress=False)
+    result = train_es(_config(tmp_path / "floor", iterations=2), progress=False)
     assert result.best_iteration == -1
     assert result.best_validation["held_in_delta_vs_margin"] == 0.0
     np.testing.assert_array_equal(read_policy(result.policy_path).params["weights"], 0.0)  # margin sampling exactly

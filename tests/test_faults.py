@@ -67,7 +67,7 @@ def _stray_temp_files(folder: Path) -> list[Path]:
 # =============================================================================================
 TRAIN_ARGS = [
     "train", "--method", "imitation", "--suite", "smoke", "--seed", "2", "--iterations", "3", "--episodes", "2",
-    "--candidates", "8", "--validation-tasks", "0", "--jobs", "1",
+    "--candidates", "8", "--validation-tasks", "0", "--jobs", "1", "--schema", "pool",
 ]
 # One BLAS/OpenMP thread: the runs must not differ by thread scheduling, and the machine is shared.
 TRAIN_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -406,7 +406,7 @@ def test_save_policy_on_a_full_disk_keeps_the_previous_file(tmp_path, monkeypatc
 def _cli_equivalent_config(out: Path) -> ImitationConfig:
     """The settings of TRAIN_ARGS, so an in-process run can be compared with the CLI's."""
     return ImitationConfig(suite="smoke", seed=2, out_dir=str(out), n_candidates=8, iterations=3,
-                           episodes_per_iteration=2, validation_tasks=0, n_jobs=1)
+                           episodes_per_iteration=2, selection_tasks=0, n_jobs=1)
 
 
 @pytest.mark.parametrize("phase", ["tensors", "json"])
@@ -439,7 +439,7 @@ def test_training_checkpoint_on_a_full_disk_keeps_the_previous_one(uninterrupted
     monkeypatch.undo()
 
     tensors, state = load_checkpoint(out / "checkpoint")  # the previous checkpoint, complete
-    assert state["loop"]["iteration"] == 1
+    assert state["run"]["iteration"] == 1
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["checkpoint-000000.safetensors", "checkpoint.json"]
     assert not _stray_temp_files(out)
     read_policy(out / "last.safetensors")  # the policy files stay loadable too
@@ -451,8 +451,8 @@ def test_training_checkpoint_on_a_full_disk_keeps_the_previous_one(uninterrupted
 def test_training_out_folder_that_is_a_file_fails_before_any_work(tmp_path, monkeypatch):
     out = tmp_path / "run"
     out.write_text("not a folder")
-    from metalearn.policies.trainers import imitation
+    from metalearn.policies.trainers import oracle_learning
 
-    monkeypatch.setattr(imitation, "parallel_map", _no_run)
+    monkeypatch.setattr(oracle_learning, "parallel_map", _no_run)
     with pytest.raises(InvalidInputError, match=f"cannot write the training run to {re.escape(str(out))}"):
         train_imitation(_cli_equivalent_config(out), progress=False)

@@ -99,7 +99,7 @@ def test_batch_aware_picks_spread_over_clusters():
 @pytest.mark.parametrize("method", ["imitation", "lal"])
 def test_trainers_write_pool2_policies_that_query_with_cluster_features(tmp_path, method):
     common = dict(suite="smoke", seed=3, out_dir=str(tmp_path / method), n_candidates=8, window=2, hidden=16,
-                  iterations=1, episodes_per_iteration=2, validation_tasks=1, schema="pool@2")
+                  iterations=1, episodes_per_iteration=2, selection_tasks=1, schema="pool@2")
     if method == "imitation":
         result = train_imitation(ImitationConfig(epochs=2, batch_size=8, **common), progress=False)
     else:
@@ -127,7 +127,7 @@ def test_cli_train_schema_pool2(tmp_path, capsys):
     assert code == 0
     policy = read_policy(out / "policy.safetensors")
     assert policy.schema.id == "pool@2"
-    assert policy.metadata["trainer"]["settings"]["validation_suite"] == "smoke"
+    assert policy.metadata["trainer"]["settings"]["selection_suite"] == "smoke"
 
 
 def test_cli_train_ppo_schema_pool2(tmp_path):

@@ -31,7 +31,7 @@ def tiny_config(out_dir: Path, **overrides) -> PPOConfig:
     settings = dict(
         out_dir=str(out_dir), suite="smoke", seed=3, n_candidates=K, window=3, hidden=HIDDEN,
         n_envs=1, n_steps=16, batch_size=8, n_epochs=2, n_normalization_steps=16,
-        total_timesteps=32, validate_every=0, n_validation_tasks=2,
+        iterations=2, selection_tasks=0,
     )
     settings.update(overrides)
     return PPOConfig(**settings)
@@ -103,13 +103,13 @@ def test_masked_actions_are_never_sampled():
 def trained(tmp_path_factory):
     """Two chunks with a validation after each (the shared run of several tests)."""
     out = tmp_path_factory.mktemp("ppo")
-    config = tiny_config(out, validate_every=1)
+    config = tiny_config(out, selection_every=1, selection_tasks=2)
     return config, train_ppo(config, progress=False)
 
 
 def test_training_writes_a_loadable_policy_with_metadata(trained):
     config, result = trained
-    assert result.iterations == 2 and result.num_timesteps == 32 and result.method == "ppo"
+    assert result.iterations == 2 and result.details["num_timesteps"] == 32 and result.method == "ppo"
     assert len(result.history) == 2 and result.history[-1]["timesteps"] == 32
     assert result.best_validation is not None and "delta_vs_margin" in result.best_validation
     assert result.best_iteration in (0, 1)
@@ -126,14 +126,14 @@ def test_training_writes_a_loadable_policy_with_metadata(trained):
     assert strategy is not None
     # the last file holds exactly the trained arrays
     last = read_policy(result.last_path)
-    for name, value in result.params.items():
+    for name, value in result.details["params"].items():
         np.testing.assert_array_equal(last.params[name], value)
 
 
 def test_numpy_scorer_matches_the_trained_actor(trained):
     _, result = trained
     policy = make_policy()
-    policy.scorer.load_arrays(result.params)
+    policy.scorer.load_arrays(result.details["params"])
     numpy_scorer = read_policy(result.last_path).scorer
     env = PoolALEnv(task_suite="smoke", n_candidates=K, window=3)
     obs, _ = env.reset(seed=5)
@@ -157,25 +157,25 @@ def test_checkpoint_holds_no_pickle(trained):
         head = path.read_bytes()[:2]
         assert head[:1] != b"\x80", f"{path} looks like a pickle"  # pickle protocol 2+ header
     tensors, state = load_checkpoint(out / "checkpoint")
-    assert state["trainer"] == "ppo" and state["chunk"] == 2 and state["num_timesteps"] == 32
+    assert state["method"] == "ppo" and state["run"]["iteration"] == 2 and state["num_timesteps"] == 32
     assert any(k.startswith("optimizer.") for k in tensors) and "rng.torch" in tensors
     json.dumps(state)  # plain JSON
 
 
 def test_resume_replays_the_uninterrupted_run(tmp_path):
-    straight = train_ppo(tiny_config(tmp_path / "straight", total_timesteps=48), progress=False)
-    first = train_ppo(tiny_config(tmp_path / "resumed", total_timesteps=32), progress=False)
+    straight = train_ppo(tiny_config(tmp_path / "straight", iterations=3), progress=False)
+    first = train_ppo(tiny_config(tmp_path / "resumed", iterations=2), progress=False)
     assert first.iterations == 2
     with pytest.raises(InvalidInputError, match="resume=True"):
-        train_ppo(tiny_config(tmp_path / "resumed", total_timesteps=48), progress=False)
+        train_ppo(tiny_config(tmp_path / "resumed", iterations=3), progress=False)
     with pytest.raises(InvalidInputError, match="learning_rate"):
-        train_ppo(tiny_config(tmp_path / "resumed", total_timesteps=48, learning_rate=1e-2), resume=True, progress=False)
-    resumed = train_ppo(tiny_config(tmp_path / "resumed", total_timesteps=48), resume=True, progress=False)
+        train_ppo(tiny_config(tmp_path / "resumed", iterations=3, learning_rate=1e-2), resume=True, progress=False)
+    resumed = train_ppo(tiny_config(tmp_path / "resumed", iterations=3), resume=True, progress=False)
     assert straight.iterations == resumed.iterations == 3
-    assert straight.num_timesteps == resumed.num_timesteps == 48
-    assert set(straight.params) == set(resumed.params)
-    for name in straight.params:
-        assert np.array_equal(straight.params[name], resumed.params[name]), name
+    assert straight.details["num_timesteps"] == resumed.details["num_timesteps"] == 48
+    assert set(straight.details["params"]) == set(resumed.details["params"])
+    for name in straight.details["params"]:
+        assert np.array_equal(straight.details["params"][name], resumed.details["params"][name]), name
     a, _ = load_checkpoint(tmp_path / "straight" / "checkpoint")
     b, _ = load_checkpoint(tmp_path / "resumed" / "checkpoint")
     for name in a:
@@ -202,12 +202,12 @@ def test_init_policy_copies_its_weights(tmp_path):
     # learning rate 0: the run must end with exactly the init policy's arrays (normalisation
     # buffers included: they are copied, not re-estimated); hidden=None takes the file's width
     result = train_ppo(
-        tiny_config(tmp_path / "run", hidden=None, init_policy=str(path), learning_rate=0.0, total_timesteps=16),
+        tiny_config(tmp_path / "run", hidden=None, init_policy=str(path), learning_rate=0.0, iterations=1),
         progress=False,
     )
     assert read_policy(result.last_path).arch.hidden == 12
     for name, value in init_params.items():
-        assert np.array_equal(result.params[name], value), name
+        assert np.array_equal(result.details["params"][name], value), name
     with pytest.raises(InvalidInputError, match="window"):
         train_ppo(tiny_config(tmp_path / "other", hidden=None, init_policy=str(path), window=4), progress=False)
     with pytest.raises(InvalidInputError, match="pool@1 features, this run observes pool@2"):
@@ -219,7 +219,7 @@ def test_pool2_training_writes_a_pool2_policy_that_queries(tmp_path, residual):
     from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
     from metalearn.features.schema import POOL_SCHEMA_V2
 
-    result = train_ppo(tiny_config(tmp_path, schema="pool@2", residual=residual, validate_every=1), progress=False)
+    result = train_ppo(tiny_config(tmp_path, schema="pool@2", residual=residual, selection_every=1, selection_tasks=2), progress=False)
     policy = read_policy(result.policy_path)
     assert policy.schema is POOL_SCHEMA_V2 and policy.arch.n_candidate_features == POOL_SCHEMA_V2.n_candidate_features
     assert policy.arch.residual is residual
@@ -240,15 +240,15 @@ def test_pool2_training_writes_a_pool2_policy_that_queries(tmp_path, residual):
 def test_config_is_validated(tmp_path):
     with pytest.raises(InvalidInputError, match="n_candidates"):
         train_ppo(tiny_config(tmp_path, n_candidates=0))
-    with pytest.raises(InvalidInputError, match="total_timesteps or time_budget_seconds"):
-        train_ppo(tiny_config(tmp_path, total_timesteps=None))
+    with pytest.raises(InvalidInputError, match="iterations or time_budget"):
+        train_ppo(tiny_config(tmp_path, iterations=None))
     with pytest.raises(InvalidInputError, match="PPOConfig.schema"):
         train_ppo(tiny_config(tmp_path, schema="proba"))
 
 
 def test_subprocess_envs_and_time_budget(tmp_path):
     # Two SubprocVecEnv workers; a budget already spent after the first chunk stops there.
-    config = tiny_config(tmp_path, n_envs=2, n_steps=8, total_timesteps=None, time_budget_seconds=1e-3)
+    config = tiny_config(tmp_path, n_envs=2, n_steps=8, iterations=None, time_budget=1e-3)
     result = train_ppo(config, progress=False)
-    assert result.iterations == 1 and result.num_timesteps == 16
+    assert result.iterations == 1 and result.details["num_timesteps"] == 16
     assert read_policy(result.policy_path).metadata["trainer"]["settings"]["n_envs"] == 2

@@ -300,7 +300,7 @@ def test_lal_with_residual_starts_from_a_small_prior(tmp_path):
 
     config = LALConfig(
         suite="smoke", seed=1, out_dir=str(tmp_path / "lal"), n_candidates=8, window=3, hidden=HIDDEN, iterations=1,
-        episodes_per_iteration=1, epochs=1, batch_size=8, validation_tasks=0, residual=True,
+        episodes_per_iteration=1, epochs=1, batch_size=8, selection_tasks=0, residual=True,
     )
     pf = read_policy(train_lal(config, progress=False).policy_path)
     assert pf.arch.version == 2
@@ -335,12 +335,12 @@ def test_ppo_residual_actor_starts_as_margin_and_inits_from_a_v2_file(tmp_path):
     )
     config = PPOConfig(
         out_dir=str(tmp_path / "ppo"), suite="smoke", seed=3, n_candidates=8, window=3, hidden=None,
-        n_envs=1, n_steps=16, batch_size=8, n_epochs=1, total_timesteps=16, validate_every=0,
+        n_envs=1, n_steps=16, batch_size=8, n_epochs=1, iterations=1, selection_tasks=0,
         init_policy=str(path), learning_rate=0.0,
     )
     result = train_ppo(config, progress=False)  # residual=None: the init policy's version
     assert read_policy(result.last_path).arch == init.arch
     for name, value in init.arrays().items():
-        assert np.array_equal(result.params[name], value), name
+        assert np.array_equal(result.details["params"][name], value), name
     with pytest.raises(InvalidInputError, match="architecture"):
         train_ppo(PPOConfig(**{**config.to_dict(), "out_dir": str(tmp_path / "ppo2"), "residual": False}), progress=False)

@@ -115,18 +115,22 @@ def test_train_stopping_is_resumable_seeded_and_writes_a_valid_rule(tmp_path) ->
     common = dict(suite=str(_suite(tmp_path)), n_tasks=12, models=["logreg"], strategies=["margin"], label_budget=100,
                   horizon=20, epochs=5, hidden=8, held_in_fraction=0.5, seed=1)
     first = train_stopping(StoppingTrainConfig(out_dir=str(tmp_path / "a"), **common), progress=False)
-    rule = read_stopping_rule(first.rule_path)
+    rule = read_stopping_rule(first.policy_path)
     assert rule.horizon == 20 and rule.patience in (1, 2, 3) and "held_in" in rule.metadata["validation"]
     assert rule.decision in ("mean", "q0.75", "q0.9")
-    assert first.n_computed == first.n_runs == 12
+    assert first.details["n_computed"] == first.details["n_runs"] == 12 and first.iterations == 12
     assert (tmp_path / "a" / "loops.csv.gz").exists()
-    resumed = train_stopping(StoppingTrainConfig(out_dir=str(tmp_path / "a"), **common), progress=False)
-    assert resumed.n_computed == 0
-    np.testing.assert_array_equal(read_stopping_rule(resumed.rule_path).params["l1.weight"], rule.params["l1.weight"])
+    with pytest.raises(InvalidInputError, match="resume"):  # no hidden default resume
+        train_stopping(StoppingTrainConfig(out_dir=str(tmp_path / "a"), **common), progress=False)
+    written = first.policy_path.stat().st_mtime_ns
+    resumed = train_stopping(StoppingTrainConfig(out_dir=str(tmp_path / "a"), **common), resume=True, progress=False)
+    assert resumed.details["n_computed"] == 0 and first.policy_path.stat().st_mtime_ns == written  # finished: untouched
+    assert resumed.details["threshold"] == first.details["threshold"]
     other = train_stopping(StoppingTrainConfig(out_dir=str(tmp_path / "b"), **common), progress=False)
-    np.testing.assert_array_equal(read_stopping_rule(other.rule_path).params["out.weight"], rule.params["out.weight"])
+    np.testing.assert_array_equal(read_stopping_rule(other.policy_path).params["out.weight"], rule.params["out.weight"])
     with pytest.raises(InvalidInputError, match="other settings"):
-        train_stopping(StoppingTrainConfig(out_dir=str(tmp_path / "a"), **{**common, "label_budget": 50}), progress=False)
+        train_stopping(StoppingTrainConfig(out_dir=str(tmp_path / "a"), **{**common, "label_budget": 50}), resume=True,
+                       progress=False)
 
 
 def test_training_refuses_validation_split_tasks() -> None:

@@ -61,7 +61,7 @@ def _random_params(seed: int = 0) -> dict[str, np.ndarray]:
 def _imitation(out: Path, **overrides) -> ImitationConfig:
     settings = dict(
         suite="smoke", seed=3, out_dir=str(out), n_candidates=K, window=3, hidden=16, iterations=2,
-        episodes_per_iteration=2, epochs=2, batch_size=8, validation_tasks=1,
+        episodes_per_iteration=2, epochs=2, batch_size=8, selection_tasks=1,
     )
     settings.update(overrides)
     return ImitationConfig(**settings)
@@ -231,7 +231,7 @@ def test_checkpoint_holds_no_pickle(imitation_run):
     assert files == ["checkpoint-000001.safetensors", "checkpoint.json"]  # older saves removed
     state = json.loads((folder / "checkpoint.json").read_text())
     tensors = load_file(str(folder / state["tensor_file"]))
-    assert state["state"]["loop"]["iteration"] == 2
+    assert state["state"]["run"]["iteration"] == 2
     assert state["state"]["method"] == "imitation"
     assert {"data.candidates", "data.gains", "torch_rng", "model.head.1.bias"} <= set(tensors)
     assert any(k.startswith("optimizer.") and k.endswith(".exp_avg") for k in tensors)
@@ -252,10 +252,10 @@ def test_imitation_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
     split = train_imitation(_imitation(tmp_path / "split", iterations=3), resume=True, progress=False)
 
     # a crash after iteration 2 was logged but before its checkpoint: the row is redone once
-    from metalearn.policies.trainers import imitation
+    from metalearn.policies.trainers import base
 
     calls = {"n": 0}
-    real_save = imitation.save_checkpoint
+    real_save = base.save_checkpoint
 
     def crashing_save(*args, **kwargs):
         calls["n"] += 1
@@ -263,10 +263,10 @@ def test_imitation_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         real_save(*args, **kwargs)
 
-    monkeypatch.setattr(imitation, "save_checkpoint", crashing_save)
+    monkeypatch.setattr(base, "save_checkpoint", crashing_save)
     with pytest.raises(KeyboardInterrupt):
         train_imitation(_imitation(tmp_path / "crash", iterations=3), progress=False)
-    monkeypatch.setattr(imitation, "save_checkpoint", real_save)
+    monkeypatch.setattr(base, "save_checkpoint", real_save)
     assert len(ProgressLog(tmp_path / "crash" / "progress.csv", ["iteration"]).rows()) == 3
     crash = train_imitation(_imitation(tmp_path / "crash", iterations=3), resume=True, progress=False)
 
@@ -284,7 +284,7 @@ def test_imitation_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
 
 def test_time_budget_stops_at_an_iteration_boundary(tmp_path):
     result = train_imitation(
-        _imitation(tmp_path / "budget", iterations=None, time_budget_seconds=1e-3, validate_every=5), progress=False
+        _imitation(tmp_path / "budget", iterations=None, time_budget=1e-3, selection_every=5), progress=False
     )
     assert result.iterations == 1  # at least one iteration, then the budget is spent
     assert result.best_iteration == 0 and result.best_validation is not None  # validated after the loop
@@ -294,7 +294,7 @@ def test_time_budget_stops_at_an_iteration_boundary(tmp_path):
 def test_lal_writes_a_loadable_policy_and_resumes(tmp_path, pool):
     config = LALConfig(
         suite="smoke", seed=4, out_dir=str(tmp_path / "lal"), n_candidates=K, window=3, hidden=16, iterations=2,
-        episodes_per_iteration=2, epochs=2, batch_size=8, validation_tasks=1,
+        episodes_per_iteration=2, epochs=2, batch_size=8, selection_tasks=1,
     )
     result = train_lal(config, progress=False)
     train_lal(dataclasses.replace(config, out_dir=str(tmp_path / "split"), iterations=1), progress=False)
@@ -311,7 +311,7 @@ def test_lal_writes_a_loadable_policy_and_resumes(tmp_path, pool):
     picks = metalearn.policies.load_policy(result.policy_path).query(X, y, clf, batch_size=2)
     assert np.unique(picks).size == 2 and np.all(np.isnan(y[picks]))
     tensors, state = load_checkpoint(tmp_path / "lal" / "checkpoint")
-    assert state["method"] == "lal" and state["loop"]["iteration"] == 2
+    assert state["method"] == "lal" and state["run"]["iteration"] == 2
 
 
 # ------------------------------------------------------------------------------- checkpoints

@@ -5,8 +5,9 @@
    ``validation`` split is refused), each with every configured model and strategy, batch
    ``batch_size`` up to ``label_budget`` labels or the whole pool, recording the learned
    rule's features at every point. Each finished run is written at once to
-   ``OUT/runs/RUN_ID.json`` (the resume cache: an interrupted or a larger later session
-   computes only the runs it lacks); ``OUT/loops.csv.gz`` is the table of all points.
+   ``OUT/runs/RUN_ID.json`` (the resume cache: an interrupted or a larger later session,
+   with ``resume=True`` / ``--resume``, computes only the runs it lacks);
+   ``OUT/loops.csv.gz`` is the table of all points.
 2. Targets: the gain in test accuracy (points) from the next ``horizon`` labels, on the
    learning curve smoothed over three points; a point whose horizon passes the end of a run
    that stopped at its budget is censored (left out); past the end of a run that used the
@@ -19,6 +20,11 @@
    points on average and ``target_p90_loss`` in 90% of the runs; of those, the one that saves
    the most labels.
 5. Write ``OUT/stopping.safetensors`` (weights + JSON model card, calibration included).
+
+The run protocol is the trainers' skeleton (:mod:`metalearn.policies.trainers.base`): an
+iteration is one task's runs (one progress row and one checkpoint each), ``resume`` behaves
+as for every trainer, and the result is a
+:class:`~metalearn.policies.trainers.results.TrainingResult`.
 """
 
 from __future__ import annotations
@@ -38,72 +44,61 @@ import pandas as pd
 from metalearn.common.csv_cells import write_csv
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
+from metalearn.policies.trainers.base import COMMON_PROGRESS_FIELDS, Run, RunConfig, start_run
+from metalearn.policies.trainers.results import TrainingResult
 from metalearn.stopping.features import STOPPING_FEATURE_SET, STOPPING_FEATURES
 from metalearn.stopping.file import save_stopping_rule
 from metalearn.stopping.model import GainModelArchitecture, NumpyGainModel, parameter_shapes
 
-__all__ = ["StoppingTrainConfig", "StoppingTrainResult", "train_stopping", "gain_targets", "replay_stops"]
+__all__ = ["StoppingTrainConfig", "train_stopping", "gain_targets", "replay_stops", "PROGRESS_FIELDS"]
+
+#: Columns of ``progress.csv``: one row per task simulated.
+PROGRESS_FIELDS: tuple[str, ...] = (*COMMON_PROGRESS_FIELDS, "runs", "computed")
 
 
 @dataclass
-class StoppingTrainConfig:
-    """Settings of ``metalearn train-stopping``.
+class StoppingTrainConfig(RunConfig):
+    """Settings of ``metalearn train-stopping``; ``suite``, ``seed`` and ``out_dir`` are documented on
+    :class:`~metalearn.policies.trainers.base.RunConfig`."""
 
-    Attributes
-    ----------
-    out_dir : str
-        Run folder: ``runs/`` (resume cache), ``loops.csv.gz``, ``stopping.safetensors``.
-    suite : str
-        Task suite (name in ``envs/`` or a TOML path); default ``synthetic_and_train``.
-    n_tasks : int
-        Tasks drawn from the suite (deterministic in ``seed``; a larger value extends).
-    models : list of str
-        Task models each task is run with.
-    strategies : list of str
-        Querying strategies (classic names, or ``policy:NAME_OR_PATH``).
-    batch_size, label_budget : int
-        Records per loop; labels per run (or the whole pool, if smaller).
-    horizon : int
-        Labels over which the gain is predicted (the rule's question).
-    window : int
-        History length of the features.
-    hidden : int
-        Width of the MLP.
-    quantiles : list of float
-    epochs : int
-    learning_rate, weight_decay : float
-    held_in_fraction : float
-        Fraction of the suite's real datasets (by name) kept out of training, for choosing
-        the threshold.
-    decisions : list of str
-        Candidate decision statistics: ``"mean"`` and quantile levels of ``quantiles`` (``"q0.9"``).
-    patiences : list of int
-        Candidate numbers of calls in a row the statistic must stay below the threshold.
-    target_mean_loss, target_p90_loss : float
-        Accuracy points the recommended threshold may lose on held-in runs (mean, 90th percentile).
-    seed : int
-    """
-
-    out_dir: str = "out/train-stopping"
     suite: str = "synthetic_and_train"
+    """Task suite (name in ``envs/`` or a TOML path): synthetic tasks and the train split only."""
+    out_dir: str = "out/train-stopping"
+    """Run folder: ``runs/`` (resume cache), ``loops.csv.gz``, ``stopping.safetensors``, ``checkpoint/``."""
     n_tasks: int = 120
+    """Tasks drawn from the suite (deterministic in ``seed``; a larger value on resume extends the runs)."""
     models: list[str] = field(default_factory=lambda: ["logreg", "nb"])
+    """Task models each task is run with."""
     strategies: list[str] = field(default_factory=lambda: ["margin", "policy:default"])
+    """Querying strategies (classic names, or ``policy:NAME_OR_PATH``)."""
     batch_size: int = 10
+    """Records per loop."""
     label_budget: int = 500
+    """Labels per run (or the whole pool, if smaller)."""
     horizon: int = 200
+    """Labels over which the gain is predicted (the rule's question)."""
     window: int = 5
+    """History length of the features."""
     hidden: int = 32
+    """Width of the MLP."""
     quantiles: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 0.9])
+    """Quantile levels of the gain the MLP predicts."""
     epochs: int = 400
+    """Training epochs of the gain model."""
     learning_rate: float = 3e-3
+    """Adam's learning rate."""
     weight_decay: float = 1e-4
+    """Adam's weight decay."""
     held_in_fraction: float = 0.25
+    """Fraction of the suite's real datasets (by name) kept out of training, for choosing the threshold."""
     decisions: list[str] = field(default_factory=lambda: ["mean", "q0.75", "q0.9"])
+    """Candidate decision statistics: ``"mean"`` and quantile levels of ``quantiles`` (``"q0.9"``)."""
     patiences: list[int] = field(default_factory=lambda: [1, 2, 3])
+    """Candidate numbers of calls in a row the statistic must stay below the threshold."""
     target_mean_loss: float = 0.6
+    """Accuracy points the recommended threshold may lose on held-in runs, on average."""
     target_p90_loss: float = 1.5
-    seed: int = 0
+    """Accuracy points the recommended threshold may lose on held-in runs, in 90% of them."""
 
     def validate(self) -> "StoppingTrainConfig":
         for name in ("n_tasks", "batch_size", "label_budget", "horizon", "hidden", "epochs"):
@@ -115,7 +110,7 @@ class StoppingTrainConfig:
         bad = [d for d in self.decisions if d != "mean" and d not in levels]
         if bad or not self.decisions or not self.patiences:
             raise InvalidInputError(f"decisions must be 'mean' or quantiles of {sorted(levels)}, got {self.decisions}")
-        check_positive_int(self.seed, "seed", minimum=0)
+        self.check_run_settings()
         if not self.models or not self.strategies:
             raise InvalidInputError("models and strategies must not be empty")
         if not 0.0 < float(self.held_in_fraction) < 1.0:
@@ -127,19 +122,6 @@ class StoppingTrainConfig:
         """Hash of what a stored run depends on (a resume with other values is refused)."""
         keys = ("suite", "batch_size", "label_budget", "window", "seed")
         return hashlib.sha256(json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
-
-
-@dataclass
-class StoppingTrainResult:
-    """What :func:`train_stopping` produced."""
-
-    rule_path: Path
-    loops: pd.DataFrame
-    threshold: float
-    held_in: dict[str, Any]
-    n_runs: int
-    n_computed: int
-    seconds: float
 
 
 # ------------------------------------------------------------------------------------ runs
@@ -205,11 +187,12 @@ def _run_one(task: Any, model: str, strategy: str, seed: int, config: StoppingTr
     }
 
 
-def _simulate_runs(config: StoppingTrainConfig, out: Path, progress: bool) -> tuple[pd.DataFrame, int]:
+def _simulate_runs(config: StoppingTrainConfig, run: Run, progress: bool) -> tuple[pd.DataFrame, int]:
     from tqdm.auto import tqdm
 
     from metalearn.tasks.suite import load_task_suite
 
+    out = run.out
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = config.simulation_fingerprint()
@@ -219,6 +202,7 @@ def _simulate_runs(config: StoppingTrainConfig, out: Path, progress: bool) -> tu
     rows: list[pd.DataFrame] = []
     computed = 0
     for index, task in enumerate(suite.tasks(int(config.n_tasks), seed=int(config.seed))):
+        started, computed_before = time.perf_counter(), computed
         _check_split(task)
         held_in = _is_held_in(task, config)
         for model in config.models:
@@ -247,6 +231,10 @@ def _simulate_runs(config: StoppingTrainConfig, out: Path, progress: bool) -> tu
                     computed += 1
                 rows.append(_record_frame(record, held_in))
                 bar.update()
+        if index >= run.state.iteration:  # one progress row and one checkpoint per task simulated
+            run.end_iteration({"iteration": index, "runs": jobs, "computed": computed - computed_before},
+                              time.perf_counter() - started)
+            run.save({})
     bar.close()
     return pd.concat(rows, ignore_index=True), computed
 
@@ -476,29 +464,41 @@ def _choose_threshold(
     return float(grid[last]), True, table
 
 
-def train_stopping(config: StoppingTrainConfig, *, resume: bool = True, progress: bool = True) -> StoppingTrainResult:
+def train_stopping(config: StoppingTrainConfig, resume: bool = False, progress: bool = True) -> TrainingResult:
     """Simulate (or resume) the training runs, fit the gain model, choose the threshold, write the rule.
 
     Parameters
     ----------
     config : StoppingTrainConfig
     resume : bool
-        Reuse the runs stored in ``config.out_dir`` (always safe: they are refused if their
-        settings differ). False recomputes every run.
+        Continue the run of ``config.out_dir``: reuse its stored runs and simulate only the
+        missing ones (a larger ``n_tasks`` extends it; other settings are refused); a finished
+        run is left untouched. Without a checkpoint, start fresh (said in one line). When
+        False, an ``out_dir`` that already holds a run is refused.
     progress : bool
 
     Returns
     -------
-    StoppingTrainResult
+    TrainingResult
+        ``policy_path`` and ``last_path``: ``out_dir/stopping.safetensors``;
+        ``best_validation``: the held-in figures; ``details``: ``threshold``, ``held_in``,
+        ``n_runs``, ``n_computed`` (runs simulated in this session) and ``loops`` (the table
+        of all points).
     """
     start = time.perf_counter()
     config.validate()
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume and (out / "runs").exists():
-        for path in (out / "runs").glob("*.json"):
+    run = start_run(config, "stopping", resume, PROGRESS_FIELDS)
+    out = run.out
+    rule_path = out / "stopping.safetensors"
+    if run.saved is not None and run.saved.get("finished") and run.state.iteration >= config.n_tasks and rule_path.is_file():
+        # A finished run resumed: nothing to compute, its files stay as they are.
+        details = {**run.saved["finished"], "n_computed": 0, "loops": pd.read_csv(out / "loops.csv.gz")}
+        return run.result(policy_path=rule_path, last_path=rule_path, details=details)
+    if run.saved is None and (out / "runs").exists():
+        for path in (out / "runs").glob("*.json"):  # a fresh run recomputes every run
             path.unlink()
-    loops, computed = _simulate_runs(config, out, progress)
+    loops, computed = _simulate_runs(config, run, progress)
+    fitting = time.perf_counter()
     targets = np.concatenate([
         gain_targets(run["n_bought"].to_numpy(), run["accuracy"].to_numpy(), int(config.horizon), bool(run["pool_exhausted"].iloc[0]))
         for _, run in loops.groupby("run_id", sort=False)
@@ -571,5 +571,9 @@ def train_stopping(config: StoppingTrainConfig, *, resume: bool = True, progress
         "validation": {"held_in": held_in},
         "data": "synthetic tasks and the train split of ../shared/datasets only; held-in train datasets choose the threshold",
     }
-    path = save_stopping_rule(out / "stopping.safetensors", arch, params, metadata)
-    return StoppingTrainResult(path, loops, threshold, held_in, int(loops["run_id"].nunique()), computed, seconds)
+    path = save_stopping_rule(rule_path, arch, params, metadata)
+    finished = {"threshold": threshold, "held_in": held_in, "n_runs": int(loops["run_id"].nunique())}
+    run.state.best_validation = held_in
+    run.state.wall_seconds += time.perf_counter() - fitting  # the targets, the fit and the threshold
+    run.save({}, finished=finished)
+    return run.result(policy_path=path, last_path=path, details={**finished, "n_computed": computed, "loops": loops})

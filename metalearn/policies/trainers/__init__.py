@@ -1,9 +1,13 @@
-"""Meta-training trainers: imitation of the look-ahead oracle (DAgger), LAL regression, PPO.
+"""Meta-training trainers: imitation of the look-ahead oracle (DAgger), LAL regression, PPO,
+evolution strategies (and, in :mod:`metalearn.stopping.training`, the stopping rule).
 
-Each trainer is one readable file (:mod:`.imitation`, :mod:`.lal`, :mod:`.ppo`) with a
-configuration dataclass and a ``train_*`` function. What they share is in modules with one
-job each:
+Each trainer is one readable file (:mod:`.imitation`, :mod:`.lal`, :mod:`.ppo`, :mod:`.es`)
+with a configuration dataclass and a ``train_*`` function that fill in one skeleton
+(:mod:`.base`: the shared settings, the run state, start / resume / checkpoint / result).
+What they share is in modules with one job each:
 
+- :mod:`.base`: the configuration base, the run state and the run protocol;
+- :mod:`.oracle_learning`: the pieces imitation and LAL share (collect, aggregate, select);
 - :mod:`.parallel`: an ordered map over joblib processes or a Dask cluster;
 - :mod:`.suites`: task-suite resolution (name, TOML path or TaskSuite) and its label;
 - :mod:`.episodes`: playing one simulated episode and recording its training samples;
@@ -11,7 +15,7 @@ job each:
 - :mod:`.evaluation`: the validation tasks and the paired evaluation of a policy;
 - :mod:`.checkpoints`: checkpoints without pickle, RNG and optimiser state, resume checks;
 - :mod:`.progress`: the progress log and the iteration/time budget;
-- :mod:`.results`: the policy file with its metadata, and the training result.
+- :mod:`.results`: the policy file with its metadata, and the one training result.
 
 The trainers import torch; importing this package does not (names load on first use), so
 worker processes that only collect episodes stay light.
@@ -41,6 +45,8 @@ __all__ = [
     "save_checkpoint",
     "validation_tasks",
     "write_policy",
+    "ESConfig",
+    "train_es",
     "ImitationConfig",
     "train_imitation",
     "LALConfig",
@@ -50,6 +56,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "ESConfig": "metalearn.policies.trainers.es",
+    "train_es": "metalearn.policies.trainers.es",
     "ImitationConfig": "metalearn.policies.trainers.imitation",
     "train_imitation": "metalearn.policies.trainers.imitation",
     "LALConfig": "metalearn.policies.trainers.lal",

@@ -301,14 +301,15 @@ def config_settings(config: Any) -> dict[str, Any]:
     settings = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        if f.name in ("suite", "validation_suite") and value is not None:
+        if f.name in ("suite", "selection_suite") and value is not None:
             value = suite_label(value)
         settings[f.name] = json_safe(value, strict=False)
     return settings
 
 
 #: Configuration fields that may change between a run and its resume (budget, resources).
-RESUMABLE_FIELDS: tuple[str, ...] = ("iterations", "generations", "total_timesteps", "time_budget_seconds", "n_jobs", "dask", "out_dir")
+#: ``n_tasks``: the stopping trainer extends its simulated runs.
+RESUMABLE_FIELDS: tuple[str, ...] = ("iterations", "time_budget", "n_tasks", "n_jobs", "dask", "out_dir")
 
 
 def check_resumable(saved: Mapping[str, Any], config: Any) -> None:
@@ -327,5 +328,5 @@ def check_resumable(saved: Mapping[str, Any], config: Any) -> None:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
         raise InvalidInputError(
             f"cannot resume: the checkpoint was made with other settings ({details}); "
-            "only the budget (iterations, time budget) and resources (jobs, dask) may change"
+            "only the budget (iterations, time budget, tasks) and resources (jobs, dask) may change"
         )

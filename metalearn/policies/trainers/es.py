@@ -17,12 +17,15 @@ One training run, top to bottom:
    its mean paired AULC difference to margin, in points; its standard error over the tasks
    is logged.
 4. Every ``selection_every`` generations the distribution mean is scored on a fixed set of
-   ``selection_problems`` held-in tasks (datasets never trained on; margin runs computed
+   ``selection_tasks`` held-in tasks (datasets never trained on; margin runs computed
    once), and the best mean so far is kept (keep-the-best).
 5. Checkpoints hold no pickle: CMA-ES is deterministic given its seed and the fitness values
    it was told, so a checkpoint stores every generation's candidates and fitness (JSON) and a
    resume replays ``ask``/``tell`` without simulating, reaching the identical state (the
    replayed candidates are checked against the stored ones).
+
+The run protocol (folder, resume, budget, keep-the-best, result) is the trainers' skeleton
+(:mod:`.base`); a generation is one of its iterations (``iterations``).
 
 The ablation of the multi-loop history (:attr:`ESConfig.history` False) searches only
 features computed from the current loop, the equivalent of a one-loop window.
@@ -33,7 +36,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,17 +45,8 @@ from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
 from metalearn.features.registry import trainable_schema
 from metalearn.policies.architecture import ScorerArchitecture
-from metalearn.policies.trainers.checkpoints import (
-    CHECKPOINT_DIR,
-    check_resumable,
-    config_settings,
-    load_checkpoint,
-    prepare_out_dir,
-    save_checkpoint,
-)
-from metalearn.policies.trainers.evaluation import VALIDATION_SEED
+from metalearn.policies.trainers.base import COMMON_PROGRESS_FIELDS, Run, TrainerConfig, start_run
 from metalearn.policies.trainers.parallel import parallel_map
-from metalearn.policies.trainers.progress import ProgressLog, should_stop
 from metalearn.policies.trainers.results import TrainingResult, write_policy
 from metalearn.policies.trainers.suites import resolve_suite
 from metalearn.tasks.task import Task
@@ -94,28 +87,26 @@ HISTORY_FEATURES: frozenset[str] = frozenset(
         "prediction_change_rate", "prediction_change_trend", "history_fill",
     }
 )
-_PROGRESS_FIELDS = (
-    "iteration", "seconds", "objective_mean", "objective_best", "objective_best_se",
-    "sigma", "selection", "selection_se", "selection_best",
-)
+_PROGRESS_FIELDS = (*COMMON_PROGRESS_FIELDS, "objective_mean", "objective_best", "objective_best_se", "sigma", "selection_se")
 
 
 @dataclass
-class ESConfig:
-    """Settings of one evolution-strategies training run."""
+class ESConfig(TrainerConfig):
+    """Settings of one evolution-strategies training run; the shared ones (budget, keep-the-best,
+    workers) are documented on :class:`~metalearn.policies.trainers.base.TrainerConfig`."""
 
     suite: Any = "meta_train"
     """Training task suite: a name (``envs/NAME.toml``), a TOML path or a TaskSuite."""
-    selection_suite: Any = "held_in"
-    """Suite of the held-in tasks of keep-the-best (datasets never trained on)."""
     out_dir: str = "runs/es"
     """Folder of the run: checkpoint, progress log and policy files."""
-    seed: int = 0
-    """Seeds CMA-ES and the training tasks of every generation."""
-    generations: int | None = None
+    iterations: int | None = 10
     """Generations to run (None: until the time budget is spent)."""
-    time_budget_seconds: float | None = None
-    """Wall-clock budget, checked between generations."""
+    selection_suite: Any = "held_in"
+    """Suite of the held-in tasks of keep-the-best (datasets never trained on)."""
+    selection_tasks: int = 200
+    """Held-in tasks of keep-the-best (0: no selection; the final mean is the policy)."""
+    selection_every: int = 5
+    """Generations between two keep-the-best evaluations (and after the last generation)."""
     population: int | None = None
     """Candidates per generation (None: CMA-ES's default, 4 + 3 ln(dimension))."""
     problems_per_generation: int = 32
@@ -132,33 +123,16 @@ class ESConfig:
     """History length H of the features, in loops."""
     n_candidates: int = 64
     """Candidates scored per query (K), pre-selected by margin, representativeness and at random."""
-    selection_problems: int = 200
-    """Held-in tasks of keep-the-best (0: no selection; the final mean is the policy)."""
-    selection_every: int = 5
-    """Generations between two keep-the-best evaluations (and after the last generation)."""
-    selection_seed: int = VALIDATION_SEED
-    """Seed of the held-in tasks: the same set for every run."""
-    n_jobs: int = 1
-    """Worker processes (-1: all cores)."""
-    dask: str | None = None
-    """Dask scheduler address, or ``local[:N]``, instead of processes."""
 
     def validate(self) -> "ESConfig":
-        check_positive_int(self.seed, "seed", minimum=0)
-        check_positive_int(self.selection_seed, "selection_seed", minimum=0)
+        self.check_trainer_settings()
         check_positive_int(self.problems_per_generation, "problems_per_generation")
         check_positive_int(self.n_candidates, "n_candidates")
         check_positive_int(self.window, "window", minimum=2)
-        check_positive_int(self.selection_problems, "selection_problems", minimum=0)
-        check_positive_int(self.selection_every, "selection_every")
-        if self.generations is not None:
-            check_positive_int(self.generations, "generations")
         if self.population is not None:
             check_positive_int(self.population, "population", minimum=2)
         if not (isinstance(self.sigma0, (int, float)) and math.isfinite(self.sigma0) and self.sigma0 > 0):
             raise InvalidInputError(f"sigma0 must be a positive number, got {self.sigma0!r}")
-        if self.time_budget_seconds is not None and not self.time_budget_seconds > 0:
-            raise InvalidInputError(f"time_budget_seconds must be positive, got {self.time_budget_seconds!r}")
         search_space(self)  # checks the feature names
         return self
 
@@ -288,9 +262,9 @@ def _replay(search: Any, generations: list[dict[str, Any]]) -> None:
         search.tell(list(stored), list(record["fitness"]))
 
 
-def _save(out: Path, config: ESConfig, state: dict[str, Any], best: np.ndarray | None) -> None:
+def _save(run: Run, state: dict[str, Any], best: np.ndarray | None) -> None:
     tensors = {"best_vector": best if best is not None else np.zeros(0)}
-    save_checkpoint(out / CHECKPOINT_DIR, tensors, {"config": config_settings(config), **state})
+    run.save(tensors, **state)
 
 
 # =============================================================================================
@@ -303,7 +277,8 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
     ----------
     config : ESConfig
     resume : bool
-        Continue the checkpoint in ``config.out_dir`` (identical to an uninterrupted run).
+        Continue the checkpoint in ``config.out_dir`` (identical to an uninterrupted run);
+        without a checkpoint, start fresh (said in one line).
     progress : bool
         Progress bars and one line per generation.
 
@@ -315,46 +290,37 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
     """
     require_extra("train", "evolution-strategies training (metalearn train --method es)")
     config.validate()
-    out = prepare_out_dir(config.out_dir)
     pairs = search_space(config)
     suite = resolve_suite(config.suite)
-    log = ProgressLog(out / "progress.csv", _PROGRESS_FIELDS)
+    run = start_run(config, "es", resume, _PROGRESS_FIELDS)
 
     # -- state: fresh, or replayed from the checkpoint ------------------------------------------
     search = _new_search(config, len(pairs))
-    state: dict[str, Any] = {"generations": [], "selection_margin": None, "best": None, "wall_seconds": 0.0}
+    state: dict[str, Any] = {"generations": [], "selection_margin": None}
     best_vector: np.ndarray | None = None
-    checkpoint = load_checkpoint(out / CHECKPOINT_DIR) if resume else None
-    if resume and checkpoint is None:
-        raise InvalidInputError(f"--resume: no checkpoint in {out / CHECKPOINT_DIR}; run without --resume first")
-    if checkpoint is not None:
-        tensors, saved = checkpoint
-        check_resumable(saved["config"], config)
-        state = {k: saved[k] for k in state}
+    if run.saved is not None:
+        state = {k: run.saved[k] for k in state}
         _replay(search, state["generations"])
-        best_vector = tensors["best_vector"] if tensors["best_vector"].size else None
-        log.truncate(len(state["generations"]))
-    elif not resume and (out / CHECKPOINT_DIR).exists() and load_checkpoint(out / CHECKPOINT_DIR) is not None:
-        raise InvalidInputError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+        best_vector = run.saved_tensors["best_vector"] if run.saved_tensors["best_vector"].size else None  # type: ignore[index]
 
     # -- the held-in tasks of keep-the-best, with margin's runs computed once -----------------------
     selection_tasks: list[Task] = []
     selection_seeds: list[int] = []
-    if config.selection_problems:
-        selection_tasks = resolve_suite(config.selection_suite).tasks(config.selection_problems, seed=config.selection_seed)
+    if config.selection_tasks:
+        selection_tasks = resolve_suite(config.selection_suite).tasks(config.selection_tasks, seed=config.selection_seed)
         selection_seeds = _task_seeds(selection_tasks, config.selection_seed)
         if state["selection_margin"] is None:
             margin, _ = _run_candidates(
                 selection_tasks, selection_seeds, [], None, config, "held-in margin" if progress else None
             )
             state["selection_margin"] = margin.tolist()
-            _save(out, config, state, best_vector)
-        if state["best"] is None:
+            _save(run, state, best_vector)
+        if run.state.best_score is None:
             # Keep-the-best starts from the search's start: zero weights rank exactly as margin
             # sampling, whose paired difference to margin is 0 by construction. A searched mean
             # replaces it only by beating margin on the held-in tasks, so a short run never
             # keeps a policy that loses to margin there.
-            state["best"] = {"generation": -1, "objective": 0.0, "se": 0.0}
+            run.keep_if_best(0.0, -1, {"generation": -1, "objective": 0.0, "se": 0.0})
             best_vector = np.zeros(len(pairs), dtype=np.float64)
 
     def select(vector: np.ndarray, generation: int) -> dict[str, float]:
@@ -367,13 +333,8 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
         return {"generation": generation, "objective": float(mean[0]), "se": float(se[0])}
 
     # -- generations --------------------------------------------------------------------------------
-    generations_at_start = len(state["generations"]) if checkpoint is not None else -1
-    start = time.perf_counter() - float(state["wall_seconds"])
-    durations: list[float] = []
-    while not should_stop(
-        len(state["generations"]), time.perf_counter() - start, durations, config.generations, config.time_budget_seconds
-    ):
-        generation = len(state["generations"])
+    while not run.should_stop(config):
+        generation = run.state.iteration
         began = time.perf_counter()
         gen_seed = _generation_seed(config.seed, generation)
         tasks = suite.tasks(config.problems_per_generation, seed=gen_seed)
@@ -396,27 +357,20 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
             "objective_best_se": float(se[int(objective.argmax())]),
             "sigma": float(search.sigma),
         }
-        last = should_stop(
-            generation + 1, time.perf_counter() - start, durations + [time.perf_counter() - began],
-            config.generations, config.time_budget_seconds,
-        )
-        if selection_tasks and ((generation + 1) % config.selection_every == 0 or last):
+        last = run.should_stop(config, extra_seconds=time.perf_counter() - began)
+        if selection_tasks and (config.selection_due(generation) or last):
             mean_vector = np.asarray(search.mean, dtype=np.float64)
             chosen = select(mean_vector, generation)
-            row["selection"], row["selection_se"] = chosen["objective"], chosen["se"]
-            if state["best"] is None or chosen["objective"] > state["best"]["objective"]:
-                state["best"], best_vector = chosen, mean_vector
-        row["selection_best"] = None if state["best"] is None else state["best"]["objective"]
-        durations.append(time.perf_counter() - began)
-        state["wall_seconds"] = time.perf_counter() - start
-        row["seconds"] = round(state["wall_seconds"], 1)
-        log.append(row)  # before the checkpoint: a resume truncates rows the checkpoint lacks
-        _save(out, config, state, best_vector)
+            row["selection_delta"], row["selection_se"] = chosen["objective"], chosen["se"]
+            if run.keep_if_best(chosen["objective"], generation, chosen):
+                best_vector = mean_vector
+        run.end_iteration(row, time.perf_counter() - began)
+        _save(run, state, best_vector)
         if progress:
             print(
                 f"generation {generation}: objective mean {row['objective_mean']:+.3f}, best {row['objective_best']:+.3f} "
                 f"(se {row['objective_best_se']:.3f}), sigma {row['sigma']:.3f}"
-                + (f", held-in {row['selection']:+.3f} (se {row['selection_se']:.3f})" if "selection" in row else ""),
+                + (f", held-in {row['selection_delta']:+.3f} (se {row['selection_se']:.3f})" if "selection_delta" in row else ""),
                 flush=True,
             )
 
@@ -424,40 +378,30 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
     final_vector = np.asarray(search.mean, dtype=np.float64)
     best = best_vector if best_vector is not None else final_vector
     arch = ScorerArchitecture.gated_linear(ES_SCHEMA)
-    settings = config_settings(config)
     training = {
-        "generations": len(state["generations"]),
-        "seconds": round(float(state["wall_seconds"]), 1),
+        "generations": run.state.iteration,
+        "seconds": round(float(run.state.wall_seconds), 1),
         "dimension": len(pairs),
         "population": int(search.popsize),
         "problems_per_generation": config.problems_per_generation,
     }
     validation = None
-    if state["best"] is not None:
+    if run.state.best_validation is not None:
+        chosen = run.state.best_validation
         validation = {
             "held_in_problems": len(selection_tasks),
-            "held_in_delta_vs_margin": state["best"]["objective"],
-            "held_in_se": state["best"]["se"],
-            "best_generation": state["best"]["generation"],
+            "held_in_delta_vs_margin": chosen["objective"],
+            "held_in_se": chosen["se"],
+            "best_generation": chosen["generation"],
         }
     common = dict(
-        method="es", settings=settings, suite=config.suite, seed=config.seed, window=config.window,
+        method="es", settings=run.settings, suite=config.suite, seed=config.seed, window=config.window,
         n_candidates=config.n_candidates, training=training, schema=ES_SCHEMA,
     )
-    last_path, policy_path = out / "last.safetensors", out / "policy.safetensors"
-    if not (generations_at_start == len(state["generations"]) and last_path.is_file() and policy_path.is_file()):
-        # A resume of a finished run that ran nothing leaves its files as they are.
-        write_policy(last_path, arch, weights_from_vector(final_vector, pairs), validation=None, **common)
-        write_policy(policy_path, arch, weights_from_vector(best, pairs), validation=validation, **common)
-    return TrainingResult(
-        policy_path=policy_path,
-        last_path=last_path,
-        out_dir=out,
-        method="es",
-        iterations=len(state["generations"]),
-        best_iteration=None if state["best"] is None else int(state["best"]["generation"]),
-        best_validation=validation,
-        history=log.records(),
-        wall_seconds=float(state["wall_seconds"]),
-    )
-
+    if run.ran or not (run.last_path.is_file() and run.policy_path.is_file()):
+        # A resume of a finished run runs nothing and leaves its files as they are.
+        write_policy(run.last_path, arch, weights_from_vector(final_vector, pairs), validation=None, **common)
+        write_policy(run.policy_path, arch, weights_from_vector(best, pairs), validation=validation, **common)
+    result = run.result()
+    result.best_validation = validation
+    return result

@@ -18,12 +18,15 @@ One training run, top to bottom (:func:`train_imitation`):
    margin + correction``, the correction's last layer zero at the start, so training starts
    from margin sampling's ranking and ListNet learns both the correction and the prior's
    scale.
-4. **Validate** every ``validate_every`` iterations: the policy, margin and random sampling
-   are simulated, paired, on a fixed set of validation tasks; the best policy by AULC
+4. **Select** every ``selection_every`` iterations: the policy, margin and random sampling
+   are simulated, paired, on a fixed set of ``selection_tasks``; the best policy by AULC
    difference to margin is kept as ``policy.safetensors``.
 5. **Checkpoint** at the iteration boundary: weights, Adam moments, the dataset, RNG states,
    the best score and the progress log position. ``resume=True`` continues from there and
    gives exactly the arrays of an uninterrupted run when the budget is in iterations.
+
+Steps 2, 3 and 5 are shared with LAL (:class:`~metalearn.policies.trainers.oracle_learning.OracleLearner`);
+the run protocol (folder, resume, budget, result) is the trainers' skeleton (:mod:`.base`).
 
 The target utility ``u`` (the choice that makes one policy serve every task)
 -------------------------------------------------------------------------------
@@ -49,158 +52,48 @@ and ``torch.manual_seed`` is reset from the seed at every iteration.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from metalearn.common.validation import check_positive_int
 from metalearn.common.extras import require_extra
 from metalearn.exceptions import InvalidInputError
-from metalearn.policies.architecture import ScorerArchitecture
-from metalearn.policies.trainers.checkpoints import (
-    CHECKPOINT_DIR,
-    check_resumable,
-    checkpoint_exists,
-    prepare_out_dir,
-    config_settings,
-    deterministic_torch,
-    generator_from_state,
-    generator_to_state,
-    load_checkpoint,
-    optimizer_from_checkpoint,
-    optimizer_to_checkpoint,
-    save_checkpoint,
-    torch_rng_from_array,
-    torch_rng_to_array,
-)
-from metalearn.policies.trainers.episodes import EpisodeSpec, trainable_schema, collect_episode, episode_seed
-from metalearn.policies.trainers.evaluation import VALIDATION_SEED, evaluate_policy, validation_tasks
-from metalearn.policies.trainers.parallel import parallel_map
-from metalearn.policies.trainers.progress import ProgressLog, should_stop
-from metalearn.policies.trainers.results import TrainingResult, write_policy
-from metalearn.policies.trainers.samples import SampleBuffer, input_normalization
+from metalearn.policies.trainers.base import start_run
+from metalearn.policies.trainers.checkpoints import deterministic_torch
+from metalearn.policies.trainers.oracle_learning import ORACLE_PROGRESS_FIELDS, OracleLearner, OracleTrainerConfig
+from metalearn.policies.trainers.results import TrainingResult
 
 __all__ = ["ImitationConfig", "train_imitation", "listnet_targets", "listnet_loss", "PROGRESS_FIELDS"]
 
 #: Columns of ``progress.csv``.
-PROGRESS_FIELDS: tuple[str, ...] = (
-    "iteration",
-    "beta",
-    "episodes",
-    "samples_collected",
-    "samples",
-    "episode_aulc",
-    "oracle_seconds",
-    "wall_seconds",
-    "train_loss",
-    "validation_delta",
-    "validation_policy",
-    "validation_margin",
-)
+PROGRESS_FIELDS: tuple[str, ...] = (*ORACLE_PROGRESS_FIELDS, "beta")
 
 
 @dataclass
-class ImitationConfig:
-    """Settings of a DAgger run (CLI: ``metalearn train --method imitation``)."""
+class ImitationConfig(OracleTrainerConfig):
+    """Settings of a DAgger run (CLI: ``metalearn train --method imitation``); the shared ones are
+    documented on :class:`~metalearn.policies.trainers.base.TrainerConfig` and
+    :class:`~metalearn.policies.trainers.oracle_learning.OracleTrainerConfig`."""
 
-    suite: Any = "synthetic"
-    """Task suite the training episodes are drawn from: a name (``metalearn/suites/NAME.toml``), a TOML path or a TaskSuite."""
-    seed: int = 0
-    """Master seed: task draws, episodes, initial weights and minibatch order derive from it."""
     out_dir: str = "runs/imitation"
     """Folder of the run: policies, progress log, checkpoint."""
-    n_candidates: int = 32
-    """K, candidates pre-selected per loop ("mixed": half smallest margin, half random); recorded in the policy."""
-    window: int = 5
-    """H, loops of metadata history the features look back on (recorded in the policy)."""
-    hidden: int = 64
-    """Width of the scorer's hidden layers."""
-    iterations: int | None = 10
-    """DAgger iterations to run (None: until the time budget is spent)."""
-    time_budget_seconds: float | None = None
-    """Wall-clock budget over all sessions; checked at iteration boundaries (an iteration is not started if it would not fit)."""
-    episodes_per_iteration: int = 16
-    """Episodes collected per iteration (each on its own task)."""
     beta_decay: float = 0.5
     """beta_i = beta_decay ** i: probability, per loop, that the oracle rather than the learner chooses the batch."""
-    epochs: int = 4
-    """Passes over the aggregated dataset per iteration."""
-    batch_size: int = 64
-    """States per minibatch."""
-    learning_rate: float = 1e-3
-    """Adam's learning rate."""
-    weight_decay: float = 0.0
-    """Adam's (L2) weight decay."""
-    grad_clip: float = 1.0
-    """Maximal gradient norm (0 disables clipping)."""
     temperature: float = 0.5
     """Temperature of the target distribution softmax(u / temperature) over the standardised utilities."""
     log_loss_weight: float = 0.25
     """Weight of the standardised log-loss gain in the target utility (the oracle's tie-break criterion)."""
-    max_dataset_size: int = 100_000
-    """States kept in the aggregated dataset (the newest)."""
-    validate_every: int = 1
-    """Validate every N iterations (and after the last one)."""
-    validation_tasks: int = 8
-    """Number of validation tasks (0 disables validation: the last policy is the policy)."""
-    validation_seed: int = VALIDATION_SEED
-    """Seed of the validation tasks (the same fixed set whatever the training seed)."""
-    validation_suite: Any = None
-    """Suite of the validation tasks (None: the training suite)."""
-    metric: str = "accuracy"
-    """Oracle gain and AULC metric: "accuracy" or "macro_f1"."""
-    oracle_horizon: int = 1
-    """Look-ahead depth h of the oracle's gains (CLI: --oracle-horizon). 1: one-step gains (test score with the
-    candidate minus the base score). h > 1: mean test score of the h models obtained by labeling the candidate and
-    then h-1 records chosen by margin sampling, minus the base score (see LookaheadOracle); costs K*h fits per loop."""
-    n_jobs: int = 1
-    """Local worker processes for episodes and validation (1: inline)."""
-    dask: str | None = None
-    """Dask scheduler address, or "local[:N]" (overrides n_jobs)."""
-    schema: str = "pool"
-    """Feature schema of the policy: "pool" (pool@1: feature values, labels, multi-loop history), "pool@2" (pool@1
-    plus cluster coverage, typicality and within-batch features; representative records pre-selected too) or "proba" (class
-    probabilities of the unlabeled records only, for baal heuristics; see metalearn.features.proba_features)."""
-    residual: bool = False
-    """Residual scorer (architecture deepsets v2): score = -prior_scale x margin + a learned correction whose last
-    layer starts at zero, so the initial policy ranks the candidates exactly as margin sampling; prior_scale starts
-    at DEFAULT_PRIOR_SCALE (10, about as peaked as the ListNet targets) and is learned (CLI: --residual)."""
 
     def validate(self) -> "ImitationConfig":
-        check_positive_int(self.seed, "seed", minimum=0)
-        trainable_schema(self.schema)
-        check_positive_int(self.n_candidates, "n_candidates")
-        check_positive_int(self.window, "window", minimum=2)
-        check_positive_int(self.hidden, "hidden")
-        check_positive_int(self.episodes_per_iteration, "episodes_per_iteration")
-        check_positive_int(self.epochs, "epochs")
-        check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.max_dataset_size, "max_dataset_size")
-        check_positive_int(self.validate_every, "validate_every")
-        check_positive_int(self.validation_tasks, "validation_tasks", minimum=0)
-        check_positive_int(self.oracle_horizon, "oracle_horizon")
-        if not isinstance(self.residual, (bool, np.bool_)):
-            raise InvalidInputError(f"residual must be True or False, got {self.residual!r}")
-        if self.iterations is None and self.time_budget_seconds is None:
-            raise InvalidInputError("give iterations or time_budget_seconds (or both)")
-        if self.iterations is not None:
-            check_positive_int(self.iterations, "iterations")
-        if self.time_budget_seconds is not None and not self.time_budget_seconds > 0:
-            raise InvalidInputError(f"time_budget_seconds must be positive, got {self.time_budget_seconds}")
+        self.check_oracle_settings()
         if not 0.0 <= self.beta_decay <= 1.0:
             raise InvalidInputError(f"beta_decay must lie in [0, 1], got {self.beta_decay}")
-        for name in ("learning_rate", "temperature"):
-            if not getattr(self, name) > 0:
-                raise InvalidInputError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("weight_decay", "grad_clip", "log_loss_weight"):
-            if not getattr(self, name) >= 0:
-                raise InvalidInputError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.metric not in ("accuracy", "macro_f1"):
-            raise InvalidInputError(f"metric must be 'accuracy' or 'macro_f1', got {self.metric!r}")
+        if not self.temperature > 0:
+            raise InvalidInputError(f"temperature must be positive, got {self.temperature}")
+        if not self.log_loss_weight >= 0:
+            raise InvalidInputError(f"log_loss_weight must be >= 0, got {self.log_loss_weight}")
         return self
 
 
@@ -274,164 +167,40 @@ def train_imitation(config: ImitationConfig, resume: bool = False, progress: boo
     config : ImitationConfig
     resume : bool
         Continue from ``out_dir/checkpoint`` (same settings; the budget and resources may
-        change). Without a checkpoint the run starts fresh. When False, an ``out_dir`` that
-        already holds a checkpoint is refused.
+        change); without a checkpoint, start fresh (said in one line). When False, an
+        ``out_dir`` that already holds a checkpoint is refused.
     progress : bool
         Show progress bars (iterations, and episodes within an iteration).
 
     Returns
     -------
     TrainingResult
-        ``policy_path`` = ``out_dir/policy.safetensors`` (best by validation),
+        ``policy_path`` = ``out_dir/policy.safetensors`` (best by selection),
         ``last_path`` = ``out_dir/last.safetensors``.
     """
     require_extra("train", "imitation training (metalearn train --method imitation)")
     import torch
     from tqdm.auto import tqdm
 
-    from metalearn.policies.torch_scorer import TorchScorer
-
     config.validate()
-    out = Path(config.out_dir)
-    checkpoint_dir = out / CHECKPOINT_DIR
-    if checkpoint_exists(checkpoint_dir) and not resume:
-        raise InvalidInputError(
-            f"{out} already holds a training run; pass resume=True (CLI: --resume) to continue it, or choose another folder"
-        )
-    prepare_out_dir(out)  # a folder that cannot be written fails here, before any training
-    settings = config_settings(config)
-    # The policy file records how it was trained, not where or on how many workers.
-    policy_settings = {k: v for k, v in settings.items() if k not in ("out_dir", "n_jobs", "dask")}
-    schema = trainable_schema(config.schema)
-    arch = ScorerArchitecture.for_schema(schema, hidden=config.hidden, residual=config.residual)
-    log = ProgressLog(out / "progress.csv", PROGRESS_FIELDS)
-    policy_path, last_path = out / "policy.safetensors", out / "last.safetensors"
-    val_tasks = validation_tasks(config.validation_suite or config.suite, config.validation_tasks, config.validation_seed)
-
+    run = start_run(config, "imitation", resume, PROGRESS_FIELDS)
     with deterministic_torch(n_threads=1):
         # -- 1. the learner, its optimiser and the aggregated dataset (fresh or resumed) ------
-        torch.manual_seed(config.seed)
-        model = TorchScorer(arch)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        data = SampleBuffer(config.n_candidates, config.max_dataset_size, schema=schema)
-        shuffle_rng = np.random.default_rng(episode_seed(config.seed, 1 << 20))  # minibatch order
-        loop: dict[str, Any] = {
-            "iteration": 0,  # next iteration to run
-            "elapsed": 0.0,  # wall seconds over all sessions
-            "durations": [],  # seconds per iteration
-            "normalized": False,  # input standardisation set (from iteration 0) and frozen
-            "samples_collected": 0,
-            "best_delta": None,
-            "best_iteration": None,
-            "best_validation": None,
-            "last_validated": None,
-            "last_loss": None,
-        }
-        saved = load_checkpoint(checkpoint_dir) if resume else None
-        if saved is not None:
-            tensors, state = saved
-            if state.get("method") != "imitation":
-                raise InvalidInputError(f"the checkpoint in {checkpoint_dir} is a {state.get('method')} run, not imitation")
-            check_resumable(state["config"], config)
-            model.load_arrays({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
-            optimizer_from_checkpoint(optimizer, tensors, state["optimizer"])
-            data.load_tensors(tensors)
-            torch_rng_from_array(tensors["torch_rng"])
-            shuffle_rng = generator_from_state(state["shuffle_rng"])
-            loop = state["loop"]
-        log.truncate(loop["iteration"])  # rows past the checkpoint (a crash) are redone
-        tmp = out / ".config.json.tmp"  # this session's settings, for people reading the folder
-        tmp.write_text(json.dumps({"method": "imitation", "settings": settings}, indent=1))
-        tmp.replace(out / "config.json")
+        learner = OracleLearner(config, run, progress=progress)
+        model, data = learner.model, learner.data
 
-        def checkpoint() -> None:
-            tensors = {f"model.{k}": v for k, v in model.arrays().items()}
-            opt_tensors, opt_info = optimizer_to_checkpoint(optimizer)
-            tensors.update(opt_tensors)
-            tensors.update(data.to_tensors())
-            tensors["torch_rng"] = torch_rng_to_array()
-            state = {
-                "method": "imitation",
-                "config": settings,
-                "optimizer": opt_info,
-                "shuffle_rng": generator_to_state(shuffle_rng),
-                "loop": loop,
-            }
-            save_checkpoint(checkpoint_dir, tensors, state)
-
-        def write(path: Path, validation: dict[str, Any] | None, row: dict[str, Any] | None) -> Path:
-            """The current model as a policy file, with its training record and validation figures."""
-            rows = log.rows() + ([row] if row is not None else [])
-            training = {
-                "iteration": loop["iteration"] - 1,
-                "iterations": loop["iteration"],
-                "samples": len(data),
-                "samples_collected": loop["samples_collected"],
-                "train_loss": loop["last_loss"],
-                "wall_seconds": round(loop["elapsed"], 3),
-                "curve": [
-                    {k: r.get(k) for k in ("iteration", "train_loss", "episode_aulc", "validation_delta")} for r in rows
-                ],
-            }
-            return write_policy(
-                path, arch, model.arrays(), method="imitation", settings=policy_settings, suite=config.suite,
-                seed=config.seed, window=config.window, n_candidates=config.n_candidates,
-                training=training, validation=validation, schema=schema,
-            )
-
-        def validate(iteration: int) -> tuple[dict[str, Any], bool]:
-            """Validation figures of the current model, and whether it is the best so far."""
-            result = evaluate_policy(
-                arch, model.arrays(), val_tasks, window=config.window, n_candidates=config.n_candidates,
-                n_jobs=config.n_jobs, dask=config.dask, seed=config.validation_seed,
-                desc=f"iteration {iteration}: validation" if progress else None, schema=schema,
-            )
-            loop["last_validated"] = iteration
-            summary = {k: v for k, v in result.items() if k != "per_task"}
-            summary["iteration"] = iteration
-            best = loop["best_delta"] is None or summary["delta_vs_margin"] > loop["best_delta"]
-            if best:
-                loop.update(best_delta=summary["delta_vs_margin"], best_iteration=iteration, best_validation=summary)
-            return summary, best
-
-        bar = tqdm(total=config.iterations, initial=loop["iteration"], desc="imitation", unit="it", disable=not progress)
-        while not should_stop(loop["iteration"], loop["elapsed"], loop["durations"], config.iterations, config.time_budget_seconds):
-            i = loop["iteration"]
+        bar = tqdm(total=config.iterations, initial=run.state.iteration, desc="imitation", unit="it", disable=not progress)
+        while not run.should_stop(config):
+            i = run.state.iteration
             started = time.perf_counter()
 
-            # -- 2. collect: the learner (params) mixed with the oracle (beta) ---------------
-            beta = config.beta_decay**i
-            params = model.arrays() if i > 0 else None  # iteration 0 (beta = 1) needs no learner
-            specs = [
-                EpisodeSpec(
-                    suite=config.suite, seed=config.seed, key=(i, e), n_candidates=config.n_candidates,
-                    window=config.window, beta=beta, arch=arch.to_dict() if params is not None else None, params=params,
-                    metric=config.metric, schema=config.schema, oracle_horizon=config.oracle_horizon,
-                )
-                for e in range(config.episodes_per_iteration)
-            ]
-            episodes = parallel_map(
-                collect_episode, specs, n_jobs=config.n_jobs, dask=config.dask,
-                desc=f"iteration {i}: episodes" if progress else None,
-            )
-            collected = sum(len(ep) for ep in episodes)
-            if collected == 0:
-                raise InvalidInputError(f"iteration {i} collected no state: the suite's tasks have nothing to query")
-
-            # -- 3. aggregate; the input standardisation comes from the first iteration ------
-            data.add(episodes, iteration=i)
-            loop["samples_collected"] += collected
-            if not loop["normalized"]:
-                stats = input_normalization(
-                    np.concatenate([ep.candidates for ep in episodes]),
-                    np.concatenate([ep.context for ep in episodes]),
-                    np.concatenate([ep.mask for ep in episodes]),
-                )
-                model.set_normalization(stats["cand_mean"], stats["cand_std"], stats["ctx_mean"], stats["ctx_std"])
-                loop["normalized"] = True
+            # -- 2. collect: the learner mixed with the oracle (beta); 3. aggregate ----------
+            beta = config.beta_decay**i  # iteration 0 (beta = 1) follows the expert alone
+            row = learner.aggregate(learner.collect(i, beta), i)
+            row["beta"] = beta
 
             # -- 4. train: ListNet on the whole dataset, a few epochs ------------------------
-            torch.manual_seed(int(episode_seed(config.seed, i, 1 << 21).generate_state(1)[0]))
+            learner.seed_iteration(i)
             targets, weights = listnet_targets(
                 data["gains"], data["log_loss_gains"], data["mask"], config.temperature, config.log_loss_weight
             )
@@ -439,7 +208,7 @@ def train_imitation(config: ImitationConfig, resume: bool = False, progress: boo
             model.train()
             epoch_losses: list[float] = []
             for _ in range(config.epochs):
-                order = usable[shuffle_rng.permutation(usable.size)]
+                order = usable[learner.shuffle_rng.permutation(usable.size)]
                 total, count = 0.0, 0
                 for start in range(0, order.size, config.batch_size):
                     b = np.sort(order[start : start + config.batch_size])
@@ -449,73 +218,18 @@ def train_imitation(config: ImitationConfig, resume: bool = False, progress: boo
                         torch.from_numpy(data["mask"][b]),
                     )
                     loss = listnet_loss(scores, torch.from_numpy(targets[b]), torch.from_numpy(weights[b]))
-                    optimizer.zero_grad()
-                    loss.backward()
-                    if config.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                    optimizer.step()
+                    learner.step(loss)
                     total += float(loss.detach()) * b.size
                     count += b.size
                 epoch_losses.append(total / max(count, 1))
             model.eval()
-            loop["last_loss"] = epoch_losses[-1] if usable.size else None
+            run.state.extra["last_loss"] = epoch_losses[-1] if usable.size else None
 
-            # -- 5. write the last policy, validate, keep the best ---------------------------
-            loop["iteration"] = i + 1
-            trained = time.perf_counter()
-            loop["elapsed"] += trained - started
-            row: dict[str, Any] = {
-                "iteration": i,
-                "beta": beta,
-                "episodes": len(episodes),
-                "samples_collected": collected,
-                "samples": len(data),
-                "episode_aulc": float(np.mean([ep.aulc for ep in episodes])),
-                "oracle_seconds": float(sum(ep.oracle_seconds for ep in episodes)),
-                "train_loss": loop["last_loss"],
-            }
-            write(last_path, None, row)
-            due = (i + 1) % config.validate_every == 0 or (config.iterations is not None and i + 1 == config.iterations)
-            if val_tasks and due:
-                summary, best = validate(i)
-                row.update(
-                    validation_delta=summary["delta_vs_margin"],
-                    validation_policy=summary["policy"],
-                    validation_margin=summary["margin"],
-                )
-                if best:
-                    write(policy_path, summary, row)
-            elif not val_tasks:  # no validation: the policy is the last one
-                loop["best_iteration"] = i
-                write(policy_path, None, row)
-
-            # -- 6. log and checkpoint at the iteration boundary -----------------------------
-            loop["elapsed"] += time.perf_counter() - trained
-            loop["durations"].append(time.perf_counter() - started)
-            row["wall_seconds"] = round(loop["elapsed"], 3)
-            log.append(row)
-            checkpoint()
+            # -- 5. write the last policy, select, keep the best, log and checkpoint ---------
+            learner.finish_iteration(row, started, time.perf_counter())
             bar.update()
-            bar.set_postfix(loss=loop["last_loss"], delta=row.get("validation_delta"))
+            bar.set_postfix(loss=run.state.extra["last_loss"], delta=row.get("selection_delta"))
         bar.close()
+        learner.select_unselected_last()
 
-        # A time budget can stop after an iteration that was not validated: validate it now.
-        last = loop["iteration"] - 1
-        if val_tasks and last >= 0 and loop["last_validated"] != last:
-            summary, best = validate(last)
-            if best:
-                write(policy_path, summary, None)
-            checkpoint()
-
-    return TrainingResult(
-        policy_path=policy_path,
-        last_path=last_path,
-        out_dir=out,
-        method="imitation",
-        iterations=loop["iteration"],
-        best_iteration=loop["best_iteration"],
-        best_validation=loop["best_validation"],
-        history=log.records(),
-        wall_seconds=float(loop["elapsed"]),
-    )
-
+    return run.result()

@@ -14,11 +14,12 @@ One training run, readable top to bottom (CleanRL style) in :func:`train_ppo`:
    softened margin sampling (about 88% of the probability on the smaller-margin half of the
    candidates) rather than uniform. An ``init_policy`` of version 2 makes the run residual.
 4. training proceeds in chunks of ``n_steps * n_envs`` environment steps (one PPO rollout and
-   one update each). After each chunk: a progress row, a validation every ``validate_every``
-   chunks (and after the last) on fixed validation tasks, keeping the best ``delta_vs_margin``,
+   one update each). After each chunk: a progress row, a keep-the-best evaluation every
+   ``selection_every`` chunks (and after the last) on fixed ``selection_tasks``, keeping the best ``delta_vs_margin``,
    ``policy.safetensors`` (best) and ``last.safetensors`` written, and a checkpoint;
-5. the budget (``total_timesteps`` and/or ``time_budget_seconds``) is checked at chunk
-   boundaries.
+5. the budget (``iterations``, in chunks, and/or ``time_budget``) is checked at chunk
+   boundaries. The run protocol (folder, resume, budget, keep-the-best, result) is the
+   trainers' skeleton (:mod:`.base`).
 
 Resuming replays exactly
 ------------------------
@@ -28,7 +29,7 @@ at the end of a chunk are dropped: their steps were trained on, their rest is ne
 The checkpoint, written at each boundary after validation, holds the policy parameters and
 Adam state (safetensors), and the step counters and numpy / torch / python RNG states. A run
 resumed from it computes bit for bit what the uninterrupted run computes, as long as
-``total_timesteps`` only decides *when* to stop (``anneal_lr`` ties the learning rate to it,
+``iterations`` only decides *when* to stop (``anneal_lr`` ties the learning rate to it,
 so extending an annealed run changes its later chunks). Nothing is pickled: neither the
 checkpoint nor the policy files can execute code when loaded.
 
@@ -43,7 +44,7 @@ Example::
 
     from metalearn.policies.trainers.ppo import PPOConfig, train_ppo
     result = train_ppo(PPOConfig(out_dir="runs/ppo", suite="synthetic", n_envs=2,
-                                 total_timesteps=200_000, init_policy="runs/imitation/policy.safetensors"))
+                                 iterations=800, init_policy="runs/imitation/policy.safetensors"))
     # later, or after a crash: the same call with resume=True continues where it stopped
 """
 
@@ -52,7 +53,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -85,57 +86,52 @@ from metalearn.features.registry import registered_schemas
 from metalearn.features.schema import POOL_SCHEMA
 from metalearn.policies.architecture import RESIDUAL_VERSION, ScorerArchitecture
 from metalearn.policies.torch_scorer import TorchScorer
+from metalearn.policies.trainers.base import COMMON_PROGRESS_FIELDS, Run, RunState, TrainerConfig, start_run
 from metalearn.policies.trainers.checkpoints import (
-    CHECKPOINT_DIR,
-    check_resumable,
-    checkpoint_exists,
-    prepare_out_dir,
-    config_settings,
     deterministic_torch,
-    load_checkpoint,
     optimizer_from_checkpoint,
     optimizer_to_checkpoint,
-    save_checkpoint,
     torch_rng_from_array,
     torch_rng_to_array,
 )
 from metalearn.policies.trainers.episodes import episode_seed
-from metalearn.policies.trainers.evaluation import VALIDATION_SEED, evaluate_policy, validation_tasks
-from metalearn.policies.trainers.progress import ProgressLog, should_stop
+from metalearn.policies.trainers.evaluation import evaluate_policy, validation_tasks
 from metalearn.policies.trainers.results import TrainingResult, write_policy
 from metalearn.policies.trainers.suites import resolve_suite
 
-__all__ = ["PPOConfig", "PPOResult", "DeepSetsMaskablePolicy", "make_training_env", "train_ppo"]
+__all__ = ["PPOConfig", "DeepSetsMaskablePolicy", "make_training_env", "train_ppo"]
 
 #: The feature schemas a PPO run can train for (``PPOConfig.schema``): PoolAL-v0's observations,
 #: by trainer configuration name, from the schema registry.
 PPO_SCHEMAS = {entry.config_name: entry.schema for entry in registered_schemas(trainer="ppo")}
 METHOD = "ppo"
-POLICY_NAME = "policy.safetensors"
-LAST_NAME = "last.safetensors"
-PROGRESS_NAME = "progress.csv"
 #: Floor of the estimated feature standard deviations. Features lie in [-1, 1]; one that was
 #: (nearly) constant during the short estimation rollout must not be amplified 1000x later.
 MIN_NORMALIZATION_STD = 0.05
 _TRAIN_STATS = ("policy_gradient_loss", "value_loss", "entropy_loss", "approx_kl", "clip_fraction", "explained_variance")
-_VALIDATION_STATS = ("policy", "margin", "random", "delta_vs_margin", "delta_vs_random")
+_SELECTION_STATS = ("policy", "margin", "random", "delta_vs_random")
 PROGRESS_FIELDS = (
-    "iteration", "timesteps", "seconds", "steps_per_second", "ep_return", "aulc", "episodes",
-    *_TRAIN_STATS, *(f"val_{k}" for k in _VALIDATION_STATS), "best",
+    *COMMON_PROGRESS_FIELDS, "timesteps", "steps_per_second", "ep_return", "aulc", "episodes",
+    *_TRAIN_STATS, *(f"selection_{k}" for k in _SELECTION_STATS), "best",
 )
 
 
 # ============================================================================ configuration
 @dataclass
-class PPOConfig:
-    """Settings of one PPO training run (all recorded in the policy file's ``trainer.settings``)."""
+class PPOConfig(TrainerConfig):
+    """Settings of one PPO training run (all recorded in the policy file's ``trainer.settings``); the
+    shared ones (suite, seed, budget, keep-the-best, workers) are documented on
+    :class:`~metalearn.policies.trainers.base.TrainerConfig`. An iteration is one chunk of
+    ``n_steps * n_envs`` environment steps (one rollout and one PPO update)."""
 
     out_dir: str = "runs/ppo"
     """Folder for policy.safetensors (best), last.safetensors, checkpoint/ and progress.csv."""
-    suite: str = "synthetic"
-    """Task suite the training environments sample from: a name (``metalearn/suites/NAME.toml``) or a path."""
-    seed: int = 0
-    """Master seed: weights, PPO sampling, minibatch order and every chunk's environment seeds."""
+    iterations: int | None = 391
+    """Chunks to train (391 x 256 steps: about 100,000 environment steps); None: until the time budget."""
+    selection_tasks: int = 16
+    """Fixed keep-the-best tasks, drawn once from the selection suite (0: never; policy.safetensors is the last)."""
+    selection_every: int = 5
+    """Keep-the-best evaluation every this many chunks and after the last."""
     n_candidates: int = 32
     """K, candidate slots per pick (the action space is Discrete(K))."""
     window: int = 5
@@ -169,7 +165,7 @@ class PPOConfig:
     learning_rate: float = 3e-4
     """Adam learning rate (0 freezes the weights, e.g. to evaluate an init policy)."""
     anneal_lr: bool = False
-    """Decay the learning rate linearly to 0 over total_timesteps (needs total_timesteps)."""
+    """Decay the learning rate linearly to 0 over the iterations' steps (needs iterations)."""
     gamma: float = 1.0
     """Discount factor; 1 makes the return the episode's learning-curve area (reward ``auc``)."""
     gae_lambda: float = 0.95
@@ -186,22 +182,6 @@ class PPOConfig:
     """Stop an update's epochs once the approximate KL exceeds 1.5 x this (None: never)."""
     ortho_init: bool = True
     """Orthogonal initialisation (gain sqrt 2, logit layer 0.01, value output 1) of fresh weights."""
-    total_timesteps: int | None = 100_000
-    """Stop once this many environment steps are trained (whole chunks: rounded up; None: no limit)."""
-    time_budget_seconds: float | None = None
-    """Stop before a chunk (validation included) would end past this many seconds, summed over resumes."""
-    validate_every: int = 5
-    """Validate every this many chunks and after the last (0: never; policy.safetensors is then the last)."""
-    n_validation_tasks: int = 16
-    """Fixed validation tasks, drawn once from the validation suite."""
-    validation_suite: str | None = None
-    """Suite of the validation tasks (None: the training suite)."""
-    validation_seed: int = VALIDATION_SEED
-    """Seed of the validation tasks (one fixed set whatever the training seed)."""
-    n_jobs: int = 1
-    """Local processes for validation."""
-    dask: str | None = None
-    """Dask scheduler address (or ``local:N``) for validation, instead of n_jobs."""
 
     def validated(self) -> "PPOConfig":
         """Return the config after checking every field (InvalidInputError names the field)."""
@@ -222,17 +202,13 @@ class PPOConfig:
             if not low <= float(value) <= high:
                 raise InvalidInputError(f"PPOConfig.{name} must lie in [{low}, {high}], got {value!r}")
 
-        for name in ("n_candidates", "n_envs", "n_steps", "batch_size", "n_epochs", "n_normalization_steps", "n_validation_tasks"):
+        self.check_trainer_settings()
+        for name in ("n_candidates", "n_envs", "n_steps", "batch_size", "n_epochs", "n_normalization_steps"):
             integer(name)
-        integer("n_jobs", -1)
         integer("window", 2)
-        integer("seed", 0)
-        integer("validation_seed", 0)
-        integer("validate_every", 0)
         integer("hidden", optional=True)
         if self.residual is not None and not isinstance(self.residual, (bool, np.bool_)):
             raise InvalidInputError(f"PPOConfig.residual must be True, False or None, got {self.residual!r}")
-        integer("total_timesteps", optional=True)
         if self.n_steps * self.n_envs < 2:
             raise InvalidInputError("PPOConfig: n_steps * n_envs must be at least 2 (one PPO rollout)")
         number("learning_rate", 0.0)
@@ -243,7 +219,6 @@ class PPOConfig:
         number("vf_coef", 0.0)
         number("max_grad_norm", 0.0)
         number("target_kl", 0.0, optional=True)
-        number("time_budget_seconds", 0.0, optional=True)
         if self.schema not in PPO_SCHEMAS:
             raise InvalidInputError(
                 f"PPOConfig.schema must be one of {', '.join(PPO_SCHEMAS)} (the PoolAL-v0 observations), got {self.schema!r}"
@@ -251,10 +226,8 @@ class PPOConfig:
         for name, choices in (("reward", REWARDS), ("metric", METRICS), ("candidate_selection", CANDIDATE_SELECTIONS)):
             if getattr(self, name) not in choices:
                 raise InvalidInputError(f"PPOConfig.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
-        if self.total_timesteps is None and self.time_budget_seconds is None:
-            raise InvalidInputError("PPOConfig: give total_timesteps or time_budget_seconds (or both), else training never stops")
-        if self.anneal_lr and self.total_timesteps is None:
-            raise InvalidInputError("PPOConfig.anneal_lr needs total_timesteps (the learning rate decays over it)")
+        if self.anneal_lr and self.iterations is None:
+            raise InvalidInputError("PPOConfig.anneal_lr needs iterations (the learning rate decays over them)")
         return self
 
     @property
@@ -262,27 +235,13 @@ class PPOConfig:
         """Environment steps per chunk (one rollout and one PPO update)."""
         return self.n_steps * self.n_envs
 
+    @property
+    def total_timesteps(self) -> int | None:
+        """Environment steps of ``iterations`` chunks (None without an iteration budget)."""
+        return None if self.iterations is None else self.iterations * self.chunk_steps
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class PPOResult(TrainingResult):
-    """:class:`~metalearn.policies.trainers.results.TrainingResult` of a PPO run.
-
-    ``iterations`` counts chunks (one rollout and one update each); ``history`` holds one
-    dict per chunk with the columns of ``progress.csv``. Added:
-
-    Attributes
-    ----------
-    num_timesteps : int
-        Environment steps trained, over all resumed sessions.
-    params : dict of str to ndarray
-        The last policy's arrays (the policy file's parameter names).
-    """
-
-    num_timesteps: int = 0
-    params: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
 # ============================================================================ the policy
@@ -571,39 +530,6 @@ def _mean(values: list[float]) -> float | None:
 
 
 # ============================================================================ training
-@dataclass
-class _RunState:
-    """What a PPO run carries from chunk to chunk (and through its checkpoint)."""
-
-    chunk: int = 0
-    wall_time: float = 0.0
-    n_episodes: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] | None = None
-    best_iteration: int | None = None
-    best_params: dict[str, np.ndarray] = field(default_factory=dict)
-    init_source: dict[str, Any] = field(default_factory=dict)
-
-
-def _read_resume_checkpoint(
-    config: PPOConfig, out_dir: Path, checkpoint_dir: Path, resume: bool
-) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
-    """The checkpoint to continue (tensors, state), or ``({}, None)`` for a fresh run."""
-    if not checkpoint_exists(checkpoint_dir):
-        return {}, None
-    if not resume:
-        raise InvalidInputError(
-            f"{out_dir} already holds a training checkpoint: pass resume=True to continue it, or use another out_dir"
-        )
-    loaded = load_checkpoint(checkpoint_dir)
-    assert loaded is not None
-    saved_tensors, saved = loaded
-    if saved.get("trainer") != METHOD:
-        raise InvalidInputError(f"{checkpoint_dir} holds a {saved.get('trainer')!r} checkpoint, not a PPO one")
-    check_resumable(saved["settings"], config)  # the budget (total_timesteps, time) may change
-    return saved_tensors, saved
-
-
 def _read_init_policy(config: PPOConfig, saved: dict[str, Any] | None) -> Any:
     """The policy file a fresh run starts from (``config.init_policy``), checked; else None."""
     if config.init_policy is None or saved is not None:
@@ -664,8 +590,9 @@ def _build_agent(config: PPOConfig, venv: VecEnv, hidden: int, residual: bool) -
     return model
 
 
-def _restore_state(model: MaskablePPO, saved_tensors: dict[str, np.ndarray], saved: dict[str, Any]) -> _RunState:
-    """Put the checkpoint's weights, optimiser, counters and RNG states back; its loop state."""
+def _restore_state(model: MaskablePPO, run: Run) -> dict[str, np.ndarray]:
+    """Put the checkpoint's weights, optimiser, counters and RNG states back; the best params."""
+    saved_tensors, saved = run.saved_tensors or {}, run.saved or {}
     policy: DeepSetsMaskablePolicy = model.policy  # type: ignore[assignment]
     policy.load_state_dict(
         {k.removeprefix("policy."): th.from_numpy(np.array(v)) for k, v in saved_tensors.items() if k.startswith("policy.")}
@@ -674,22 +601,14 @@ def _restore_state(model: MaskablePPO, saved_tensors: dict[str, np.ndarray], sav
     model.num_timesteps = int(saved["num_timesteps"])
     model._n_updates = int(saved["n_updates"])
     _set_global_rng_state(saved_tensors, saved["rng"])
-    return _RunState(
-        chunk=int(saved["chunk"]),
-        wall_time=float(saved["wall_time"]),
-        n_episodes=int(saved["episodes"]),
-        history=list(saved["history"]),
-        best=saved["best"],
-        best_iteration=saved["best_iteration"],
-        best_params={k.removeprefix("best."): np.array(v) for k, v in saved_tensors.items() if k.startswith("best.")},
-        init_source=saved["init"],
-    )
+    return {k.removeprefix("best."): np.array(v) for k, v in saved_tensors.items() if k.startswith("best.")}
 
 
-def _fresh_state(model: MaskablePPO, venv: VecEnv, config: PPOConfig, init: Any) -> _RunState:
+def _fresh_state(model: MaskablePPO, venv: VecEnv, config: PPOConfig, init: Any, state: RunState) -> None:
     """Start from the init policy's weights, or from fresh weights with a normalisation
     estimated on a random policy's observations."""
     policy: DeepSetsMaskablePolicy = model.policy  # type: ignore[assignment]
+    state.extra.update(episodes=0, history=[])
     if init is not None:
         if init.arch != policy.arch:
             raise InvalidInputError(
@@ -698,73 +617,76 @@ def _fresh_state(model: MaskablePPO, venv: VecEnv, config: PPOConfig, init: Any)
                 "policy's width and version)"
             )
         policy.scorer.load_arrays(init.params)
-        return _RunState(init_source={"policy": str(config.init_policy), "normalization": "init_policy"})
+        state.extra["init"] = {"policy": str(config.init_policy), "normalization": "init_policy"}
+        return
     policy.scorer.set_normalization(*_estimate_normalization(venv, config.n_normalization_steps, config.seed))
-    return _RunState(init_source={"policy": None, "normalization": f"random policy, {config.n_normalization_steps} steps"})
+    state.extra["init"] = {"policy": None, "normalization": f"random policy, {config.n_normalization_steps} steps"}
 
 
-def _rollout_and_update(model: MaskablePPO, venv: VecEnv, config: PPOConfig, state: _RunState) -> dict[str, Any]:
+def _rollout_and_update(model: MaskablePPO, venv: VecEnv, config: PPOConfig, state: RunState) -> dict[str, Any]:
     """One chunk: a rollout of n_steps * n_envs steps and one PPO update; its progress record.
 
-    ``record["seconds"]`` is the rollout-and-update time; the caller adds the validation.
+    ``record["seconds"]`` is the rollout-and-update time; the caller adds the selection.
     """
     if config.anneal_lr:
         assert config.total_timesteps is not None
         lr = config.learning_rate * max(0.0, 1.0 - model.num_timesteps / config.total_timesteps)
         model.lr_schedule = lambda _remaining, lr=lr: lr
     # Fresh episodes seeded from (seed, chunk): no environment state crosses a boundary.
-    venv.seed(_chunk_seed(config.seed, state.chunk))
+    venv.seed(_chunk_seed(config.seed, state.iteration))
     model._last_obs = None  # type: ignore[assignment]
     episode_stats = _EpisodeStats()
     started = time.perf_counter()
     model.learn(config.chunk_steps, callback=episode_stats, reset_num_timesteps=False)
     learn_seconds = time.perf_counter() - started
 
-    state.n_episodes += len(episode_stats.returns)
+    state.extra["episodes"] += len(episode_stats.returns)
     stats = model.logger.name_to_value
     return {
-        "iteration": state.chunk,
+        "iteration": state.iteration,
         "timesteps": int(model.num_timesteps),
         "seconds": learn_seconds,
         "steps_per_second": config.chunk_steps / learn_seconds if learn_seconds > 0 else None,
         "ep_return": _mean(episode_stats.returns),
         "aulc": _mean(episode_stats.aulcs),
-        "episodes": state.n_episodes,
+        "episodes": state.extra["episodes"],
         **{k: (float(stats[f"train/{k}"]) if f"train/{k}" in stats else None) for k in _TRAIN_STATS},
     }
 
 
-def _validate_chunk(
-    config: PPOConfig, arch: ScorerArchitecture, params: dict[str, np.ndarray], val_tasks: list[Any],
-    model: MaskablePPO, record: dict[str, Any], state: _RunState,
-) -> dict[str, Any]:
-    """Evaluate ``params`` on the fixed validation tasks; keep them as the best if they beat it.
+def _select_chunk(
+    config: PPOConfig, arch: ScorerArchitecture, params: dict[str, np.ndarray], selection_tasks: list[Any],
+    model: MaskablePPO, record: dict[str, Any], run: Run,
+) -> tuple[dict[str, Any], bool]:
+    """Evaluate ``params`` on the fixed selection tasks; whether they beat the best so far.
 
-    Adds the ``val_*`` columns to ``record``; returns the validation summary.
+    Adds the ``selection_*`` columns to ``record``; returns the selection summary.
     """
     metrics = evaluate_policy(
-        arch, params, val_tasks, window=config.window, n_candidates=config.n_candidates,
+        arch, params, selection_tasks, window=config.window, n_candidates=config.n_candidates,
         n_jobs=config.n_jobs, dask=config.dask, schema=PPO_SCHEMAS[config.schema],
     )
     validation = {k: v for k, v in metrics.items() if k != "per_task"}
-    validation.update(iteration=state.chunk - 1, timesteps=int(model.num_timesteps))
-    record.update({f"val_{k}": metrics[k] for k in _VALIDATION_STATS})
-    if state.best is None or validation["delta_vs_margin"] > state.best["delta_vs_margin"]:
-        state.best, state.best_iteration, state.best_params = validation, state.chunk - 1, params
+    validation.update(iteration=record["iteration"], timesteps=int(model.num_timesteps))
+    record["selection_delta"] = metrics["delta_vs_margin"]
+    record.update({f"selection_{k}": metrics[k] for k in _SELECTION_STATS})
+    best = run.keep_if_best(validation["delta_vs_margin"], record["iteration"], validation)
+    if best:
         record["best"] = True
-    return validation
+    return validation, best
 
 
 def _export_policy(
     path: Path, params: dict[str, np.ndarray], validation: dict[str, Any] | None, *,
-    config: PPOConfig, settings: dict[str, Any], arch: ScorerArchitecture, model: MaskablePPO, state: _RunState,
+    config: PPOConfig, settings: dict[str, Any], arch: ScorerArchitecture, model: MaskablePPO, state: RunState,
 ) -> Path:
     """Write one policy file, its model card holding the run's training curve so far."""
-    curve_keys = ("iteration", "timesteps", "ep_return", "aulc", "val_delta_vs_margin")
+    curve_keys = ("iteration", "timesteps", "ep_return", "aulc", "selection_delta")
+    history = state.extra["history"]
     training = {
-        "num_timesteps": int(model.num_timesteps), "chunks": state.chunk, "episodes": state.n_episodes,
-        "wall_seconds": state.wall_time, "init": state.init_source, "best_iteration": state.best_iteration,
-        "curve": [{k: r.get(k) for k in curve_keys} for r in state.history],
+        "num_timesteps": int(model.num_timesteps), "chunks": len(history), "episodes": state.extra["episodes"],
+        "wall_seconds": state.wall_seconds, "init": state.extra["init"], "best_iteration": state.best_iteration,
+        "curve": [{k: r.get(k) for k in curve_keys} for r in history],
     }
     return write_policy(
         path, arch, params, method=METHOD, settings=settings, suite=config.suite, seed=config.seed,
@@ -773,56 +695,48 @@ def _export_policy(
     )
 
 
-def _save_run_checkpoint(
-    checkpoint_dir: Path, config: PPOConfig, settings: dict[str, Any], model: MaskablePPO, state: _RunState
-) -> None:
-    """Checkpoint the weights, optimiser, RNG states (taken after validation) and loop state."""
+def _save_run_checkpoint(run: Run, config: PPOConfig, model: MaskablePPO, best_params: dict[str, np.ndarray]) -> None:
+    """Checkpoint the weights, optimiser, RNG states (taken after selection) and run state."""
     policy: DeepSetsMaskablePolicy = model.policy  # type: ignore[assignment]
     opt_tensors, opt_info = optimizer_to_checkpoint(policy.optimizer)
     rng_tensors, rng_info = _global_rng_state()
     tensors = {f"policy.{k}": v.detach().cpu().numpy().copy() for k, v in policy.state_dict().items()}
     tensors.update(opt_tensors)
     tensors.update(rng_tensors)
-    tensors.update({f"best.{k}": v for k, v in state.best_params.items()})
-    save_checkpoint(checkpoint_dir, tensors, {
-        "trainer": METHOD,
-        "settings": settings,
-        "arch": policy.arch.to_dict(),
-        "chunk": state.chunk,
-        "next_env_seed": _chunk_seed(config.seed, state.chunk),
-        "num_timesteps": int(model.num_timesteps),
-        "n_updates": int(model._n_updates),
-        "episodes": state.n_episodes,
-        "wall_time": state.wall_time,
-        "history": state.history,
-        "best": state.best,
-        "best_iteration": state.best_iteration,
-        "init": state.init_source,
-        "optimizer": opt_info,
-        "rng": rng_info,
-    })
+    tensors.update({f"best.{k}": v for k, v in best_params.items()})
+    run.save(
+        tensors,
+        arch=policy.arch.to_dict(),
+        next_env_seed=_chunk_seed(config.seed, run.state.iteration),
+        num_timesteps=int(model.num_timesteps),
+        n_updates=int(model._n_updates),
+        optimizer=opt_info,
+        rng=rng_info,
+    )
 
 
-def train_ppo(config: PPOConfig, resume: bool = False, progress: bool = True) -> PPOResult:
+def train_ppo(config: PPOConfig, resume: bool = False, progress: bool = True) -> TrainingResult:
     """Train a querying policy with MaskablePPO and export it (see the module docstring).
 
-    One run, top to bottom: read the checkpoint (or the init policy), draw the validation
-    tasks, build the agent, restore or initialise its state, then per chunk: rollout and
-    update, validate, export the policies, checkpoint, log.
+    One run, top to bottom: start the run (checkpoint or fresh), read the init policy, draw
+    the selection tasks, build the agent, restore or initialise its state, then per chunk:
+    rollout and update, select, export the policies, log, checkpoint.
 
     Parameters
     ----------
     config : PPOConfig
     resume : bool
-        Continue from ``out_dir/checkpoint`` if there is one (else start fresh). Only the
-        budget (``total_timesteps``, ``time_budget_seconds``), the validation workers and
-        ``out_dir`` may differ from the checkpoint's settings.
+        Continue from ``out_dir/checkpoint``; without one, start fresh (said in one line).
+        Only the budget (``iterations``, ``time_budget``), the workers and ``out_dir`` may
+        differ from the checkpoint's settings.
     progress : bool
         Print one line per chunk (``progress.csv`` is written either way).
 
     Returns
     -------
-    PPOResult
+    TrainingResult
+        ``iterations`` counts chunks; ``details["num_timesteps"]``: environment steps trained
+        over all sessions; ``details["params"]``: the last policy's arrays.
 
     Raises
     ------
@@ -831,77 +745,58 @@ def train_ppo(config: PPOConfig, resume: bool = False, progress: bool = True) ->
         ``out_dir`` without ``resume=True``, or one made with other settings.
     """
     config = replace(config).validated()
-    out_dir = Path(config.out_dir)
-    checkpoint_dir = out_dir / CHECKPOINT_DIR
-    settings = config_settings(config)
-
-    saved_tensors, saved = _read_resume_checkpoint(config, out_dir, checkpoint_dir, resume)
-    prepare_out_dir(out_dir)  # a folder that cannot be written fails here, before any training
+    run = start_run(config, METHOD, resume, PROGRESS_FIELDS)
+    saved = run.saved
     init = _read_init_policy(config, saved)
     hidden, residual = _scorer_shape(config, saved, init)
 
-    val_tasks = []  # fixed validation tasks, drawn once
-    if config.validate_every > 0:
-        val_suite = resolve_suite(config.validation_suite or config.suite)
-        val_tasks = validation_tasks(val_suite, config.n_validation_tasks, config.validation_seed)
+    selection_tasks = []  # fixed selection tasks, drawn once
+    if config.selection_tasks > 0:
+        selection_suite = resolve_suite(config.selection_suite or config.suite)
+        selection_tasks = validation_tasks(selection_suite, config.selection_tasks, config.selection_seed)
 
-    log = ProgressLog(out_dir / PROGRESS_NAME, PROGRESS_FIELDS)
-    n_chunks = None if config.total_timesteps is None else math.ceil(config.total_timesteps / config.chunk_steps)
     venv = make_training_env(config)
     try:
         with deterministic_torch():
             model = _build_agent(config, venv, hidden, residual)
             policy: DeepSetsMaskablePolicy = model.policy  # type: ignore[assignment]
             arch = policy.arch
-            state = _restore_state(model, saved_tensors, saved) if saved is not None else _fresh_state(model, venv, config, init)
-            log.truncate(state.chunk)  # rows written after the checkpoint (before a crash) are redone
-            export = partial(_export_policy, config=config, settings=settings, arch=arch, model=model, state=state)
+            state = run.state
+            if saved is not None:
+                best_params = _restore_state(model, run)
+            else:
+                best_params = {}
+                _fresh_state(model, venv, config, init, state)
+            export = partial(_export_policy, config=config, settings=run.settings, arch=arch, model=model, state=state)
 
-            while not should_stop(
-                state.chunk, state.wall_time, [r["seconds"] for r in state.history], n_chunks, config.time_budget_seconds
-            ):
+            while not run.should_stop(config):
                 started = time.perf_counter()
                 record = _rollout_and_update(model, venv, config, state)
-                state.chunk += 1
 
-                # Validation on the fixed tasks, every validate_every chunks and after the last.
+                # Selection on the fixed tasks, every selection_every chunks and after the last.
                 params = policy.scorer.arrays()
-                durations = [*(r["seconds"] for r in state.history), record["seconds"]]
-                last = should_stop(
-                    state.chunk, state.wall_time + record["seconds"], durations, n_chunks, config.time_budget_seconds
-                )
+                last = run.should_stop(config, extra_seconds=record["seconds"])
                 validation = None
-                if val_tasks and (state.chunk % config.validate_every == 0 or last):
-                    validation = _validate_chunk(config, arch, params, val_tasks, model, record, state)
-                # The time budget counts whole chunks: rollout, update and validation.
+                if selection_tasks and (config.selection_due(state.iteration) or last):
+                    validation, best = _select_chunk(config, arch, params, selection_tasks, model, record, run)
+                    if best:
+                        best_params = params
+                # The time budget counts whole chunks: rollout, update and selection.
                 record["seconds"] = time.perf_counter() - started
-                state.wall_time += record["seconds"]
-                state.history.append(record)
-
-                export(out_dir / LAST_NAME, params, validation)
-                export(out_dir / POLICY_NAME, state.best_params if state.best is not None else params, state.best)
-                _save_run_checkpoint(checkpoint_dir, config, settings, model, state)
-                log.append(record)
+                state.extra["history"].append(record)
+                state.wall_seconds += record["seconds"]  # the policy files record the time so far
+                export(run.last_path, params, validation)
+                export(run.policy_path, best_params if state.best_score is not None else params, state.best_validation)
+                state.wall_seconds -= record["seconds"]
+                run.end_iteration(record, record["seconds"])
+                _save_run_checkpoint(run, config, model, best_params)
                 if progress:
-                    _print_progress(record, n_chunks)
+                    _print_progress(record, config.iterations)
             final_params = policy.scorer.arrays()
             num_timesteps = int(model.num_timesteps)
     finally:
         venv.close()
-
-    return PPOResult(
-        policy_path=out_dir / POLICY_NAME,
-        last_path=out_dir / LAST_NAME,
-        out_dir=out_dir,
-        method=METHOD,
-        iterations=state.chunk,
-        best_iteration=state.best_iteration,
-        best_validation=state.best,
-        history=state.history,
-        wall_seconds=state.wall_time,
-        num_timesteps=num_timesteps,
-        params=final_params,
-    )
+    return run.result(details={"num_timesteps": num_timesteps, "params": final_params})
 
 
 def _print_progress(record: dict[str, Any], n_chunks: int | None) -> None:
@@ -914,6 +809,6 @@ def _print_progress(record: dict[str, Any], n_chunks: int | None) -> None:
         f"return {fmt(record['ep_return'], '.4f')} aulc {fmt(record['aulc'], '.4f')} "
         f"value_loss {fmt(record['value_loss'], '.4f')} entropy {fmt(record['entropy_loss'], '.3f')}"
     )
-    if record.get("val_delta_vs_margin") is not None:
-        line += f" | validation vs margin {record['val_delta_vs_margin']:+.3f} points{' (best)' if record.get('best') else ''}"
+    if record.get("selection_delta") is not None:
+        line += f" | selection vs margin {record['selection_delta']:+.3f} points{' (best)' if record.get('best') else ''}"
     print(line, flush=True)

@@ -80,8 +80,11 @@ class ProgressLog:
         return out
 
     def truncate(self, next_iteration: int) -> None:
-        """Keep only rows with ``iteration < next_iteration`` (rewritten atomically)."""
-        kept = [r for r in self.rows() if int(r["iteration"]) < next_iteration]
+        """Keep only rows with ``iteration < next_iteration`` (rewritten atomically when some are dropped)."""
+        rows = self.rows()
+        kept = [r for r in rows if int(r["iteration"]) < next_iteration]
+        if len(kept) == len(rows) and self.path.is_file():
+            return  # nothing to drop: a finished run resumed leaves its log untouched
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
         def write(tmp: str) -> None:

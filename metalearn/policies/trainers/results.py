@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ def write_policy(
 
 @dataclass
 class TrainingResult:
-    """What a ``train_*`` function returns.
+    """What every ``train_*`` function returns (ES, PPO, imitation, LAL, the stopping rule).
 
     Attributes
     ----------
@@ -82,6 +82,9 @@ class TrainingResult:
         The progress log's rows.
     wall_seconds : float
         Training time over all sessions.
+    details : dict
+        What only one trainer reports: PPO's ``num_timesteps`` and last ``params``, the
+        stopping trainer's ``threshold``, ``held_in``, ``loops``, ``n_runs`` and ``n_computed``...
     """
 
     policy_path: Path
@@ -93,3 +96,4 @@ class TrainingResult:
     best_validation: dict[str, Any] | None
     history: list[dict[str, Any]]
     wall_seconds: float
+    details: dict[str, Any] = field(default_factory=dict, repr=False)
