@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     train.add_argument("--method", choices=["imitation", "lal", "ppo", "es"], default="imitation", help="meta-training method")
-    train.add_argument("--suite", default="synthetic", metavar="NAME_OR_TOML", help="task suite: a shipped name (metalearn/suites/NAME.toml: synthetic, synthetic_and_train, meta_train, held_in, smoke) or a .toml path")
+    train.add_argument("--suite", default="synthetic", metavar="NAME_OR_TOML", help="task suite: a shipped name (envs/NAME.toml: synthetic, synthetic_and_train, meta_train, held_in, smoke) or a .toml path")
     train.add_argument("--seed", type=int, default=0, help="master seed")
     budget = train.add_mutually_exclusive_group()
     budget.add_argument(

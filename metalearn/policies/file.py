@@ -96,7 +96,7 @@ _DTYPES: dict[str, np.dtype[Any]] = {
 }
 _REQUIRED_METADATA = ("feature_schema", "window")
 _STANDARD_METADATA = ("format", "format_version", "architecture", "package_version", "created")
-# The released policies: package data of metalearn.policies.released (shipped in the wheel).
+# The released policies: policies/ in the repository, package data of metalearn.policies.released.
 _RELEASED_PACKAGE = "metalearn.policies.released"
 
 

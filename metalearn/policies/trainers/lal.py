@@ -106,7 +106,7 @@ class LALConfig:
     """Settings of a LAL-iterative run (CLI: ``metalearn train --method lal``)."""
 
     suite: Any = "synthetic"
-    """Task suite the training episodes are drawn from: a name (``metalearn/suites/NAME.toml``), a TOML path or a TaskSuite."""
+    """Task suite the training episodes are drawn from: a name (``envs/NAME.toml``), a TOML path or a TaskSuite."""
     seed: int = 0
     """Master seed: task draws, episodes, initial weights and minibatch order derive from it."""
     out_dir: str = "runs/lal"

@@ -131,7 +131,7 @@ class PPOConfig:
     out_dir: str = "runs/ppo"
     """Folder for policy.safetensors (best), last.safetensors, checkpoint/ and progress.csv."""
     suite: str = "synthetic"
-    """Task suite the training environments sample from: a name (``metalearn/suites/NAME.toml``) or a path."""
+    """Task suite the training environments sample from: a name (``envs/NAME.toml``) or a path."""
     seed: int = 0
     """Master seed: weights, PPO sampling, minibatch order and every chunk's environment seeds."""
     n_candidates: int = 32
