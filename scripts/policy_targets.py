@@ -9,7 +9,7 @@ the benchmark holds random and oracle runs, the fraction of the random-to-oracle
 Writes the tables as one Markdown file and prints it.
 
 Run: ``.venv/bin/python scripts/policy_targets.py benchmarks/validation-classic
---candidate policy:PATH --compare policy:default,typiclust_margin --out benchmarks/validation-es/targets.md``
+--candidate policy:PATH --compare policy:ppo-synthetic,typiclust_margin --out benchmarks/validation-es/targets.md``
 """
 
 from __future__ import annotations
