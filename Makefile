@@ -7,7 +7,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install clean
 
-$(STAMP): pyproject.toml constraints.txt
+# Where the task suites and released policies lived before they moved to envs/ and policies/
+# (issue 19). A checkout updated past the move keeps these folders holding stale __pycache__
+# only, and Python would import such a folder as an empty namespace package in place of the
+# moved files: the bytecode and then the empty folders go (anything else there stays).
+OLD_DATA_DIRS := metalearn/suites metalearn/policies/released
+
+$(STAMP): pyproject.toml setup.py constraints.txt
+	find $(OLD_DATA_DIRS) -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
+	find $(OLD_DATA_DIRS) -depth -type d -empty -delete 2>/dev/null || true
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"

@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     train.add_argument("--method", choices=["es", "imitation", "lal", "ppo"], default="es", help="meta-training method (default es)")
-    train.add_argument("--suite", default=None, metavar="NAME_OR_TOML", help="task suite: a shipped name (metalearn/suites/NAME.toml: synthetic, synthetic_and_train, meta_train, held_in, smoke) or a .toml path (default: es meta_train, the others synthetic)")
+    train.add_argument("--suite", default=None, metavar="NAME_OR_TOML", help="task suite: a shipped name (envs/NAME.toml: synthetic, synthetic_and_train, meta_train, held_in, smoke) or a .toml path (default: es meta_train, the others synthetic)")
     train.add_argument("--seed", type=int, default=0, help="master seed")
     budget = train.add_mutually_exclusive_group()
     budget.add_argument(

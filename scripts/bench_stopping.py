@@ -16,7 +16,7 @@ Finished runs are cached in ``--cache`` (one JSON per run): rerunning computes o
 missing ones. Example (the figures of benchmarks/stopping-validation)::
 
     nice -n 10 .venv/bin/python scripts/bench_stopping.py --data-dir ../shared/datasets --split validation \\
-        --models logreg,nb --strategies margin,policy:default --regimes cold,warm --seeds 2 \\
+        --models logreg,nb --strategies margin,policy:ppo-synthetic --regimes cold,warm --seeds 2 \\
         --out benchmarks/stopping-validation --cache out/stopping-validation-cache
 """
 

@@ -11,7 +11,7 @@ mean(oracle - random)`` over the problems and seeds with an oracle run). Every s
 Markdown file and prints it.
 
 Run: ``.venv/bin/python scripts/policy_targets.py benchmarks/validation-classic
---candidate policy:PATH --compare policy:default,typiclust_margin --out benchmarks/validation-es/targets.md``
+--candidate policy:PATH --compare policy:ppo-synthetic,typiclust_margin --out benchmarks/validation-es/targets.md``
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ COLD_B10=(--models logreg,rf --regimes cold --batch-sizes 10 --budget 100 --seed
 # The full protocol, classic strategies (benchmarks/validation-classic/report.md).
 "$METALEARN" benchmark --quiet --stored-only --datasets "$DATA" --seeds 10 --jobs 2 \
     --out benchmarks/validation-classic
-# The released default against every classic strategy, from the same runs.
+# The previous released default (PPO, now released as ppo-synthetic) against every classic
+# strategy, from the same runs.
 METALEARN_POLICY_DIR=benchmarks/validation-trainers/policies "$METALEARN" benchmark --quiet --stored-only \
-    --strategies "$CLASSIC,policy:default,policy:lal-synthetic-20min" --datasets "$DATA" --seeds 10 --jobs 2 \
+    --strategies "$CLASSIC,policy:ppo-synthetic,policy:lal-synthetic-20min" --datasets "$DATA" --seeds 10 --jobs 2 \
     --out benchmarks/validation-classic --report-dir benchmarks/validation-default
 # Candidate policies against random and margin, cold start, batch 10.
 METALEARN_POLICY_DIR=benchmarks/validation-trainers/policies "$METALEARN" benchmark --quiet --stored-only \
@@ -31,20 +32,20 @@ METALEARN_POLICY_DIR=benchmarks/validation-issue6/policies "$METALEARN" benchmar
 HELDIN="folder:../shared/datasets:analcatdata_dmft,folder:../shared/datasets:ann_thyroid,folder:../shared/datasets:breast_cancer_ljubljana,folder:../shared/datasets:haberman,folder:../shared/datasets:heart_statlog,folder:../shared/datasets:hill_valley_with_noise,folder:../shared/datasets:kr_vs_kp,folder:../shared/datasets:mfeat_zernike,folder:../shared/datasets:mushroom,folder:../shared/datasets:wine_quality_red"
 ES="policy:benchmarks/es-training/seed0/policy.safetensors"
 "$METALEARN" benchmark --quiet --stored-only \
-    --strategies "random,margin,typiclust,probcover,typiclust_margin,policy:default,$ES,policy:benchmarks/es-training/seed0/last.safetensors" \
+    --strategies "random,margin,typiclust,probcover,typiclust_margin,policy:ppo-synthetic,$ES,policy:benchmarks/es-training/seed0/last.safetensors" \
     --datasets "$HELDIN" --models logreg,rf --regimes cold,warm --batch-sizes 10 --budget 100 --seeds 5 --jobs 2 \
     --out benchmarks/heldin
-"$METALEARN" benchmark --quiet --stored-only --strategies "margin,typiclust_margin,policy:default,$ES" \
+"$METALEARN" benchmark --quiet --stored-only --strategies "margin,typiclust_margin,policy:ppo-synthetic,$ES" \
     --datasets "$HELDIN" --models logreg --regimes cold,warm --batch-sizes 1 --budget 100 --seeds 5 --jobs 2 \
     --out benchmarks/heldin --report-dir benchmarks/heldin/logreg-batch1
 # Issue 12's final comparison on the validation split: the released ES default (frozen copy),
-# the TypiClust-then-margin switch and the previous default (stored as policy:default).
+# the TypiClust-then-margin switch and the previous default (stored as policy:ppo-synthetic).
 FROZEN="policy:benchmarks/es-training/frozen/es_seed1_gen4.safetensors"
-"$METALEARN" benchmark --quiet --stored-only --strategies "random,margin,typiclust_margin,policy:default,$FROZEN" \
+"$METALEARN" benchmark --quiet --stored-only --strategies "random,margin,typiclust_margin,policy:ppo-synthetic,$FROZEN" \
     --datasets "$DATA" --seeds 10 --jobs 2 --out benchmarks/validation-classic --report-dir benchmarks/validation-es
 # Issue 12's candidates on the held-in datasets: the three ES runs' kept policies and the
 # pool@2 imitation, LAL and PPO policies, batch 10, then logistic regression at batch 1.
-CANDIDATES="margin,typiclust_margin,policy:default,$ES,policy:benchmarks/es-training/seed1-p64/policy.safetensors,policy:benchmarks/es-training/seed1-p64-no-history/policy.safetensors,policy:benchmarks/pool2-trainers/imitation/policy.safetensors,policy:benchmarks/pool2-trainers/lal/policy.safetensors,policy:benchmarks/pool2-trainers/ppo/policy.safetensors"
+CANDIDATES="margin,typiclust_margin,policy:ppo-synthetic,$ES,policy:benchmarks/es-training/seed1-p64/policy.safetensors,policy:benchmarks/es-training/seed1-p64-no-history/policy.safetensors,policy:benchmarks/pool2-trainers/imitation/policy.safetensors,policy:benchmarks/pool2-trainers/lal/policy.safetensors,policy:benchmarks/pool2-trainers/ppo/policy.safetensors"
 "$METALEARN" benchmark --quiet --stored-only --strategies "$CANDIDATES" \
     --datasets "$HELDIN" --models logreg,rf --regimes cold,warm --batch-sizes 10 --budget 100 --seeds 5 --jobs 2 \
     --out benchmarks/heldin --report-dir benchmarks/heldin/candidates

@@ -26,8 +26,9 @@ from metalearn.benchmark import ResultStore, format_table, overall_comparison, s
 from metalearn.policies.file import POLICY_SUFFIX, format_model_card, read_policy, save_policy
 
 REPO = Path(__file__).resolve().parents[1]
-# The released policies are package data (metalearn.policies.released), shipped in the wheel.
-RELEASED = REPO / "metalearn" / "policies" / "released"
+# The released policies: the checkout's policies/ folder, shipped in the wheel as the package
+# data of metalearn.policies.released (pyproject.toml maps it).
+RELEASED = REPO / "policies"
 
 
 def validation_tables(

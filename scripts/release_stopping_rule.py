@@ -1,4 +1,4 @@
-"""Release a trained stopping rule under a name: metalearn/policies/released/stopping/NAME.safetensors and NAME.md.
+"""Release a trained stopping rule under a name: policies/stopping/NAME.safetensors and NAME.md.
 
 The weights, threshold and features are copied unchanged; the model card gains a
 ``release`` section (name, date, source file, and the validation figures of
@@ -46,12 +46,12 @@ def main(argv: list[str] | None = None) -> int:
             "overall": summary[columns].round(3).to_dict(orient="records"),
         }
     meta["release"] = release
-    target = REPO / "metalearn" / "policies" / "released" / "stopping" / f"{args.name}.safetensors"
+    target = REPO / "policies" / "stopping" / f"{args.name}.safetensors"
     save_stopping_rule(target, rule.arch, rule.params, meta)
     card = format_stopping_card(read_stopping_rule(target))
     (target.with_suffix(".md")).write_text(
         f"# Stopping rule `{args.name}`\n\n`metalearn.load_stopping_rule({args.name!r})`; "
-        f"the card `metalearn inspect metalearn/policies/released/stopping/{args.name}.safetensors` prints "
+        f"the card `metalearn inspect policies/stopping/{args.name}.safetensors` prints "
         "(written by scripts/release_stopping_rule.py).\n\n```text\n" + card + "\n```\n",
         encoding="utf-8",
     )

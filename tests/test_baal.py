@@ -59,7 +59,7 @@ def _random_policy(path: Path, schema=PROBA_SCHEMA, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="module")
 def proba_policy():
-    """The released ``default-proba`` policy (metalearn/policies/released/default-proba.safetensors)."""
+    """The released ``default-proba`` policy (policies/default-proba.safetensors)."""
     return read_policy("default-proba").path
 
 

@@ -18,7 +18,7 @@ from metalearn.features.schema import POOL_SCHEMA
 from metalearn.tasks.task import Task, make_task
 
 REPO = Path(__file__).resolve().parents[1]
-SMOKE_SUITE = REPO / "metalearn" / "suites" / "smoke.toml"
+SMOKE_SUITE = REPO / "envs" / "smoke.toml"
 F, G = POOL_SCHEMA.n_candidate_features, POOL_SCHEMA.n_context_features
 
 

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:small_text.*
 
 @pytest.fixture(scope="module")
 def policy_path():
-    """The released ``default`` policy (metalearn/policies/released/default.safetensors): each adapter runs it."""
+    """The released ``default`` policy (policies/default.safetensors): each adapter runs it."""
     return read_policy("default").path
 
 

@@ -490,12 +490,18 @@ def test_released_names_resolve_from_the_policy_dir(tmp_path, model, monkeypatch
 
 
 def test_released_policies_are_package_data_found_with_importlib_resources(tmp_path, model, monkeypatch):
-    """The released policies live in metalearn/policies/released (in the wheel too)."""
+    """The released policies (policies/ in the repository) are the package metalearn.policies.released."""
     import importlib.resources
 
     released = policy_file_module.released_policy_dir()
     assert released == Path(str(importlib.resources.files("metalearn.policies.released")))
     assert (released / "default.safetensors").is_file() and (released / "default.md").is_file()
+    assert (released / "stopping" / "default.safetensors").is_file()
+    # the files of the repository's policies/ folder, not of an old layout's metalearn/policies/released/
+    root = Path(policy_file_module.__file__).resolve().parents[2]
+    assert sorted(p.name for p in released.glob("*.safetensors")) == sorted(
+        p.name for p in (root / "policies").glob("*.safetensors")
+    )
     assert policy_file_module.policy_search_dirs()[0] == released
     assert resolve_policy_path("default") == released / "default.safetensors"
     shipped = tmp_path / "shipped"  # what another installation's package data holds
@@ -514,6 +520,12 @@ def test_pyproject_ships_the_released_policies_and_suites_as_package_data():
     root = Path(policy_file_module.__file__).resolve().parents[2]
     pyproject = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
     package_data = pyproject["tool"]["setuptools"]["package-data"]
+    # the top-level folders of the repository are the packages the code reads them as
+    assert pyproject["tool"]["setuptools"]["package-dir"] == {
+        "metalearn.suites": "envs", "metalearn.policies.released": "policies"
+    }
+    assert (root / "envs" / "smoke.toml").is_file() and (root / "policies" / "default.safetensors").is_file()
+    assert not (root / "metalearn" / "suites").exists() and not (root / "metalearn" / "policies" / "released").exists()
     assert "*.safetensors" in package_data["metalearn.policies.released"]
     assert "*.md" in package_data["metalearn.policies.released"]
     assert "*.toml" in package_data["metalearn.suites"] and "py.typed" in package_data["metalearn"]

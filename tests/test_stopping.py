@@ -295,7 +295,7 @@ def test_rule_file_round_trip_and_refusals(tmp_path: Path) -> None:
     with pytest.raises(StoppingRuleFileError, match="pickle"):
         read_stopping_rule(pickled)
     with pytest.raises(StoppingRuleFileError, match="querying policy"):
-        read_stopping_rule(REPO / "metalearn" / "policies" / "released" / "default.safetensors")
+        read_stopping_rule(REPO / "policies" / "default.safetensors")
     truncated = tmp_path / "t.safetensors"
     truncated.write_bytes(path.read_bytes()[:-7])
     with pytest.raises(StoppingRuleFileError):

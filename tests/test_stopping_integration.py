@@ -143,7 +143,7 @@ def test_training_refuses_validation_split_tasks() -> None:
 
 
 def test_inspect_shows_a_stopping_rules_model_card(capsys) -> None:
-    path = Path(__file__).resolve().parents[1] / "metalearn" / "policies" / "released" / "stopping" / "default.safetensors"
+    path = Path(__file__).resolve().parents[1] / "policies" / "stopping" / "default.safetensors"
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "stopping rule" in out and "recommended setting" in out and "horizon" not in out.split("\n")[0]

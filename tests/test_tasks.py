@@ -36,7 +36,7 @@ from metalearn.tasks import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ENVS = REPO_ROOT / "metalearn" / "suites"
+ENVS = REPO_ROOT / "envs"
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
 

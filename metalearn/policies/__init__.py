@@ -22,7 +22,8 @@ def load_policy(path_or_name: str | os.PathLike[str], **strategy_params: Any) ->
     ----------
     path_or_name : str or path-like
         A policy file, or the name of a released policy (looked up in the package data
-        ``metalearn/policies/released/`` and in ``$METALEARN_POLICY_DIR``).
+        :mod:`metalearn.policies.released`, the repository's ``policies/`` folder, and in
+        ``$METALEARN_POLICY_DIR``).
     **strategy_params
         Passed to :class:`~metalearn.policies.strategy.PolicyStrategy`: ``n_candidates``,
         ``label_budget``, ``candidate_selection``, ``missing_label``, ``random_state``.

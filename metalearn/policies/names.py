@@ -32,7 +32,7 @@ __all__ = [
 POLICY_SUFFIX = ".safetensors"
 #: Environment variable naming extra folders of named policies (``os.pathsep``-separated).
 POLICY_DIR_ENV = "METALEARN_POLICY_DIR"
-# The released policies: package data of metalearn.policies.released (shipped in the wheel).
+# The released policies: policies/ in the repository, package data of metalearn.policies.released (shipped in the wheel).
 _RELEASED_PACKAGE = "metalearn.policies.released"
 
 

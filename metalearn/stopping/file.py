@@ -17,7 +17,7 @@ row below it, default 1), ``decision`` (the gain statistic compared with the thr
 
 Released rules live in a ``stopping/`` folder of each folder where named policies are found
 (:func:`~metalearn.policies.names.policy_search_dirs`): the released ones in
-``metalearn/policies/released/stopping/`` (package data, in a checkout and a wheel alike),
+the repository's ``policies/stopping/`` (package data of :mod:`metalearn.policies.released`, in a checkout and a wheel alike),
 resolved by the policies' resolver (:func:`~metalearn.policies.names.resolve_named_file`); the
 card uses the policy card's renderings (:mod:`metalearn.policies.card`).
 """

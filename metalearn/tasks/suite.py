@@ -150,7 +150,7 @@ MAX_TASKS = 100_000
 
 
 def _suites_dir() -> Path:
-    """The shipped task suites: package data of :mod:`metalearn.suites` (in the wheel too)."""
+    """The shipped task suites: the repository's ``envs/``, package data of :mod:`metalearn.suites` (in the wheel too)."""
     return Path(str(importlib.resources.files("metalearn.suites")))
 
 
@@ -779,7 +779,7 @@ _DEFAULT_SUITE: dict[str, Any] = {
 
 
 def default_task_suite() -> TaskSuite:
-    """The built-in synthetic suite (same as ``metalearn/suites/synthetic.toml``), needing no file.
+    """The built-in synthetic suite (same as ``envs/synthetic.toml``), needing no file.
 
     Models ``logreg``, ``rf``, ``nb``, ``knn``; cold and warm starts (20 warm labels);
     budgets 60 and 100; batch sizes 1, 5 and 10; test size 0.3; pools of at most 1000; all
@@ -789,7 +789,7 @@ def default_task_suite() -> TaskSuite:
 
 
 def list_task_suites() -> list[str]:
-    """Names :func:`load_task_suite` accepts: ``default`` and the shipped ``metalearn/suites/*.toml``."""
+    """Names :func:`load_task_suite` accepts: ``default`` and the shipped ``envs/*.toml``."""
     names = {"default", "synthetic"}
     envs = _suites_dir()
     if envs.is_dir():
@@ -803,8 +803,8 @@ def load_task_suite(name_or_path: str | os.PathLike[str] | TaskSuite) -> TaskSui
     Parameters
     ----------
     name_or_path : str, path-like or TaskSuite
-        A ``.toml`` file path; or a name looked up as ``metalearn/suites/NAME.toml`` (package
-        data, shipped in the wheel); ``"default"`` is :func:`default_task_suite`, and so is
+        A ``.toml`` file path; or a name looked up as ``envs/NAME.toml`` (package data
+        of :mod:`metalearn.suites`, shipped in the wheel); ``"default"`` is :func:`default_task_suite`, and so is
         ``"synthetic"`` should its file be absent. A :class:`TaskSuite` is returned as is.
 
     Raises

@@ -77,7 +77,7 @@ class RunConfig:
     """Settings every trainer has: what it trains on, its seed and its folder."""
 
     suite: Any = "synthetic"
-    """Training task suite: a name (``metalearn/suites/NAME.toml``), a TOML path or a TaskSuite."""
+    """Training task suite: a name (``envs/NAME.toml``), a TOML path or a TaskSuite."""
     seed: int = 0
     """Master seed: every random draw of the run derives from it."""
     out_dir: str = "runs/train"
