@@ -518,11 +518,14 @@ def _train(args: argparse.Namespace) -> int:
     _check_sizes(args, {"--candidates": (1, MAX_N_CANDIDATES), "--episodes": (1, 10**6), "--iterations": (1, 10**6),
                         "--oracle-horizon": (1, 1000), "--selection-tasks": (0, 10**5), "--seed": (0, 2**63 - 1)})
     from metalearn.features.registry import trainable_names
+    from metalearn.features.schema_spec import TRAINERS
 
     if args.schema is not None and args.schema not in trainable_names(args.method):
+        methods = " or ".join(f"--method {m}" for m in TRAINERS if args.schema in trainable_names(m))
         raise InvalidInputError(
-            f"--method {args.method} does not train --schema {args.schema}; it trains: {', '.join(trainable_names(args.method))}"
+            f"--method {args.method} trains {', '.join(trainable_names(args.method))}"
             + (" (the PoolAL-v0 observations)" if args.method == "ppo" else "")
+            + f"; --schema {args.schema} needs {methods}"
         )
     module, config_name, train_name = _TRAINERS[args.method]
     try:

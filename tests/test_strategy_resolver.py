@@ -146,3 +146,19 @@ def test_next_batch_gives_albl_the_label_budget(tmp_path, albl_budgets):
     result = next_batch(records, labels, policy="albl", model="nb", batch_size=2, label_budget=37)
     assert result.strategy == "albl" and len(result.table) == 2
     assert albl_budgets == [37]
+
+
+def test_a_tuned_switch_point_is_written_name_colon_value():
+    from metalearn.strategies.resolve import classic_strategy_spec
+
+    strategy = resolve_strategy("typiclust_margin:20", label_budget=100, random_state=0)
+    assert type(strategy).__name__ == "TypiClustThenMargin" and strategy.switch_after == 20
+    assert resolve_strategy("probcover_margin:5", label_budget=100, random_state=0).switch_after == 5
+    assert classic_strategy_spec("typiclust_margin")[1] == {}
+    with pytest.raises(InvalidInputError, match="takes no ':VALUE'"):
+        classic_strategy_spec("margin:3")
+    for bad in ("typiclust_margin:x", "typiclust_margin:-1", "typiclust_margin:", "typiclust_margin:1e3"):
+        with pytest.raises(InvalidInputError, match="whole number"):
+            classic_strategy_spec(bad)
+    with pytest.raises(InvalidInputError, match="also given"):
+        resolve_strategy("typiclust_margin:20", label_budget=None, random_state=0, switch_after=5)

@@ -15,7 +15,7 @@ from metalearn.common.text import printable
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError, UnknownNameError
 from metalearn.strategies.registry import get_strategy_class, strategy_names
-from metalearn.strategies.resolve import POLICY_PREFIX
+from metalearn.strategies.resolve import POLICY_PREFIX, classic_strategy_spec
 from metalearn.tasks.datasets import Dataset, load_datasets
 from metalearn.tasks.models import canonical_model_name
 from metalearn.tasks.task import REGIMES
@@ -116,7 +116,7 @@ class BenchmarkConfig:
                 read_policy(name[len(POLICY_PREFIX):])
                 continue
             try:
-                get_strategy_class(name)
+                classic_strategy_spec(name)
             except UnknownNameError:
                 raise UnknownNameError(f"unknown strategy {name!r}; valid names: {', '.join(valid)}") from None
         if len(set(self.strategies)) != len(self.strategies):
@@ -155,7 +155,7 @@ class BenchmarkConfig:
             raise InvalidInputError(f"reference must be a strategy name, got {self.reference!r}")
         if self.reference not in (ORACLE, *self.strategies) and not self.reference.startswith(POLICY_PREFIX):
             try:
-                get_strategy_class(self.reference)
+                classic_strategy_spec(self.reference)
             except UnknownNameError:
                 raise UnknownNameError(
                     f"unknown reference strategy {self.reference!r}; valid names: {', '.join(valid)}"

@@ -215,6 +215,9 @@ class QueryStrategy(ABC):
     #: the strategy does not depend on it; :func:`~metalearn.strategies.resolve.resolve_strategy`
     #: sets it.
     label_budget_parameter: ClassVar[str | None] = None
+    #: Constructor parameter a name may set as ``NAME:VALUE`` (``typiclust_margin:20``), or None;
+    #: see :func:`~metalearn.strategies.resolve.classic_strategy_spec`.
+    shorthand_parameter: ClassVar[str | None] = None
 
     def __init__(self, *, missing_label: Any = np.nan, random_state: int | np.random.Generator | None = None) -> None:
         self.missing_label = missing_label

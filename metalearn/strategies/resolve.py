@@ -20,7 +20,7 @@ from metalearn.strategies.registry import get_strategy_class, strategy_names
 if TYPE_CHECKING:  # metalearn.policies imports this package: imported lazily below
     from metalearn.policies.file import PolicyFile
 
-__all__ = ["POLICY_PREFIX", "resolve_strategy", "looks_like_policy_path", "strategy_label"]
+__all__ = ["POLICY_PREFIX", "resolve_strategy", "classic_strategy_spec", "looks_like_policy_path", "strategy_label"]
 
 #: Prefix that marks a learned policy in a strategy name: ``policy:PATH_OR_NAME``.
 POLICY_PREFIX = "policy:"
@@ -53,7 +53,11 @@ def resolve_strategy(
     4. a string that is clearly a path, holding a folder separator or ending in
        ``.safetensors``: the policy file at that path;
     5. a classic strategy name or alias of the registry
-       (:func:`~metalearn.strategies.registry.get_strategy_class`, case-insensitive);
+       (:func:`~metalearn.strategies.registry.get_strategy_class`, case-insensitive), optionally
+       as ``NAME:VALUE`` for a strategy that declares a
+       :attr:`~metalearn.strategies.base.QueryStrategy.shorthand_parameter`
+       (``typiclust_margin:20``: TypiClust for 20 bought labels, then margin), see
+       :func:`classic_strategy_spec`;
     6. anything else: a policy file of that name in the working directory, else a released
        policy of that name (``"default"``).
 
@@ -107,15 +111,47 @@ def resolve_strategy(
     if looks_like_policy_path(text):
         return _policy_strategy(text, label_budget, random_state, missing_label, params)
     try:
-        cls = get_strategy_class(text)
+        cls, shorthand = classic_strategy_spec(text)
     except UnknownNameError:
         pass
     else:
-        return _classic_strategy(cls, label_budget, random_state, missing_label, params)
+        if set(shorthand) & set(params):
+            raise InvalidInputError(f"{text!r} sets {', '.join(shorthand)}, which is also given as a parameter")
+        return _classic_strategy(cls, label_budget, random_state, missing_label, {**params, **shorthand})
     try:
         return _policy_strategy(text, label_budget, random_state, missing_label, params)
     except UnknownNameError as exc:
         raise UnknownNameError(f"{exc.args[0]}; nor is it a strategy name ({', '.join(strategy_names())})") from None
+
+
+def classic_strategy_spec(text: str) -> tuple[type[QueryStrategy], dict[str, int]]:
+    """The registered class and shorthand parameter of ``NAME`` or ``NAME:VALUE``.
+
+    ``VALUE`` is a non-negative integer for the parameter the class declares in
+    :attr:`~metalearn.strategies.base.QueryStrategy.shorthand_parameter`; the tuned fixed rules
+    are written this way (``typiclust_margin:20``, ``probcover_margin:5``), so a results table
+    names each variant.
+
+    Raises
+    ------
+    UnknownNameError
+        ``NAME`` is not a registered strategy.
+    InvalidInputError
+        ``:VALUE`` is given for a strategy without a shorthand parameter, or is not a
+        non-negative integer, or is refused by the strategy's own parameter check.
+    """
+    name, sep, value = text.partition(":")
+    cls = get_strategy_class(name)
+    if not sep:
+        return cls, {}
+    parameter = cls.shorthand_parameter
+    if parameter is None:
+        raise InvalidInputError(f"strategy {cls.name!r} takes no ':VALUE' (got {text!r}); write it as {cls.name!r}")
+    if not value.isdigit() or len(value) > 9:
+        raise InvalidInputError(f"{text!r}: the value after ':' is the {parameter} of {cls.name}, a whole number such as 20")
+    params = {parameter: int(value)}
+    cls(**params)._validate_params()  # type: ignore[call-arg]  # refused now, not at the first query
+    return cls, params
 
 
 def strategy_label(strategy: QueryStrategy) -> str:

@@ -45,6 +45,8 @@ class RepresentativeThenMargin(QueryStrategy):
         Labeled records at the first query.
     """
 
+    shorthand_parameter = "switch_after"
+
     def __init__(
         self,
         switch_after: int = 10,
