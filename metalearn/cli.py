@@ -243,6 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="es: search only features of the current loop (the ablation of the multi-loop history)",
     )
     train.add_argument(
+        "--search-features", type=_name_list, default=None, metavar="NAMES",
+        help="es: comma-separated candidate features whose weights are searched (default: the five low-budget and history signals)",
+    )
+    train.add_argument(
+        "--search-context", type=_name_list, default=None, metavar="NAMES",
+        help="es: comma-separated context features that gate each weight, 'bias' for a constant (default: bias and the labels bought)",
+    )
+    train.add_argument(
+        "--fitness", choices=["mean", "rank"], default=None,
+        help="es: mean paired AULC difference to margin (default), or mean per-task rank among the candidates and margin",
+    )
+    train.add_argument("--mirrored", action="store_true", help="es: mirrored sampling (half of each generation reflected about the mean)")
+    train.add_argument(
         "--residual", action="store_true",
         help=(
             "residual scorer (architecture deepsets v2): the score is a margin prior plus a learned correction that "
@@ -507,7 +520,16 @@ _TRAINERS = {
 }
 #: Configuration field of each ``metalearn train`` option whose name differs from the field's.
 _TRAIN_FIELDS = {"out": "out_dir", "jobs": "n_jobs", "candidates": "n_candidates", "episodes": "episodes_per_iteration",
-                 "problems": "problems_per_generation", "no_history": "history"}  # --no-history: history=False
+                 "problems": "problems_per_generation", "no_history": "history",  # --no-history: history=False
+                 "search_features": "candidate_features", "search_context": "context_features"}
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names (argparse type), without empty entries."""
+    names = tuple(part.strip() for part in str(text).split(","))
+    if not names or any(not n for n in names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {printable(text)!r}")
+    return names
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -299,3 +299,36 @@ def test_cli_train_es(tmp_path, capsys):
     assert settings["population"] == 2 and settings["problems_per_generation"] == 2
 
 
+
+
+# ---------------------------------------------------------------- issue 20: pool@3, rank fitness, mirrored sampling
+def test_rank_fitness_counts_every_task_the_same():
+    from metalearn.policies.trainers.es import rank_fitness
+
+    margin = np.array([0.50, 0.50, 0.50])
+    # candidate 0 wins one task by 30 points and loses two by a hair; candidate 1 wins two by a hair
+    aulc = np.array([[0.80, 0.499, 0.499], [0.501, 0.501, 0.4995]])
+    mean_delta = (aulc - margin).mean(axis=1)
+    ranks = rank_fitness(aulc, margin)
+    assert mean_delta[0] > mean_delta[1] and ranks[1] > ranks[0]
+    assert rank_fitness(np.tile(margin, (2, 1)), margin) == pytest.approx([0.0, 0.0])  # ties: as good as margin
+
+
+def test_es_searches_the_pool3_context_with_rank_fitness_and_mirrored_sampling(tmp_path):
+    from metalearn.features import POOL_SCHEMA_V3
+
+    config = _config(
+        tmp_path / "es3", schema="pool@3", fitness="rank", mirrored=True, iterations=1, selection_tasks=0,
+        context_features=("bias", "bought_decay_10", "probability_resolution", "surprise_window"),
+    )
+    result = train_es(config, progress=False)
+    policy = read_policy(result.last_path)
+    assert policy.schema == POOL_SCHEMA_V3 and policy.metadata["trainer"]["settings"]["fitness"] == "rank"
+    # the first generation is mirrored about the start (zero weights): candidates come in +/- pairs
+    state = json.loads((tmp_path / "es3" / "checkpoint" / "checkpoint.json").read_text())
+    candidates = np.asarray(state["state"]["generations"][0]["candidates"])
+    assert any(np.allclose(candidates[i], -candidates[j]) for i in range(len(candidates)) for j in range(len(candidates)) if i != j)
+    with pytest.raises(InvalidInputError, match="unknown context feature"):
+        _config(tmp_path / "x", context_features=("bias", "probability_resolution")).validate()  # a pool@3 name on pool@2
+    with pytest.raises(InvalidInputError, match="fitness"):
+        _config(tmp_path / "y", fitness="median").validate()

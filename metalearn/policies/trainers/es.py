@@ -3,7 +3,7 @@
 One training run, top to bottom:
 
 1. The searched policy is the *context-gated linear* scorer (architecture ``gated_linear``,
-   feature schema ``pool@2``): ``score = -margin + sum_f x_f * (a_f + sum_j b_fj * g_j)``, a
+   feature schema ``pool@2`` or ``pool@3``, :attr:`ESConfig.schema`): ``score = -margin + sum_f x_f * (a_f + sum_j b_fj * g_j)``, a
    weight per candidate feature that is a linear function of a few loop-context features.
    Only the (feature, context) pairs of :attr:`ESConfig.candidate_features` x
    :attr:`ESConfig.context_features` are searched; every other weight stays 0. All-zero
@@ -14,8 +14,12 @@ One training run, top to bottom:
 3. CMA-ES (the ``cma`` package) proposes ``population`` weight vectors; each runs a whole
    simulated active-learning process on every task (one job per task, so a generation
    parallelises over ``--jobs`` processes or a Dask cluster). The fitness of a candidate is
-   its mean paired AULC difference to margin, in points; its standard error over the tasks
-   is logged.
+   its mean paired AULC difference to margin, in points (:attr:`ESConfig.fitness` ``"mean"``),
+   or its mean rank among the generation's candidates and margin per task (``"rank"``), which
+   keeps a few tasks with large differences from deciding the search. The objective's standard
+   error over the tasks and the spread of the candidates' objectives are logged, so a reader
+   sees whether the differences the search acts on stand above its noise. Mirrored sampling
+   (:attr:`ESConfig.mirrored`) halves the noise of the step direction for the same tasks.
 4. Every ``selection_every`` generations the distribution mean is scored on a fixed set of
    ``selection_tasks`` held-in tasks (datasets never trained on; margin runs computed
    once), and the best mean so far is kept (keep-the-best).
@@ -44,6 +48,7 @@ from metalearn.common.extras import require_extra
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
 from metalearn.features.registry import trainable_schema
+from metalearn.features.schema import FeatureSchema
 from metalearn.policies.architecture import ScorerArchitecture
 from metalearn.policies.trainers.base import COMMON_PROGRESS_FIELDS, Run, TrainerConfig, start_run
 from metalearn.policies.trainers.parallel import parallel_map
@@ -59,10 +64,16 @@ __all__ = [
     "DEFAULT_SEARCH_FEATURES",
     "DEFAULT_SEARCH_CONTEXT",
     "HISTORY_FEATURES",
+    "FITNESS",
+    "es_schema",
+    "rank_fitness",
 ]
 
-#: The schema the search runs in (the gated linear scorer over its features), from the registry.
+#: The schema the search runs in by default (the gated linear scorer over its features).
 ES_SCHEMA = trainable_schema("pool@2", "es").schema
+#: Fitness of a candidate on one generation's tasks: the mean paired difference to margin, or
+#: its mean rank per task among the candidates and margin.
+FITNESS = ("mean", "rank")
 
 #: Candidate features whose weights are searched by default: the low-budget signals (cluster
 #: coverage, typicality, distance to the labeled records and the batch's earlier picks), the
@@ -87,7 +98,10 @@ HISTORY_FEATURES: frozenset[str] = frozenset(
         "prediction_change_rate", "prediction_change_trend", "history_fill",
     }
 )
-_PROGRESS_FIELDS = (*COMMON_PROGRESS_FIELDS, "objective_mean", "objective_best", "objective_best_se", "sigma", "selection_se")
+_PROGRESS_FIELDS = (
+    *COMMON_PROGRESS_FIELDS, "objective_mean", "objective_best", "objective_best_se", "sigma", "selection_se",
+    "objective_spread",
+)
 
 
 @dataclass
@@ -113,10 +127,17 @@ class ESConfig(TrainerConfig):
     """Training tasks per generation, shared by all candidates (common random numbers)."""
     sigma0: float = 0.5
     """Initial step size of CMA-ES, in margin units (features lie in [0, 1])."""
+    schema: str = "pool@2"
+    """Feature schema of the searched scorer (one the registry lets ES train: pool@2, pool@3)."""
     candidate_features: tuple[str, ...] = DEFAULT_SEARCH_FEATURES
-    """pool@2 candidate features whose weights are searched."""
+    """Candidate features of the schema whose weights are searched."""
     context_features: tuple[str, ...] = DEFAULT_SEARCH_CONTEXT
-    """pool@2 context features that gate each weight; ``"bias"`` is a constant 1."""
+    """Context features of the schema that gate each weight; ``"bias"`` is a constant 1."""
+    fitness: str = "mean"
+    """``"mean"``: mean paired AULC difference to margin; ``"rank"``: mean per-task rank among the
+    generation's candidates and margin (robust to a few tasks with large differences)."""
+    mirrored: bool = False
+    """Mirrored sampling: half of each generation are the other half reflected about the mean."""
     history: bool = True
     """Whether features of the multi-loop history may be searched (False: the ablation)."""
     window: int = 5
@@ -133,6 +154,11 @@ class ESConfig(TrainerConfig):
             check_positive_int(self.population, "population", minimum=2)
         if not (isinstance(self.sigma0, (int, float)) and math.isfinite(self.sigma0) and self.sigma0 > 0):
             raise InvalidInputError(f"sigma0 must be a positive number, got {self.sigma0!r}")
+        if self.fitness not in FITNESS:
+            raise InvalidInputError(f"fitness must be one of {', '.join(FITNESS)}, got {self.fitness!r}")
+        if not isinstance(self.mirrored, bool):
+            raise InvalidInputError(f"mirrored must be True or False, got {self.mirrored!r}")
+        trainable_schema(self.schema, "es")
         search_space(self)  # checks the feature names
         return self
 
@@ -143,11 +169,11 @@ class ESConfig(TrainerConfig):
 def search_space(config: ESConfig) -> list[tuple[int, int]]:
     """(candidate feature column, context column) of each searched weight, in vector order.
 
-    Context column 0 is the constant; column ``1 + j`` is pool@2's context feature ``j``.
+    Context column 0 is the constant; column ``1 + j`` is the schema's context feature ``j``.
     Raises :class:`InvalidInputError` for unknown names, and for history features when
     ``config.history`` is False.
     """
-    schema = ES_SCHEMA
+    schema = es_schema(config)
     pairs: list[tuple[int, int]] = []
     for name in (*config.candidate_features, *config.context_features):
         if not isinstance(name, str):
@@ -174,9 +200,15 @@ def search_space(config: ESConfig) -> list[tuple[int, int]]:
     return pairs
 
 
-def weights_from_vector(vector: np.ndarray, pairs: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+def es_schema(config: ESConfig) -> FeatureSchema:
+    """The feature schema of the searched scorer (:attr:`ESConfig.schema`, from the registry)."""
+    return trainable_schema(config.schema, "es").schema
+
+
+def weights_from_vector(
+    vector: np.ndarray, pairs: list[tuple[int, int]], schema: FeatureSchema = ES_SCHEMA
+) -> dict[str, np.ndarray]:
     """The gated linear scorer's parameters for one search vector (zeros outside the space)."""
-    schema = ES_SCHEMA
     weights = np.zeros((schema.n_candidate_features, schema.n_context_features + 1), dtype=np.float32)
     for value, (f, g) in zip(np.asarray(vector, dtype=np.float64), pairs):
         weights[f, g] = value
@@ -186,16 +218,17 @@ def weights_from_vector(vector: np.ndarray, pairs: list[tuple[int, int]]) -> dic
 # =============================================================================================
 # One job: margin and every candidate on one task (paired, the same strategy seed)
 # =============================================================================================
-def _problem_job(job: tuple[Task, int, list[dict[str, np.ndarray]], bool, int, int]) -> dict[str, Any]:
+def _problem_job(job: tuple[Task, int, list[dict[str, np.ndarray]], bool, int, int, str]) -> dict[str, Any]:
     """AULC of margin (if asked) and of each candidate policy on one task."""
     from metalearn.policies.file import PolicyFile
     from metalearn.policies.strategy import PolicyStrategy
     from metalearn.simulation.loop import simulate
     from metalearn.strategies.registry import make_strategy
 
-    task, seed, candidates, with_margin, window, n_candidates = job
-    arch = ScorerArchitecture.gated_linear(ES_SCHEMA)
-    metadata = {"feature_schema": ES_SCHEMA.to_dict(), "window": window, "n_candidates": n_candidates}
+    task, seed, candidates, with_margin, window, n_candidates, schema_id = job
+    schema = trainable_schema(schema_id, "es").schema
+    arch = ScorerArchitecture.gated_linear(schema)
+    metadata = {"feature_schema": schema.to_dict(), "window": window, "n_candidates": n_candidates}
     out: dict[str, Any] = {"task": task.name, "model": task.model.name, "batch_size": int(task.batch_size)}
     if with_margin:
         out["margin"] = float(simulate(task, make_strategy("margin", random_state=seed)).aulc_accuracy)
@@ -225,7 +258,7 @@ def _run_candidates(
     desc: str | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(margin AULC per task, candidate AULC (n_candidates, n_tasks)); margin computed if None."""
-    jobs = [(t, s, candidates, margin is None, config.window, config.n_candidates) for t, s in zip(tasks, seeds)]
+    jobs = [(t, s, candidates, margin is None, config.window, config.n_candidates, config.schema) for t, s in zip(tasks, seeds)]
     results = parallel_map(_problem_job, jobs, n_jobs=config.n_jobs, dask=config.dask, desc=desc)
     margin_out = np.array([r["margin"] for r in results]) if margin is None else margin
     return margin_out, np.array([r["policies"] for r in results]).T
@@ -238,6 +271,33 @@ def _objective(aulc: np.ndarray, margin: np.ndarray) -> tuple[np.ndarray, np.nda
     return delta.mean(axis=1), se
 
 
+def rank_fitness(aulc: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    """Mean per-task rank of each candidate among the candidates and margin, centred on margin's.
+
+    On every task, the candidates and margin are ranked by AULC (ties share their mean rank,
+    scaled to [0, 1]); a candidate's fitness is its mean rank minus margin's mean rank over the
+    tasks. A task counts the same however large its differences are, so a few tasks with large
+    differences (an easy dataset where one strategy gains 7 points) cannot decide the search.
+
+    Parameters
+    ----------
+    aulc : ndarray of shape (n_candidates, n_tasks)
+    margin : ndarray of shape (n_tasks,)
+
+    Returns
+    -------
+    ndarray of shape (n_candidates,)
+        Higher is better; 0 = as good as margin on average.
+    """
+    from scipy.stats import rankdata
+
+    table = np.vstack([aulc, margin[None, :]])
+    ranks = rankdata(table, axis=0) - 1.0
+    ranks /= max(table.shape[0] - 1, 1)
+    mean = ranks.mean(axis=1)
+    return mean[:-1] - mean[-1]
+
+
 # =============================================================================================
 # Checkpoint: every generation's candidates and fitness, replayed into a fresh CMA-ES
 # =============================================================================================
@@ -247,6 +307,11 @@ def _new_search(config: ESConfig, dimension: int) -> Any:
     options: dict[str, Any] = {"seed": int(config.seed) + 1, "verbose": -9, "CMA_diagonal": False}
     if config.population is not None:
         options["popsize"] = int(config.population)
+    if config.mirrored:
+        popsize = int(config.population) if config.population is not None else 4 + int(3 * math.log(dimension))
+        # Unconditional mirroring: every other candidate is the previous one reflected about the
+        # mean, so a pair's difference measures the step direction with the tasks' noise shared.
+        options.update(CMA_mirrors=popsize // 2, CMA_mirrormethod=0)
     return cma.CMAEvolutionStrategy(np.zeros(dimension), float(config.sigma0), options)
 
 
@@ -291,6 +356,7 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
     require_extra("train", "evolution-strategies training (metalearn train --method es)")
     config.validate()
     pairs = search_space(config)
+    schema = es_schema(config)
     suite = resolve_suite(config.suite)
     run = start_run(config, "es", resume, _PROGRESS_FIELDS)
 
@@ -326,7 +392,7 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
     def select(vector: np.ndarray, generation: int) -> dict[str, float]:
         margin = np.asarray(state["selection_margin"])
         _, aulc = _run_candidates(
-            selection_tasks, selection_seeds, [weights_from_vector(vector, pairs)], margin, config,
+            selection_tasks, selection_seeds, [weights_from_vector(vector, pairs, schema)], margin, config,
             f"held-in gen {generation}" if progress else None,
         )
         mean, se = _objective(aulc, margin)
@@ -341,11 +407,12 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
         seeds = _task_seeds(tasks, gen_seed)
         candidates = [np.asarray(x, dtype=np.float64) for x in search.ask()]
         margin, aulc = _run_candidates(
-            tasks, seeds, [weights_from_vector(x, pairs) for x in candidates], None, config,
+            tasks, seeds, [weights_from_vector(x, pairs, schema) for x in candidates], None, config,
             f"generation {generation}" if progress else None,
         )
         objective, se = _objective(aulc, margin)
-        fitness = (-objective).tolist()  # CMA-ES minimises
+        searched = objective if config.fitness == "mean" else rank_fitness(aulc, margin)
+        fitness = (-searched).tolist()  # CMA-ES minimises
         search.tell(candidates, fitness)
         state["generations"].append(
             {"candidates": [c.tolist() for c in candidates], "fitness": fitness, "se": se.tolist()}
@@ -356,6 +423,7 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
             "objective_best": float(objective.max()),
             "objective_best_se": float(se[int(objective.argmax())]),
             "sigma": float(search.sigma),
+            "objective_spread": float(objective.std(ddof=1)) if objective.size > 1 else 0.0,
         }
         last = run.should_stop(config, extra_seconds=time.perf_counter() - began)
         if selection_tasks and (config.selection_due(generation) or last):
@@ -377,7 +445,7 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
     # -- policy files: the final mean, and the best mean on the held-in tasks --------------------------
     final_vector = np.asarray(search.mean, dtype=np.float64)
     best = best_vector if best_vector is not None else final_vector
-    arch = ScorerArchitecture.gated_linear(ES_SCHEMA)
+    arch = ScorerArchitecture.gated_linear(schema)
     training = {
         "generations": run.state.iteration,
         "seconds": round(float(run.state.wall_seconds), 1),
@@ -396,12 +464,12 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
         }
     common = dict(
         method="es", settings=run.settings, suite=config.suite, seed=config.seed, window=config.window,
-        n_candidates=config.n_candidates, training=training, schema=ES_SCHEMA,
+        n_candidates=config.n_candidates, training=training, schema=schema,
     )
     if run.ran or not (run.last_path.is_file() and run.policy_path.is_file()):
         # A resume of a finished run runs nothing and leaves its files as they are.
-        write_policy(run.last_path, arch, weights_from_vector(final_vector, pairs), validation=None, **common)
-        write_policy(run.policy_path, arch, weights_from_vector(best, pairs), validation=validation, **common)
+        write_policy(run.last_path, arch, weights_from_vector(final_vector, pairs, schema), validation=None, **common)
+        write_policy(run.policy_path, arch, weights_from_vector(best, pairs, schema), validation=validation, **common)
     result = run.result()
     result.best_validation = validation
     return result
