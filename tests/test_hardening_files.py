@@ -48,7 +48,7 @@ from metalearn.streaming import StreamingPolicy
 from metalearn.tasks.suite import MAX_SAMPLES, TaskSuite
 
 REPO = Path(__file__).resolve().parents[1]
-RELEASED_RULE = REPO / "metalearn" / "policies" / "released" / "stopping" / "default.safetensors"
+RELEASED_RULE = REPO / "policies" / "stopping" / "default.safetensors"
 
 
 # ------------------------------------------------------------------ 1. names from files become paths

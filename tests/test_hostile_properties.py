@@ -720,7 +720,7 @@ def test_hostile_stopping_rule_files(tmp_path_factory):
 
     test = "hostile_stopping_rule_files"
     folder = tmp_path_factory.mktemp("hostile-stopping")
-    released = Path(__file__).resolve().parents[1] / "metalearn" / "policies" / "released" / "stopping" / "default.safetensors"
+    released = Path(__file__).resolve().parents[1] / "policies" / "stopping" / "default.safetensors"
     with safe_open(str(released), "np") as handle:
         base = json.loads(handle.metadata()["metalearn"])
     tensors = load_file(str(released))
