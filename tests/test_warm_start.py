@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import make_classification
@@ -172,3 +173,24 @@ def test_warm_started_simulations_reproduce_with_the_same_seed() -> None:
     for a, b in zip(first.picks, second.picks):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(first.accuracy, second.accuracy)
+
+
+def test_the_benchmark_option_is_opt_in_and_keeps_cold_fingerprints() -> None:
+    from metalearn.benchmark.config import BenchmarkConfig, RunKey
+    from metalearn.benchmark.execute import build_task
+    from metalearn.tasks.datasets import Dataset
+
+    cold = BenchmarkConfig(models=["logreg", "rf"])
+    warm = BenchmarkConfig(models=["logreg", "rf"], warm_start=True).validate()
+    assert "warm_start" not in cold.to_dict() and warm.to_dict()["warm_start"] is True
+    assert cold.result_fingerprint() != warm.result_fingerprint()
+    X, y = _data(120)
+    dataset = Dataset(name="toy", X=pd.DataFrame(X), y=y)
+    for model, expected in (("logreg", True), ("rf", False)):
+        key = RunKey("toy", model, "cold", 10, 0, "margin")
+        cold_task, warm_task = build_task(dataset, key, cold), build_task(dataset, key, warm)
+        assert cold_task.model.warm_start is False and warm_task.model.warm_start is expected
+        assert warm_task.model.random_state == cold_task.model.random_state
+        np.testing.assert_array_equal(warm_task.initial_labeled, cold_task.initial_labeled)
+    with pytest.raises(InvalidInputError, match="warm_start"):
+        BenchmarkConfig(warm_start="yes").validate()  # type: ignore[arg-type]
