@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--n-warm", type=int, default=20, help="initial labels in the warm regime")
     bench.add_argument("--max-pool", type=int, default=None, help="subsample larger pools to this size (default: whole pools)")
     bench.add_argument("--oracle", action="store_true", help="add the greedy look-ahead oracle (expensive)")
+    bench.add_argument(
+        "--warm-start", action="store_true",
+        help="refit logreg, mlp, sgd and hgb warm (one model kept across loops, continuing from its last solution); "
+        "other models refit from scratch as by default",
+    )
     bench.add_argument("--oracle-candidates", type=int, default=20, help="candidates the oracle evaluates per query")
     bench.add_argument(
         "--reference", default=None, help="strategy the statistics compare against (default margin); one of --strategies"
@@ -412,6 +417,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         oracle_candidates=args.oracle_candidates,
         reference=reference,
         stop_rules=args.stop_rules,
+        warm_start=args.warm_start,
     )
     try:
         result = run_benchmark(

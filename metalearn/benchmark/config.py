@@ -80,6 +80,10 @@ class BenchmarkConfig:
         Stopping rules watching every run (:func:`metalearn.stopping.load_stopping_rule`
         names or files); each run then records, per rule, the labels and scores at its stop
         and at the end (:mod:`metalearn.stopping.evaluation`). Empty: none.
+    warm_start : bool
+        Refit the task models that allow it (:data:`~metalearn.tasks.models.WARM_STARTABLE_MODELS`)
+        warm, one model kept across the loops of a run (issue 21); the others refit from
+        scratch as by default. Off by default.
     """
 
     strategies: list[str] = field(
@@ -100,6 +104,7 @@ class BenchmarkConfig:
     oracle_candidates: int = 20
     reference: str = "margin"
     stop_rules: list[str] = field(default_factory=list)
+    warm_start: bool = False
 
     def validate(self) -> "BenchmarkConfig":
         """Check every field; raises the project's errors naming the field. Returns self."""
@@ -160,6 +165,8 @@ class BenchmarkConfig:
                 raise UnknownNameError(
                     f"unknown reference strategy {self.reference!r}; valid names: {', '.join(valid)}"
                 ) from None
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise InvalidInputError(f"warm_start must be true or false, got {self.warm_start!r}"[:300])
         self.n_runs(len(self.datasets))  # each spec names at least one dataset: refuse impossible sizes now
         if self.stop_rules:
             from metalearn.stopping.evaluation import check_stop_rules
@@ -183,7 +190,11 @@ class BenchmarkConfig:
         return n_runs
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.warm_start:
+            # Only a warm-start benchmark names the setting: stored configurations stay as they were.
+            del d["warm_start"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BenchmarkConfig":
@@ -219,7 +230,10 @@ class BenchmarkConfig:
 
     def result_fingerprint(self) -> str:
         """Hash of the settings that change what a run computes (not which runs exist)."""
-        payload = json.dumps({k: getattr(self, k) for k in _RESULT_FIELDS}, sort_keys=True)
+        settings = {k: getattr(self, k) for k in _RESULT_FIELDS}
+        if self.warm_start:  # absent when off, so cold benchmarks keep their fingerprints
+            settings["warm_start"] = True
+        payload = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def run_keys(self, dataset_names: Sequence[str]) -> list["RunKey"]:

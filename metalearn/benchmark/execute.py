@@ -19,6 +19,7 @@ from metalearn.simulation.metrics import test_scores
 from metalearn.strategies.base import QueryStrategy
 from metalearn.strategies.resolve import resolve_strategy
 from metalearn.tasks.datasets import Dataset
+from metalearn.tasks.models import WARM_STARTABLE_MODELS, ModelFactory
 from metalearn.tasks.task import Task, make_task
 
 __all__ = ["build_task", "build_strategy", "execute_run", "full_pool_scores"]
@@ -26,7 +27,7 @@ __all__ = ["build_task", "build_strategy", "execute_run", "full_pool_scores"]
 
 def build_task(dataset: Dataset, key: RunKey, config: BenchmarkConfig) -> Task:
     """The task of a run: identical for every strategy of the same paired seed and setting."""
-    return make_task(
+    task = make_task(
         dataset.X,
         dataset.y,
         name=dataset.name,
@@ -39,6 +40,10 @@ def build_task(dataset: Dataset, key: RunKey, config: BenchmarkConfig) -> Task:
         max_pool=config.max_pool,
         seed=task_seed(config.seed, dataset.name, key.seed),
     )
+    if config.warm_start and task.model.name in WARM_STARTABLE_MODELS:
+        cold = task.model
+        task = task.with_setting(model=ModelFactory(cold.name, cold.random_state, dict(cold.params), warm_start=True))
+    return task
 
 
 def build_strategy(name: str, task: Task, seed: int, config: BenchmarkConfig) -> QueryStrategy:
@@ -56,8 +61,8 @@ def build_strategy(name: str, task: Task, seed: int, config: BenchmarkConfig) ->
 
 
 def full_pool_scores(task: Task) -> tuple[float, float]:
-    """Test accuracy and macro-F1 of the task model trained on the whole labeled pool."""
-    model = task.model()
+    """Test accuracy and macro-F1 of the task model trained on the whole labeled pool (one cold fit)."""
+    model = ModelFactory(task.model.name, task.model.random_state, dict(task.model.params))()
     with limited_threads():
         model.fit(task.X_pool, task.y_pool)
         predicted = model.predict(task.X_test)
@@ -89,6 +94,8 @@ def execute_run(dataset: Dataset, key: RunKey, config: BenchmarkConfig) -> dict[
         "label_budget": config.label_budget,
         "fingerprint": config.result_fingerprint(),
     }
+    if config.warm_start:
+        summary["warm_start"] = key.model in WARM_STARTABLE_MODELS
     try:
         task = build_task(dataset, key, config)
         full_accuracy, full_f1 = full_pool_scores(task)

@@ -89,8 +89,15 @@ class ActiveLearningProcess:
         self.labeled[indices] = True
 
     def fit(self) -> ClassifierMixin:
-        """Train a fresh task model on the labeled records (a fresh model keeps runs paired)."""
-        model = self.task.model()
+        """Train the task model on the labeled records.
+
+        A fresh model each time (a fresh model keeps runs paired), unless the task's model
+        factory asks for warm starts (``ModelFactory(..., warm_start=True)``): then the
+        process keeps one :class:`~metalearn.tasks.warm_start.WarmStartClassifier` and refits
+        it in place, continuing from its last solution (from scratch when a class is new).
+        """
+        warm = bool(getattr(self.task.model, "warm_start", False)) and self.model is not None
+        model = self.model if warm else self.task.model()
         with limited_threads():  # small fits: one BLAS thread is fastest (see common.threads)
             model.fit(self.task.X_pool[self.labeled], self.task.y_pool[self.labeled])
         self.model = model

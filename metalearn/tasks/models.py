@@ -3,6 +3,11 @@
 Every model has ``predict_proba`` and is seeded where it has randomness, so a simulation
 with the same seed trains the same models. Models are small on purpose: an active-learning
 simulation retrains them after every batch, thousands of times during meta-training.
+
+``warm_start=True`` (opt-in; off by default) wraps a model whose refits can continue from the last
+solution (logistic regression, MLP, SGD, histogram gradient boosting) in a
+:class:`~metalearn.tasks.warm_start.WarmStartClassifier`; :func:`warm_started` does the same for
+an estimator of your own.
 """
 
 from __future__ import annotations
@@ -15,15 +20,25 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.svm import SVC
 
-from metalearn.exceptions import UnknownNameError
+from metalearn.exceptions import InvalidInputError, UnknownNameError
+from metalearn.tasks.warm_start import WarmStartClassifier, warm_started
 
-__all__ = ["MODEL_NAMES", "ModelFactory", "make_model", "canonical_model_name", "PlattSVC"]
+__all__ = [
+    "MODEL_NAMES",
+    "WARM_STARTABLE_MODELS",
+    "ModelFactory",
+    "make_model",
+    "canonical_model_name",
+    "PlattSVC",
+    "WarmStartClassifier",
+    "warm_started",
+]
 
 
 def _logreg(seed: int | None, **params: Any) -> ClassifierMixin:
@@ -133,6 +148,12 @@ def _mlp(seed: int | None, **params: Any) -> ClassifierMixin:
     return MLPClassifier(**{**defaults, **params})
 
 
+def _sgd(seed: int | None, **params: Any) -> ClassifierMixin:
+    # Logistic regression trained by stochastic gradient descent: its refits can be one more
+    # epoch (partial_fit) instead of a solve from scratch.
+    return SGDClassifier(**{"loss": "log_loss", "alpha": 1e-3, "max_iter": 1000, "random_state": seed, **params})
+
+
 def _naive_bayes(seed: int | None, **params: Any) -> ClassifierMixin:
     return GaussianNB(**params)
 
@@ -165,6 +186,7 @@ _MODELS: dict[str, Callable[..., ClassifierMixin]] = {
     "hgb_sklearn": _gradient_boosting_sklearn,
     "mlp_sklearn": _mlp_sklearn,
     "knn_sklearn": _knn_sklearn,
+    "sgd": _sgd,
 }
 _ALIASES = {
     "logistic_regression": "logreg",
@@ -176,10 +198,13 @@ _ALIASES = {
     "kneighbors": "knn",
     "naive_bayes": "nb",
     "gaussian_nb": "nb",
+    "sgd_logreg": "sgd",
 }
 
 #: Canonical model names, in the order they are documented.
 MODEL_NAMES: tuple[str, ...] = tuple(_MODELS)
+#: Models whose refits ``warm_start=True`` continues from the last solution.
+WARM_STARTABLE_MODELS: tuple[str, ...] = ("logreg", "hgb", "mlp", "hgb_sklearn", "mlp_sklearn", "sgd")
 
 
 def canonical_model_name(name: str) -> str:
@@ -194,7 +219,9 @@ def canonical_model_name(name: str) -> str:
     return key
 
 
-def make_model(name: str, random_state: int | None = None, **params: Any) -> ClassifierMixin:
+def make_model(
+    name: str, random_state: int | None = None, *, warm_start: bool = False, **params: Any
+) -> ClassifierMixin:
     """Build a fresh, unfitted classifier of the zoo.
 
     Parameters
@@ -202,13 +229,35 @@ def make_model(name: str, random_state: int | None = None, **params: Any) -> Cla
     name : str
         One of :data:`MODEL_NAMES` (``logreg``, ``rf``, ``hgb``, ``svm``, ``knn``, ``mlp``,
         ``nb``, and ``hgb_sklearn``, ``mlp_sklearn``, ``knn_sklearn``: those three at
-        scikit-learn's own defaults, as users configure them) or an alias such as ``random_forest``.
+        scikit-learn's own defaults, as users configure them; ``sgd``, logistic regression
+        trained by SGD) or an alias such as ``random_forest``.
     random_state : int or None
         Seed of the model's own randomness (ignored by deterministic models).
+    warm_start : bool, default=False
+        Return the model wrapped in a :class:`~metalearn.tasks.warm_start.WarmStartClassifier`,
+        whose refits on the same classes continue from the last solution. Only for
+        :data:`WARM_STARTABLE_MODELS`.
     **params
         Overrides of the model's default hyper-parameters.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``warm_start`` is asked of a model outside :data:`WARM_STARTABLE_MODELS`.
     """
-    return _MODELS[canonical_model_name(name)](random_state, **params)
+    key = canonical_model_name(name)
+    _check_warm_startable(key, warm_start)
+    model = _MODELS[key](random_state, **params)
+    return WarmStartClassifier(model) if warm_start else model
+
+
+def _check_warm_startable(key: str, warm_start: Any) -> None:
+    if not isinstance(warm_start, (bool, np.bool_)):
+        raise InvalidInputError(f"warm_start must be True or False, got {warm_start!r}"[:300])
+    if warm_start and key not in WARM_STARTABLE_MODELS:
+        raise InvalidInputError(
+            f"task model {key!r} has no warm-started refits; models that do: {', '.join(WARM_STARTABLE_MODELS)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -223,14 +272,21 @@ class ModelFactory:
         Seed passed to every model built, so retraining on the same labels is reproducible.
     params : dict
         Hyper-parameter overrides.
+    warm_start : bool
+        Build :class:`~metalearn.tasks.warm_start.WarmStartClassifier` models, and let a
+        simulation keep one model across loops, refitting it in place (see
+        :meth:`~metalearn.simulation.process.ActiveLearningProcess.fit`). Only for
+        :data:`WARM_STARTABLE_MODELS`; off by default (every refit from scratch).
     """
 
     name: str
     random_state: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    warm_start: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", canonical_model_name(self.name))
+        _check_warm_startable(self.name, self.warm_start)
 
     def __call__(self) -> ClassifierMixin:
-        return make_model(self.name, self.random_state, **self.params)
+        return make_model(self.name, self.random_state, warm_start=self.warm_start, **self.params)
