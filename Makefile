@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test typecheck install clean
 
 # Where the task suites and released policies lived before they moved to envs/ and policies/
 # (issue 19). A checkout updated past the move keeps these folders holding stale __pycache__
@@ -34,5 +34,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# mypy over the package, configured in pyproject.toml [tool.mypy].
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache

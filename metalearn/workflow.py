@@ -326,7 +326,7 @@ def _write_table(table: pd.DataFrame, path: Path) -> None:
                 "(pip install 'metalearn-al[parquet]'); use a .csv or .tsv --out"
             ) from None
 
-    def write(tmp: Path) -> None:
+    def write(tmp: str) -> None:
         if suffix in (".parquet", ".pq"):
             table.to_parquet(tmp, index=False)
         else:

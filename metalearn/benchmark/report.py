@@ -223,13 +223,14 @@ def _strategy_styles(strategies: Sequence[str], reference: str) -> dict[str, dic
     """One consistent look per strategy: reference thick, oracle black dashed, random grey."""
     from matplotlib import colormaps
 
-    palette = [c for i, c in enumerate(colormaps["tab10"].colors) if i not in (0, 7)]
-    palette += list(colormaps["Dark2"].colors) + list(colormaps["tab20b"].colors)
+    # colormaps[...] is typed as a Colormap; these three are ListedColormaps, with .colors.
+    palette = [c for i, c in enumerate(colormaps["tab10"].colors) if i not in (0, 7)]  # type: ignore[attr-defined]
+    palette += list(colormaps["Dark2"].colors) + list(colormaps["tab20b"].colors)  # type: ignore[attr-defined]
     styles: dict[str, dict[str, Any]] = {}
     k = 0
     for name in strategies:
         if name == reference:
-            styles[name] = dict(color=colormaps["tab10"].colors[0], lw=2.8, ls="-", zorder=5)
+            styles[name] = dict(color=colormaps["tab10"].colors[0], lw=2.8, ls="-", zorder=5)  # type: ignore[attr-defined]
         elif name == ORACLE:
             styles[name] = dict(color="black", lw=1.6, ls="--", zorder=4)
         elif name == RANDOM:
@@ -403,7 +404,7 @@ def plot_critical_difference(
             ax.set_yticks(y, [str(n) for n in bars.index], fontsize=9)
             ax.invert_yaxis()
             for yi, v in zip(y, bars.to_numpy(dtype=float)):
-                ax.text(v, yi, f" {v:.2f}", va="center", fontsize=8)
+                ax.text(v, float(yi), f" {v:.2f}", va="center", fontsize=8)
         ax.set_xlabel("mean rank (1 = best)", fontsize=9)
         ax.grid(True, axis="x", alpha=0.3)
         ax.set_title(title or f"Mean rank ({result.n_problems} problem(s): too few for a critical difference)", fontsize=10)

@@ -66,7 +66,7 @@ def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
     # metalearn 0.1.0 named them <target>.<random>.tmp, without a process id: removed once an
     # hour old (no write takes that long).
     legacy = re.compile(rf"^{re.escape(target.name)}\.[a-z0-9_]{{8}}\.tmp$")
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(target.parent.iterdir())
     except OSError:

@@ -7,6 +7,8 @@ dataset. Everything here is chunked so memory stays linear in the pool size.
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import numpy as np
 
 __all__ = [
@@ -66,6 +68,28 @@ def typical_distance(X: np.ndarray, rng: np.random.Generator, n_pairs: int = 200
     d = np.sqrt(np.einsum("ij,ij->i", X[a] - X[b], X[a] - X[b]))
     scale = float(np.median(d))
     return scale if scale > 0 else (float(d.max()) if d.max() > 0 else 1.0)
+
+
+@overload
+def knn_reference_distance(
+    X: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    n_reference: int = ...,
+    n_neighbors: int = ...,
+    return_reference: Literal[False] = ...,
+) -> np.ndarray: ...
+
+
+@overload
+def knn_reference_distance(
+    X: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    n_reference: int = ...,
+    n_neighbors: int = ...,
+    return_reference: Literal[True],
+) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def knn_reference_distance(

@@ -210,7 +210,7 @@ def check_missing_label(missing_label: Any) -> Any:
     """``missing_label`` must be one scalar value (None, NaN, a number or a string)."""
     if missing_label is None or _is_absent(missing_label):
         return missing_label
-    if isinstance(missing_label, (str, bytes, numbers.Number, np.generic)) and np.ndim(missing_label) == 0:
+    if isinstance(missing_label, (str, bytes, numbers.Number, np.generic)) and np.ndim(missing_label) == 0:  # type: ignore[arg-type]  # any object has a ndim
         return missing_label
     raise InvalidTypeError(
         f"missing_label must be one scalar marker of unlabeled entries (NaN, None, -1, \"\"...), "
@@ -325,7 +325,7 @@ def check_positive_int(value: Any, name: str, *, minimum: int = 1, maximum: int 
         raise InvalidTypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}"[:300])
     if value < minimum:
         raise InvalidInputError(f"{name} must be >= {minimum}, got {value}"[:300])
-    if maximum is not None and value > maximum:
+    if maximum is not None and int(value) > maximum:
         raise InvalidInputError(f"{name} must be <= {maximum}, got {value}"[:300])
     return int(value)
 

@@ -70,7 +70,7 @@ def check_discrete_action(action: Any, n: int, expected: str) -> int:
     if isinstance(value, (bool, numbers.Integral)):
         integer = int(value)
     elif isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
-        integer = int(value)
+        integer = int(float(value))
     else:
         raise InvalidInputError(f"action must be {expected}, got {action!r}")
     if not 0 <= integer < n:

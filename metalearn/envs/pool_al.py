@@ -174,7 +174,7 @@ class PoolALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
 
         k = self.n_candidates
         n_features = self.schema.n_candidate_features
-        self.observation_space = spaces.Dict(
+        self.observation_space = spaces.Dict(  # type: ignore[assignment]  # gymnasium: Dict is Space[dict[str, Space]]
             {
                 "candidates": spaces.Box(-1.0, 1.0, shape=(k, n_features), dtype=np.float32),
                 "context": spaces.Box(-1.0, 1.0, shape=(self.schema.n_context_features,), dtype=np.float32),

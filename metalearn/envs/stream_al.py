@@ -143,7 +143,7 @@ class StreamALEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.render_mode = render_mode
 
         n_context = POOL_SCHEMA.n_context_features + len(STREAM_CONTEXT_FEATURES)
-        self.observation_space = spaces.Dict(
+        self.observation_space = spaces.Dict(  # type: ignore[assignment]  # gymnasium: Dict is Space[dict[str, Space]]
             {
                 "candidate": spaces.Box(-1.0, 1.0, shape=(POOL_SCHEMA.n_candidate_features,), dtype=np.float32),
                 "context": spaces.Box(-1.0, 1.0, shape=(n_context,), dtype=np.float32),

@@ -68,7 +68,7 @@ class ClusterPoolFeatureExtractor(PoolFeatureExtractor):
         super().__init__(X, **kwargs)
         # A seed of its own for the partitions (default_rng passes a Generator through).
         self._cluster_seed = int(np.random.default_rng(kwargs.get("seed")).integers(0, 2**31 - 1))
-        self.partitions: dict[int, np.ndarray] = {}
+        self.partitions: dict[int, dict[str, np.ndarray]] = {}
         self._batch: dict[str, np.ndarray] = {}
 
     def reindex(self, old_positions: np.ndarray, X: np.ndarray) -> None:

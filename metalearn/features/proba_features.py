@@ -220,7 +220,7 @@ class ProbaFeatureExtractor:
         }
         pc = counts[counts > 0] / n
         known = n_labeled is not None
-        n_lab = float(n_labeled) if known else 0.0
+        n_lab = float(n_labeled) if n_labeled is not None else 0.0
         self._context = np.asarray(
             [
                 1.0 / c,

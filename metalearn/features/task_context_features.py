@@ -188,7 +188,7 @@ class TaskContextFeatureExtractor(ClusterPoolFeatureExtractor):
         if isinstance(rows, list):
             for row in rows[-self.window:]:
                 if isinstance(row, list) and len(row) == 6 and all(isinstance(v, int) and v >= 0 for v in row):
-                    self.feedback.append(tuple(row))  # type: ignore[arg-type]
+                    self.feedback.append(tuple(row))
 
     # -- the four groups ------------------------------------------------------------------------
     def _feedback_context(self) -> list[float]:

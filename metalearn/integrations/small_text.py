@@ -120,7 +120,7 @@ class PolicyQueryStrategy(QueryStrategy):
             raw = self.features(clf, dataset) if callable(self.features) else self.features
             X = check_pool_features(raw, name="features")
         else:
-            x = getattr(dataset, "x", None)
+            x: Any = getattr(dataset, "x", None)
             if sp.issparse(x):
                 if x.shape[1] <= self.max_dense_features:
                     X = check_pool_features(x, name="dataset.x")

@@ -67,7 +67,7 @@ parameter                    shape        versions
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import InvalidInputError
@@ -242,7 +242,7 @@ class ScorerArchitecture:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> "ScorerArchitecture":
+    def from_dict(cls, d: dict[str, Any]) -> "ScorerArchitecture":
         if not isinstance(d, dict):
             raise InvalidInputError(f"a scorer architecture is a dict, got {type(d).__name__}")
         # Integer fields must be JSON integers: 1.5, 64.5 or "64" are refused, never truncated.
@@ -259,15 +259,15 @@ class ScorerArchitecture:
             index = d.get("prior_index")
             sign = d.get("prior_sign")
             arch = cls(
-                n_candidate_features=int(d["n_candidate_features"]),  # type: ignore[arg-type]
-                n_context_features=int(d["n_context_features"]),  # type: ignore[arg-type]
-                hidden=int(d.get("hidden", 64)),  # type: ignore[arg-type]
+                n_candidate_features=int(d["n_candidate_features"]),
+                n_context_features=int(d["n_context_features"]),
+                hidden=int(d.get("hidden", 64)),
                 name=name,
-                version=int(d.get("version", 1)),  # type: ignore[arg-type]
-                prior_feature=d.get("prior_feature"),  # type: ignore[arg-type]
+                version=int(d.get("version", 1)),
+                prior_feature=d.get("prior_feature"),
                 # JSON integers stay ints; anything else is left for validate() to refuse.
-                prior_index=index,  # type: ignore[arg-type]
-                prior_sign=int(sign) if isinstance(sign, float) and sign in (-1.0, 1.0) else sign,  # type: ignore[arg-type]
+                prior_index=index,
+                prior_sign=int(sign) if isinstance(sign, float) and sign in (-1.0, 1.0) else sign,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(f"malformed scorer architecture {d!r}: {exc}") from None

@@ -127,7 +127,7 @@ class PolicyStrategy(QueryStrategy):
         self._policy_file: PolicyFile | None = policy if isinstance(policy, PolicyFile) else None
 
     # -- public API ----------------------------------------------------------------------
-    def query(  # type: ignore[override]
+    def query(
         self,
         X: Any,
         y: Any,

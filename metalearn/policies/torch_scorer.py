@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from metalearn.common.extras import require_extra
@@ -31,6 +33,12 @@ class TorchScorer(nn.Module):
         its scores are the prior alone: margin sampling's ranking for the trainers' prior.
     """
 
+    # The input standardisation, registered as buffers in __init__.
+    cand_mean: torch.Tensor
+    cand_std: torch.Tensor
+    ctx_mean: torch.Tensor
+    ctx_std: torch.Tensor
+
     def __init__(self, arch: ScorerArchitecture, prior_scale: float = DEFAULT_PRIOR_SCALE) -> None:
         super().__init__()
         self.arch = arch.validate()
@@ -51,8 +59,9 @@ class TorchScorer(nn.Module):
     def zero_residual(self) -> None:
         """Set the learned score's last layer (``head.1``) to zero: the scores become the prior."""
         with torch.no_grad():
-            self.head[1].weight.zero_()
-            self.head[1].bias.zero_()
+            last = cast(nn.Linear, self.head[1])
+            last.weight.zero_()
+            last.bias.zero_()
 
     def prior(self, candidates: torch.Tensor) -> torch.Tensor | None:
         """The prior term (B, K) of a version-2 scorer, from the raw (unnormalised) features; None for version 1."""

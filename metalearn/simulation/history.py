@@ -11,6 +11,8 @@ contiguous, and memory is ``window * n_records * (n_classes + 4) * 4`` bytes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from metalearn.common.uncertainty import margins, normalized_entropy
@@ -85,7 +87,7 @@ class MetadataHistory:
         slots = [self._slot(age) for age in range(self.n_filled - 1, -1, -1)]
         if rows is None:
             return buffer[slots]
-        return buffer[slots, rows] if isinstance(rows, slice) else buffer[np.ix_(slots, np.asarray(rows))]
+        return buffer[slots, rows] if isinstance(rows, slice) else buffer[np.ix_(np.asarray(slots), np.asarray(rows))]
 
     def latest(self, buffer: np.ndarray) -> np.ndarray:
         """The latest loop's slice of a buffer."""
@@ -166,7 +168,7 @@ class MetadataHistory:
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, object]]:
         """The history as arrays and JSON-able metadata, for :meth:`from_state` (no pickle)."""
-        arrays = {
+        arrays: dict[str, np.ndarray] = {
             "proba": self.proba,
             "margin": self.margin,
             "entropy": self.entropy,
@@ -183,10 +185,10 @@ class MetadataHistory:
         return arrays, meta
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict[str, object]) -> "MetadataHistory":
+    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> "MetadataHistory":
         """Rebuild a history written by :meth:`state`; checks every shape."""
         try:
-            window, n_loops, n_records = int(meta["window"]), int(meta["n_loops"]), int(meta["n_records"])  # type: ignore[arg-type]
+            window, n_loops, n_records = int(meta["window"]), int(meta["n_loops"]), int(meta["n_records"])
             classes = np.asarray(meta["classes"])
             history = cls(n_records, classes, window=window)
             n_classes = classes.shape[0]

@@ -95,4 +95,4 @@ def area_under_learning_curve(n_bought: np.ndarray, scores: np.ndarray, label_bu
         x, s = np.append(x, label_budget), np.append(s, s[-1])
     if x.size == 1:
         return float(s[0])
-    return float(np.trapezoid(s, x) / label_budget) if hasattr(np, "trapezoid") else float(np.trapz(s, x) / label_budget)
+    return float(np.trapezoid(s, x) / label_budget) if hasattr(np, "trapezoid") else float(np.trapz(s, x) / label_budget)  # type: ignore[attr-defined]  # numpy < 2.0

@@ -135,7 +135,7 @@ class StoppingRule(ABC):
         names: list[str] = []
         for cls in type(self).__mro__:
             if "__init__" in vars(cls) and cls is not object:
-                for p in inspect.signature(cls.__init__).parameters.values():
+                for p in inspect.signature(vars(cls)["__init__"]).parameters.values():
                     if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
                         names.append(p.name)
         return {n: getattr(self, n) for n in dict.fromkeys(names) if hasattr(self, n)}

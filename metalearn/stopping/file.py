@@ -93,7 +93,7 @@ class StoppingRuleFile:
     params: dict[str, np.ndarray]
     metadata: dict[str, Any]
     path: Path | None = None
-    model: NumpyGainModel | None = None
+    model: NumpyGainModel = None  # type: ignore[assignment]  # built by __post_init__
 
     def __post_init__(self) -> None:
         if self.model is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from metalearn.common.text import printable
 from metalearn.exceptions import UnknownNameError
@@ -14,6 +14,8 @@ from metalearn.stopping.classic import CLASSIC_RULES
 from metalearn.stopping.file import StoppingRuleFile, released_stopping_rule_names
 
 __all__ = ["load_stopping_rule", "stopping_rule_names"]
+
+RuleT = TypeVar("RuleT", bound=StoppingRule)
 
 
 def stopping_rule_names() -> list[str]:
@@ -56,16 +58,17 @@ def load_stopping_rule(name_or_path: str | os.PathLike[str] | StoppingRuleFile =
         if text is not None and text in CLASSIC_RULES and not _is_file(text):
             rule = _build(CLASSIC_RULES[text], params)
         else:
-            rule = _build(LearnedStoppingRule, params, name_or_path)
+            learned = _build(LearnedStoppingRule, params, name_or_path)
             try:
-                rule.file  # noqa: B018 - read and check the file now
+                learned.file  # noqa: B018 - read and check the file now
             except UnknownNameError as exc:
                 raise UnknownNameError(f"{exc}; classic criteria: {', '.join(CLASSIC_RULES)}") from None
+            rule = learned
     rule.check_params()
     return rule
 
 
-def _build(cls: type[StoppingRule], params: dict[str, Any], *args: Any) -> StoppingRule:
+def _build(cls: type[RuleT], params: dict[str, Any], *args: Any) -> RuleT:
     """``cls(*args, **params)``; a parameter the rule does not take is an :class:`UnknownNameError`
     (the same for every rule), listing those it takes."""
     accepted = [

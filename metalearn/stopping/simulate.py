@@ -91,6 +91,7 @@ class _Observer:
             if nothing_left:
                 self.features.append(np.full(len(STOPPING_FEATURES), np.nan, dtype=np.float32))
             else:
+                assert model is not None  # fitted before every callback
                 proba = model.predict_proba(self.task.X_pool)
                 self.features.append(self.recorder.update(proba, model.classes_, process.labeled, process.label_indices()))
         self.point += 1

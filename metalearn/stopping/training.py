@@ -36,7 +36,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -365,7 +365,7 @@ def _fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, config: StoppingTrain
         torch.nn.Linear(arch.hidden, arch.n_outputs),
     )
     with torch.no_grad():  # start the quantiles near the targets' spread
-        net[4].bias[0] = float(np.quantile(y, arch.quantiles[0]))
+        cast(torch.nn.Linear, net[4]).bias[0] = float(np.quantile(y, arch.quantiles[0]))
     levels = torch.tensor(arch.quantiles, dtype=torch.float32)
     xt = torch.tensor((x - mean) / std, dtype=torch.float32)
     yt = torch.tensor(y, dtype=torch.float32)
@@ -382,7 +382,7 @@ def _fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, config: StoppingTrain
         squared = torch.nn.functional.huber_loss(out[:, k], yt[idx], delta=5.0)
         return pinball + 0.2 * squared
 
-    best = (float("inf"), 0, None)
+    best: tuple[float, int, dict[str, torch.Tensor] | None] = (float("inf"), 0, None)
     batch = 1024
     order_rng = torch.Generator().manual_seed(int(config.seed))
     curve = []

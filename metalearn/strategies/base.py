@@ -48,7 +48,7 @@ def select_top(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
     ndarray of int, shape (k,)
     """
     scores = np.where(np.isnan(scores), -np.inf, scores)
-    n = scores.shape[0]
+    n: int = scores.shape[0]
     if k >= n:
         order = np.lexsort((rng.random(n), -scores))
         return order[:k]
@@ -274,7 +274,7 @@ class QueryStrategy(ABC):
         names: list[str] = []
         for klass in cls.__mro__:
             if "__init__" in vars(klass) and klass is not object:
-                for p in inspect.signature(klass.__init__).parameters.values():
+                for p in inspect.signature(vars(klass)["__init__"]).parameters.values():
                     if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
                         names.append(p.name)
         return list(dict.fromkeys(names))

@@ -158,8 +158,9 @@ def strategy_label(strategy: QueryStrategy) -> str:
     """What a resolved strategy is, for messages and records: a policy's file path, else the registry name."""
     from metalearn.policies.strategy import PolicyStrategy
 
-    if isinstance(strategy, PolicyStrategy) and getattr(strategy.policy, "path", None) is not None:
-        return str(strategy.policy.path)
+    path = getattr(strategy.policy, "path", None) if isinstance(strategy, PolicyStrategy) else None
+    if path is not None:
+        return str(path)
     return strategy.name
 
 

@@ -265,7 +265,7 @@ class StreamingPolicy:
             self.quantile_ = randomized_quantile(scores[-1], scores[:-1], float(self.rng_.random()))
             self.threshold_ = float(np.clip(1.0 - rate + self.offset_, 0.0, 1.0))
             keep = self.quantile_ >= self.threshold_ if self.threshold_ > 0 else True
-            self.offset_ = float(np.clip(self.offset_ + self.adaptation * (float(keep) - rate), -1.0, 1.0))
+            self.offset_: float = float(np.clip(self.offset_ + self.adaptation * (float(keep) - rate), -1.0, 1.0))
         if keep:
             self.n_spent_ += 1
         self._remember(index, x, keep=keep)

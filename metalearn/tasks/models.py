@@ -122,6 +122,8 @@ class _FewLabelKNeighborsClassifier(KNeighborsClassifier):
     would then refuse to predict. Predictions use ``min(n_neighbors, n_samples_fit_)``.
     """
 
+    n_neighbors: int
+
     def _query(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         # n_neighbors is read deep inside scikit-learn (including a fast path that bypasses
         # kneighbors), so it is capped for the duration of the call and restored after.

@@ -78,6 +78,7 @@ from __future__ import annotations
 import importlib.resources
 import math
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,10 +86,10 @@ from typing import Any
 
 import numpy as np
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python 3.10
+    import tomli as tomllib
 
 from metalearn.common.validation import check_positive_int
 from metalearn.exceptions import DatasetError, InvalidInputError, TaskSuiteError, UnknownNameError
@@ -380,13 +381,13 @@ class SuiteSource:
         if kind == "generator":
             return cls._generator(d, where, weight)
         if kind == "sklearn":
-            names = _names(d.get("names", list(SKLEARN_DATASETS)), f"{where}.names")
-            bad = [n for n in names if n not in SKLEARN_DATASETS]
+            bundled = _names(d.get("names", list(SKLEARN_DATASETS)), f"{where}.names")
+            bad = [n for n in bundled if n not in SKLEARN_DATASETS]
             if bad:
                 raise TaskSuiteError(
                     f"{where}.names has unknown dataset(s) {bad}; bundled ones: {', '.join(SKLEARN_DATASETS)}"
                 )
-            return cls(kind=kind, weight=weight, names=names, dataset_names=names)
+            return cls(kind=kind, weight=weight, names=bundled, dataset_names=bundled)
         path = _optional_str(d.get("path"), f"{where}.path")
         if path is None:
             raise TaskSuiteError(f"{where}.path is required for a {kind} source")

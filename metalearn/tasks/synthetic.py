@@ -17,6 +17,7 @@ and ``noisy_labels`` (15% to 35% random labels). :func:`sample_synthetic_dataset
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Callable
 from typing import Any
@@ -109,7 +110,7 @@ class _Params:
         self.values[key] = value
         return value
 
-    def bool(self, key: str, p_true: float) -> bool:
+    def bool(self, key: str, p_true: builtins.float) -> builtins.bool:
         if key in self.overrides:
             raw = self.overrides[key]
             if not isinstance(raw, (bool, np.bool_)):
@@ -120,7 +121,7 @@ class _Params:
         self.values[key] = value
         return value
 
-    def seed(self) -> int:
+    def seed(self) -> builtins.int:
         """Seed of the data draw (never overridable through params: pass another rng)."""
         return int(self.rng.integers(0, _SEED_HIGH))
 
@@ -146,7 +147,7 @@ def _rotate(X: np.ndarray, data_rng: np.random.Generator) -> np.ndarray:
 def _flip_labels(y: np.ndarray, rate: float, n_classes: int, data_rng: np.random.Generator) -> np.ndarray:
     """Replace a fraction ``rate`` of the labels by another class drawn uniformly."""
     y = y.copy()
-    flip = data_rng.random(y.shape[0]) < rate
+    flip = data_rng.random(int(y.shape[0])) < rate
     if flip.any():
         shift = data_rng.integers(1, n_classes, size=int(flip.sum()))
         y[flip] = (y[flip] + shift) % n_classes

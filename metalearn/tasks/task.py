@@ -130,8 +130,8 @@ def initial_labeled_set(y_pool: np.ndarray, regime: str, *, n_warm: int = 20, se
     rng = np.random.default_rng(seed)
     classes = np.unique(y_pool)
     if regime == "cold":
-        picks = [rng.choice(np.flatnonzero(y_pool == c)) for c in classes]
-        return np.sort(np.asarray(picks, dtype=np.int64))
+        firsts = [rng.choice(np.flatnonzero(y_pool == c)) for c in classes]
+        return np.sort(np.asarray(firsts, dtype=np.int64))
     if regime == "warm":
         n_warm = check_positive_int(n_warm, "n_warm", minimum=2)
         if n_warm >= y_pool.shape[0]:

@@ -251,7 +251,7 @@ class _DictPassthrough(BaseFeaturesExtractor):
     def __init__(self, observation_space: spaces.Dict) -> None:
         super().__init__(observation_space, features_dim=1)  # unused; SB3 needs a positive number
 
-    def forward(self, observations: dict[str, th.Tensor]) -> dict[str, th.Tensor]:  # type: ignore[override]
+    def forward(self, observations: dict[str, th.Tensor]) -> dict[str, th.Tensor]:
         return observations
 
 
@@ -261,6 +261,8 @@ def _architecture(
     if not (
         isinstance(observation_space, spaces.Dict)
         and {"candidates", "context", "mask"} <= set(observation_space.spaces)
+        and isinstance(observation_space["candidates"], spaces.Box)
+        and isinstance(observation_space["context"], spaces.Box)
         and isinstance(action_space, spaces.Discrete)
     ):
         raise InvalidInputError(
@@ -368,7 +370,7 @@ class DeepSetsMaskablePolicy(MaskableActorCriticPolicy):
                 module.apply(partial(self.init_weights, gain=gain))
             if self.arch.residual:
                 self.scorer.zero_residual()  # the initial logits are the margin prior exactly
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -399,7 +401,7 @@ class DeepSetsMaskablePolicy(MaskableActorCriticPolicy):
         distribution = self._distribution(logits, action_masks)
         actions = distribution.get_actions(deterministic=deterministic)
         log_prob = distribution.log_prob(actions)
-        return actions.reshape((-1, *self.action_space.shape)), values, log_prob
+        return actions.reshape((-1, *self.action_space.shape)), values, log_prob  # type: ignore[misc]
 
     def evaluate_actions(
         self, obs: th.Tensor, actions: th.Tensor, action_masks: th.Tensor | None = None
@@ -472,6 +474,7 @@ def _estimate_normalization(venv: VecEnv, n_steps: int, seed: int) -> tuple[np.n
     obs = venv.reset()
     candidates, contexts = [], []
     for _ in range(math.ceil(n_steps / venv.num_envs)):
+        assert isinstance(obs, dict)  # PoolAL-v0 observations
         mask = obs["mask"].astype(bool)
         candidates.append(obs["candidates"][mask])
         contexts.append(obs["context"])
@@ -507,7 +510,7 @@ class _EpisodeStats(BaseCallback):
 # ============================================================================ RNG state
 def _global_rng_state() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """numpy's legacy global, torch's and python's RNG states: arrays and JSON."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, py_state, py_gauss = random.getstate()
     tensors = {
         "rng.numpy": np.asarray(keys, dtype=np.uint32),
@@ -631,10 +634,10 @@ def _rollout_and_update(model: MaskablePPO, venv: VecEnv, config: PPOConfig, sta
     if config.anneal_lr:
         assert config.total_timesteps is not None
         lr = config.learning_rate * max(0.0, 1.0 - model.num_timesteps / config.total_timesteps)
-        model.lr_schedule = lambda _remaining, lr=lr: lr
+        model.lr_schedule = lambda _remaining: lr
     # Fresh episodes seeded from (seed, chunk): no environment state crosses a boundary.
     venv.seed(_chunk_seed(config.seed, state.iteration))
-    model._last_obs = None  # type: ignore[assignment]
+    model._last_obs = None
     episode_stats = _EpisodeStats()
     started = time.perf_counter()
     model.learn(config.chunk_steps, callback=episode_stats, reset_num_timesteps=False)
