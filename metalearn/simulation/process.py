@@ -97,7 +97,7 @@ class ActiveLearningProcess:
         it in place, continuing from its last solution (from scratch when a class is new).
         """
         warm = bool(getattr(self.task.model, "warm_start", False)) and self.model is not None
-        model = self.model if warm else self.task.model()
+        model = self.model if warm and self.model is not None else self.task.model()
         with limited_threads():  # small fits: one BLAS thread is fastest (see common.threads)
             model.fit(self.task.X_pool[self.labeled], self.task.y_pool[self.labeled])
         self.model = model

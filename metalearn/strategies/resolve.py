@@ -150,7 +150,7 @@ def classic_strategy_spec(text: str) -> tuple[type[QueryStrategy], dict[str, int
     if not value.isdigit() or len(value) > 9:
         raise InvalidInputError(f"{text!r}: the value after ':' is the {parameter} of {cls.name}, a whole number such as 20")
     params = {parameter: int(value)}
-    cls(**params)._validate_params()  # type: ignore[call-arg]  # refused now, not at the first query
+    cls(**params)._validate_params()  # refused now, not at the first query
     return cls, params
 
 

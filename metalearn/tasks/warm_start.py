@@ -115,6 +115,14 @@ class WarmStartClassifier(ClassifierMixin, BaseEstimator):
     >>> # in the loop: clf.fit(X[labeled], y[labeled]); idx = strategy.query(X, y_obs, clf, batch_size=10)
     """
 
+    # Fitted attributes (declared for the type checker; set by fit, so hasattr says "fitted").
+    estimator_: Any
+    classes_: np.ndarray
+    n_features_in_: int
+    n_cold_fits_: int
+    n_warm_fits_: int
+    n_fallbacks_: int
+
     def __init__(self, estimator: Any, *, extra_iter: int = 10) -> None:
         self.estimator = estimator
         self.extra_iter = extra_iter
