@@ -52,3 +52,7 @@ CANDIDATES="margin,typiclust_margin,policy:ppo-synthetic,$ES,policy:benchmarks/e
 "$METALEARN" benchmark --quiet --stored-only --strategies "$CANDIDATES" \
     --datasets "$HELDIN" --models logreg --regimes cold,warm --batch-sizes 1 --budget 100 --seeds 5 --jobs 2 \
     --out benchmarks/heldin --report-dir benchmarks/heldin/candidates-logreg-batch1
+# Issue 21's compute measures: margin and random at fixed batch sizes, the AULC-vs-fits front.
+"$METALEARN" benchmark --quiet --stored-only --strategies random,margin --datasets sklearn:wine,sklearn:breast_cancer \
+    --models logreg --regimes cold --batch-sizes 1,2,5,10,20,50 --budget 60 --seeds 3 --jobs 2 \
+    --out benchmarks/compute-front-smoke

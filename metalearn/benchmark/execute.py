@@ -77,7 +77,7 @@ def execute_run(dataset: Dataset, key: RunKey, config: BenchmarkConfig) -> dict[
     dict
         ``summary`` (one row of the runs table, see :mod:`metalearn.benchmark.storage`) and
         ``curve`` (a dict of equal-length lists: loop, n_bought, accuracy, macro_f1,
-        query_seconds). A failure has ``status="failed"``, the error and traceback, and an
+        query_seconds, fit_seconds). A failure has ``status="failed"``, the error and traceback, and an
         empty curve.
     """
     from metalearn.benchmark.stats import labels_to_reach
@@ -127,6 +127,11 @@ def execute_run(dataset: Dataset, key: RunKey, config: BenchmarkConfig) -> dict[
         full_pool_accuracy=full_accuracy,
         full_pool_macro_f1=full_f1,
         query_seconds_mean=float(np.mean(result.query_seconds[1:])) if n_bought.size > 1 else 0.0,
+        step_aulc_accuracy=result.step_aulc_accuracy,
+        step_aulc_macro_f1=result.step_aulc_macro_f1,
+        n_fits=result.n_fits,
+        fit_seconds=float(np.sum(result.fit_seconds)),
+        query_seconds_total=float(np.sum(result.query_seconds)),
         n_pool=task.n_pool,
         n_classes=task.n_classes,
         wall_seconds=time.perf_counter() - start,
@@ -137,5 +142,6 @@ def execute_run(dataset: Dataset, key: RunKey, config: BenchmarkConfig) -> dict[
         "accuracy": result.accuracy.tolist(),
         "macro_f1": result.macro_f1.tolist(),
         "query_seconds": result.query_seconds.tolist(),
+        "fit_seconds": result.fit_seconds.tolist(),
     }
     return {"summary": summary, "curve": curve}

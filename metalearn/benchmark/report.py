@@ -8,6 +8,9 @@
   that the Nemenyi test does not separate (a mean-rank bar chart with fewer than 2 problems);
 - ``differences.png`` (or ``differences_<setting>.png`` for large benchmarks): per-problem
   mean differences to the reference with confidence intervals, coloured by win/tie/loss;
+- ``compute_<model>_<regime>.png`` (only for runs that recorded their compute): the
+  step-curve AULC against task-model fits and against seconds, one point per strategy and
+  batch size, margin's points across batch sizes joined into a front;
 - ``report.md`` (images linked relatively) and ``report.html`` (one file, images embedded).
 
 Both documents are rendered from one list of content blocks, so they always say the same.
@@ -33,13 +36,16 @@ import pandas as pd
 from scipy import stats as sps
 
 from metalearn.benchmark.stats import (
+    COMPUTE_KEYS,
     ORACLE,
     PROBLEM_KEYS,
     RANDOM,
     SETTING_KEYS,
     FriedmanResult,
     failed_runs,
+    compute_summary,
     friedman_test,
+    has_compute,
     mean_ranks,
     overall_comparison,
     paired_differences,
@@ -59,6 +65,8 @@ __all__ = [
     "plot_learning_curves",
     "plot_critical_difference",
     "plot_differences",
+    "plot_compute_front",
+    "FRONT_STRATEGY",
 ]
 
 DPI = 110
@@ -66,11 +74,15 @@ _OUTCOME_COLORS = {"win": "#2ca02c", "tie": "#8c8c8c", "loss": "#d62728", "n/a":
 _METRIC_LABELS = {
     "aulc_accuracy": "AULC accuracy",
     "aulc_macro_f1": "AULC macro-F1",
+    "step_aulc_accuracy": "step AULC accuracy",
+    "step_aulc_macro_f1": "step AULC macro-F1",
     "final_accuracy": "final accuracy",
     "final_macro_f1": "final macro-F1",
 }
 _COUNT_COLUMNS = {"wins", "ties", "losses", "seed", "batch_size", "label_budget", "labels_to_98"}
 _MAX_PROBLEMS_PER_FIGURE = 60
+#: The strategy whose points at several fixed batch sizes are joined into the compute front.
+FRONT_STRATEGY = "margin"
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,6 +542,94 @@ def plot_differences(
     return _save(fig, path)
 
 
+def plot_compute_front(
+    summary: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    metric: str = "step_aulc_accuracy",
+    front: str = FRONT_STRATEGY,
+    reference: str = "margin",
+    strategies: Sequence[str] | None = None,
+) -> list[Path]:
+    """Score against compute, one PNG per ``(model, regime)`` setting, across batch sizes.
+
+    Two panels: x = mean task-model fits per run, and mean fit + query seconds per run (both
+    log scale); y = the mean ``metric`` (points). One point per strategy and batch size,
+    labelled with its batch size; the ``front`` strategy's points are joined in batch-size
+    order (the front that fixed batch sizes draw, e.g. margin at 1, 2, 5, 10, 20 and 50).
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        From :func:`metalearn.benchmark.stats.compute_summary` with the same ``metric``.
+    out_dir : path
+        Folder of the PNGs (``compute_<model>_<regime>.png``).
+    metric : str
+        The score column of ``summary``.
+    front : str
+        Strategy whose points are joined across batch sizes.
+    reference : str
+        Strategy drawn thicker (as in the other plots).
+    strategies : sequence of str, optional
+        Legend order; defaults to the sorted names present.
+
+    Returns
+    -------
+    list of Path
+        The PNG files written (none for an empty summary).
+    """
+    require_extra("plot", "the benchmark plots")
+    needed = [*COMPUTE_KEYS, "strategy", "batch_size", "n_fits", "compute_seconds", metric]
+    missing = [c for c in needed if c not in summary.columns]
+    if missing:
+        raise InvalidInputError(f"the compute summary lacks the column(s) {', '.join(missing)}")
+    out_dir = Path(out_dir)
+    if summary.empty:
+        return []
+    names = set(map(str, summary["strategy"]))
+    order = [n for n in (strategies or []) if n in names] + sorted(names - set(strategies or []))
+    styles = _strategy_styles(order, reference)
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    label = _METRIC_LABELS.get(metric, metric)
+    axes_x = (("n_fits", "task-model fits per run (mean, log scale)"),
+              ("compute_seconds", "fit + query seconds per run (mean, log scale)"))
+    paths = []
+    for (model, regime), setting in summary.groupby(list(COMPUTE_KEYS), sort=True):
+        fig = _new_figure(11.0, 4.8)
+        axes = fig.subplots(1, 2, squeeze=False)[0]
+        for ax, (x_column, x_label) in zip(axes, axes_x):
+            for name in order:
+                points = setting.loc[setting["strategy"].astype(str) == name].sort_values("batch_size")
+                if points.empty:
+                    continue
+                st = styles[name]
+                x = points[x_column].to_numpy(dtype=float)
+                y = points[metric].to_numpy(dtype=float)
+                joined = name == front and len(points) > 1
+                ax.plot(x, y, color=st["color"], lw=st["lw"] if joined else 0, ls=st["ls"], marker="o", ms=5,
+                        zorder=st["zorder"], label=f"{name} (front)" if joined else name)
+                for xi, yi, batch in zip(x, y, points["batch_size"]):
+                    ax.annotate(f"b{int(batch)}", (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7,
+                                color=st["color"])
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.grid(True, which="both", alpha=0.3)
+            ax.tick_params(labelsize=8)
+            ax.set_xlabel(x_label, fontsize=9)
+            ax.set_ylabel(f"{label} (points)", fontsize=9)
+        handles = {h.get_label(): h for h in axes[0].get_lines()}
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                   ncol=min(len(handles), 5), fontsize=9, frameon=False)
+        fig.suptitle(f"{label} against compute: {model} · {regime} start\n"
+                     f"one point per strategy and batch size (bN); {front}'s points across batch sizes form the front",
+                     fontsize=11)
+        paths.append(_save(fig, out_dir / f"compute_{_slug(model, regime)}.png"))
+    return paths
+
+
 # --------------------------------------------------------------------------------------------
 # Report content
 # --------------------------------------------------------------------------------------------
@@ -721,6 +821,50 @@ def _setting_table(
     return base
 
 
+def _compute_blocks(
+    runs: pd.DataFrame, metric: str, reference: str, order: Sequence[str], out: Path, written: dict[str, Path] | None
+) -> list[_Block]:
+    """The "Compute" section: fits, seconds and step-curve AULC per strategy and batch size.
+
+    ``written`` collects the plots, which are drawn only when it is given.
+    """
+    step = "step_aulc_macro_f1" if "macro_f1" in metric else "step_aulc_accuracy"
+    plain = step[len("step_"):]
+    summary = compute_summary(runs, step)
+    if summary.empty:
+        return []
+    keys = [*COMPUTE_KEYS, "strategy", "batch_size"]
+    table = summary.merge(compute_summary(runs, plain)[[*keys, plain]], on=keys, how="left")
+    blocks = [
+        _Block("h2", "Compute"),
+        _Block(
+            "p",
+            "Per setting, strategy and batch size, means per run over its datasets and seeds: task-model fits "
+            "(the initial model's included), seconds spent fitting them and in the strategy's queries, and the "
+            f"step-curve AULC (`{step}`, points): at n labels bought, the score of the last model trained on at "
+            "most n labels, so a strategy that retrains less is charged for the labels it bought before its "
+            f"model caught up. The plain AULC (`{plain}`) is beside it. In the plots, {FRONT_STRATEGY}'s points "
+            "at its batch sizes are joined into the front that fixed batch sizes draw.",
+        ),
+        _Block(
+            "table",
+            table,
+            headers={
+                "batch_size": "batch size", "n_runs": "runs", "n_fits": "fits", "fit_seconds": "fit s",
+                "query_seconds": "query s", "compute_seconds": "fit + query s", step: _METRIC_LABELS[step],
+                plain: _METRIC_LABELS[plain],
+            },
+        ),
+    ]
+    if written is not None:
+        paths = plot_compute_front(summary, out, metric=step, reference=reference, strategies=order)
+        settings = summary[list(COMPUTE_KEYS)].drop_duplicates().sort_values(list(COMPUTE_KEYS))
+        for path, (model, regime) in zip(paths, settings.itertuples(index=False)):
+            written[path.stem] = path
+            blocks.append(_Block("img", path, f"{_METRIC_LABELS[step]} against compute, {model} · {regime} start"))
+    return blocks
+
+
 def _with_reference(runs: pd.DataFrame, reference: str, metric: str) -> bool:
     ok = runs.loc[(runs["status"] == "ok")]
     return bool((ok["strategy"] == reference).any()) and metric in runs.columns and bool(
@@ -877,6 +1021,9 @@ def write_report(
             written[p.stem] = p
         for setting in curve_rows[list(SETTING_KEYS)].drop_duplicates().itertuples(index=False):
             curve_paths[tuple(setting)] = out / f"curves_{_slug(setting[0], setting[1], f'b{setting[2]}')}.png"
+
+    if has_ok and has_compute(runs):  # results stored before compute was recorded keep their report
+        blocks += _compute_blocks(runs, metric, reference, order, out, written if draw else None)
 
     settings = sorted(
         {tuple(s) for s in runs[list(SETTING_KEYS)].drop_duplicates().itertuples(index=False)},

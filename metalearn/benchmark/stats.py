@@ -40,6 +40,8 @@ from metalearn.exceptions import InvalidInputError
 __all__ = [
     "PROBLEM_KEYS",
     "SETTING_KEYS",
+    "COMPUTE_KEYS",
+    "METRICS",
     "ORACLE",
     "RANDOM",
     "FriedmanResult",
@@ -47,6 +49,8 @@ __all__ = [
     "ok_runs",
     "failed_runs",
     "strategy_summary",
+    "has_compute",
+    "compute_summary",
     "paired_differences",
     "run_differences",
     "gap_closed",
@@ -66,8 +70,21 @@ __all__ = [
 PROBLEM_KEYS: tuple[str, ...] = ("dataset", "model", "regime", "batch_size")
 #: Columns that identify a setting (a problem without its dataset).
 SETTING_KEYS: tuple[str, ...] = ("model", "regime", "batch_size")
+#: Columns that identify a compute setting: a setting across batch sizes, the axis along which
+#: retrains are traded for labels (:func:`compute_summary`).
+COMPUTE_KEYS: tuple[str, ...] = ("model", "regime")
 #: Name of the random-sampling lower reference.
 RANDOM = "random"
+#: The runs table's metrics that every statistic here takes as ``metric``: scores in [0, 1],
+#: higher is better. ``aulc_*`` is the trapezoidal area under the learning curve
+#: (:func:`~metalearn.simulation.metrics.area_under_learning_curve`), the default;
+#: ``step_aulc_*`` the area under the step curve, the score of the last model trained on at
+#: most n labels (:func:`~metalearn.simulation.metrics.step_area_under_learning_curve`), which
+#: charges a strategy for the labels it buys between retrains; results stored before it was
+#: recorded have NaN there, and their runs count as without a score.
+METRICS: tuple[str, ...] = (
+    "aulc_accuracy", "aulc_macro_f1", "step_aulc_accuracy", "step_aulc_macro_f1", "final_accuracy", "final_macro_f1",
+)
 
 _PAIR_KEYS = (*PROBLEM_KEYS, "seed")
 _RUN_KEYS = (*_PAIR_KEYS, "strategy")
@@ -367,6 +384,73 @@ def strategy_summary(
     out = out.reset_index()
     sort = [*by, metric] if by else [metric]
     return out.sort_values(sort, ascending=[True] * len(by) + [False], na_position="last").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Compute: fits, seconds and the step-curve AULC
+# --------------------------------------------------------------------------------------------
+
+
+def has_compute(runs: pd.DataFrame) -> bool:
+    """Whether some ok run of ``runs`` recorded its compute (a finite ``n_fits``).
+
+    Results stored before fits were counted have no ``n_fits`` column, or only NaN in it.
+    """
+    if "n_fits" not in runs.columns or "status" not in runs.columns:
+        return False
+    fits = pd.to_numeric(runs.loc[runs["status"] == "ok", "n_fits"], errors="coerce")
+    return bool(np.isfinite(fits).any())
+
+
+def compute_summary(runs: pd.DataFrame, metric: str = "step_aulc_accuracy") -> pd.DataFrame:
+    """Per compute setting, strategy and batch size: mean fits, seconds and score per run.
+
+    Pooled over the datasets and seeds of each ``(model, regime)`` setting
+    (:data:`COMPUTE_KEYS`), over the ok runs that recorded their compute and have a finite
+    ``metric``; the batch size stays a row key, so a strategy run at several batch sizes
+    gives one row per batch size (the points of its fits-vs-score front).
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        The runs table, with the compute columns ``n_fits``, ``fit_seconds`` and
+        ``query_seconds_total``.
+    metric : str
+        Score column, one of :data:`METRICS` (the step-curve AULC by default).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``model, regime, strategy, batch_size, n_runs``, ``n_fits`` (mean task-model
+        fits per run), ``fit_seconds``, ``query_seconds`` (mean seconds per run spent in fits
+        and in queries), ``compute_seconds`` (their sum) and ``<metric>`` (mean, in points),
+        sorted by setting, strategy and batch size; empty when no run recorded its compute.
+    """
+    if metric not in METRICS:
+        raise InvalidInputError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    group = [*COMPUTE_KEYS, "strategy", "batch_size"]
+    columns = [*group, "n_runs", "n_fits", "fit_seconds", "query_seconds", "compute_seconds", metric]
+    if not has_compute(runs):
+        return pd.DataFrame(columns=columns)
+    _check_columns(runs, ["n_fits", "fit_seconds", "query_seconds_total", metric])
+    ok = ok_runs(runs, metric)
+    ok = ok.loc[np.isfinite(pd.to_numeric(ok["n_fits"], errors="coerce"))]
+    if ok.empty:
+        return pd.DataFrame(columns=columns)
+    values = pd.DataFrame(
+        {
+            **{c: ok[c] for c in group},
+            "n_fits": pd.to_numeric(ok["n_fits"], errors="coerce"),
+            "fit_seconds": pd.to_numeric(ok["fit_seconds"], errors="coerce"),
+            "query_seconds": pd.to_numeric(ok["query_seconds_total"], errors="coerce"),
+            metric: pd.to_numeric(ok[metric], errors="coerce") * 100.0,
+        }
+    )
+    values["compute_seconds"] = values["fit_seconds"] + values["query_seconds"]
+    grouped = values.groupby(group, sort=True, dropna=False)
+    out = grouped[["n_fits", "fit_seconds", "query_seconds", "compute_seconds", metric]].mean()
+    out.insert(0, "n_runs", grouped.size())
+    return out.reset_index()[columns]
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,7 +38,8 @@ from metalearn.common.text import printable
 from metalearn.exceptions import InvalidInputError, OutputFileError, ResultFolderError
 
 __all__ = [
-    "ResultStore", "RUN_COLUMNS", "CURVE_COLUMNS", "check_run_id", "record_problem", "tables_from_records", "write_table",
+    "ResultStore", "RUN_COLUMNS", "COMPUTE_COLUMNS", "CURVE_COLUMNS", "check_run_id", "record_problem",
+    "tables_from_records", "write_table",
 ]
 
 _CONFIG_FILE = "benchmark.json"
@@ -49,10 +50,15 @@ RUN_COLUMNS = (
     "labels_to_98_accuracy", "labels_to_98_macro_f1", "full_pool_accuracy", "full_pool_macro_f1",
     "query_seconds_mean", "wall_seconds", "label_budget", "n_pool", "n_classes", "fingerprint", "strategy_version",
     "stopping",  # JSON rows of the stopping rules that watched the run (metalearn.stopping.evaluation), or empty
+    "step_aulc_accuracy", "step_aulc_macro_f1", "n_fits", "fit_seconds", "query_seconds_total",
 )
+#: The compute columns of the runs table (:data:`RUN_COLUMNS`' last ones): step-curve AULC, task-model
+#: fits and their seconds, and the seconds of every query of the run. Results stored before they were
+#: recorded lack them (NaN in the runs table, absent from their results table).
+COMPUTE_COLUMNS = RUN_COLUMNS[RUN_COLUMNS.index("stopping") + 1:]
 _CURVE_KEYS = ("dataset", "model", "regime", "batch_size", "seed", "strategy")
 #: The learning curve of a run, one list per column (a run's record, ``record["curve"]``).
-CURVE_COLUMNS = ("loop", "n_bought", "accuracy", "macro_f1", "query_seconds")
+CURVE_COLUMNS = ("loop", "n_bought", "accuracy", "macro_f1", "query_seconds", "fit_seconds")
 #: Prefix of the learning-curve columns in the results table (one list per run and column).
 _CURVE_PREFIX = "curve_"
 _TABLE_STEM = "results"
@@ -443,7 +449,7 @@ def tables_from_records(records: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame
             curves.append(curve)
     runs = pd.DataFrame(summaries).reindex(columns=list(RUN_COLUMNS))
     numeric = RUN_COLUMNS[RUN_COLUMNS.index("aulc_accuracy"):RUN_COLUMNS.index("query_seconds_mean") + 2]
-    for column in numeric:
+    for column in (*numeric, *COMPUTE_COLUMNS):
         runs[column] = pd.to_numeric(runs[column], errors="coerce")
     runs["error"] = runs["error"].fillna("")
     return runs, (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame())

@@ -11,7 +11,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from metalearn.common.threads import limited_threads
-from metalearn.simulation.metrics import area_under_learning_curve
+from metalearn.simulation.metrics import area_under_learning_curve, step_area_under_learning_curve
 from metalearn.simulation.process import ActiveLearningProcess
 from metalearn.strategies.base import QueryStrategy
 from metalearn.tasks.task import Task
@@ -36,6 +36,9 @@ class SimulationResult:
         Test scores at each point.
     query_seconds : ndarray of shape (n_loops + 1,)
         Wall time of the strategy's ``query`` that led to each point (0 for the first).
+    fit_seconds : ndarray of shape (n_loops + 1,)
+        Wall time of the task-model fit behind each point (the initial model's included): one
+        fit per point, so ``n_fits`` is its length.
     picks : list of ndarray
         The records queried in each loop.
     info : dict
@@ -49,6 +52,7 @@ class SimulationResult:
     accuracy: np.ndarray
     macro_f1: np.ndarray
     query_seconds: np.ndarray
+    fit_seconds: np.ndarray
     picks: list[np.ndarray] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -63,6 +67,21 @@ class SimulationResult:
         return area_under_learning_curve(self.n_bought, self.macro_f1, self.label_budget)
 
     @property
+    def step_aulc_accuracy(self) -> float:
+        """Normalised area under the accuracy step curve (:func:`step_area_under_learning_curve`)."""
+        return step_area_under_learning_curve(self.n_bought, self.accuracy, self.label_budget)
+
+    @property
+    def step_aulc_macro_f1(self) -> float:
+        """Normalised area under the macro-F1 step curve (:func:`step_area_under_learning_curve`)."""
+        return step_area_under_learning_curve(self.n_bought, self.macro_f1, self.label_budget)
+
+    @property
+    def n_fits(self) -> int:
+        """Task-model fits of the run, the initial model's included."""
+        return int(self.fit_seconds.size)
+
+    @property
     def final_accuracy(self) -> float:
         return float(self.accuracy[-1])
 
@@ -75,6 +94,7 @@ class SimulationResult:
                 "accuracy": self.accuracy,
                 "macro_f1": self.macro_f1,
                 "query_seconds": self.query_seconds,
+                "fit_seconds": self.fit_seconds,
             }
         )
         frame.insert(0, "strategy", self.strategy)
@@ -120,7 +140,9 @@ def _simulate(
 ) -> SimulationResult:
     strategy.reset()
     process = ActiveLearningProcess(task)
+    start = time.perf_counter()
     process.fit()
+    fit_seconds = [time.perf_counter() - start]
     process.evaluate()
     if on_loop is not None:
         on_loop(process)
@@ -134,7 +156,9 @@ def _simulate(
         query_seconds.append(time.perf_counter() - start)
         process.label(chosen)
         picks.append(chosen)
+        start = time.perf_counter()
         process.fit()
+        fit_seconds.append(time.perf_counter() - start)
         process.evaluate()
         if on_loop is not None:
             on_loop(process)
@@ -148,6 +172,7 @@ def _simulate(
         accuracy=np.asarray(process.accuracy),
         macro_f1=np.asarray(process.macro_f1),
         query_seconds=np.asarray(query_seconds),
+        fit_seconds=np.asarray(fit_seconds),
         picks=picks,
         info={"model": task.model.name, "regime": task.regime, "batch_size": task.batch_size, "seed": task.seed},
     )

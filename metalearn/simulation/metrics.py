@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-__all__ = ["test_scores", "score_predictions", "area_under_learning_curve", "segment_area"]
+from metalearn.exceptions import InvalidInputError
+
+__all__ = [
+    "test_scores",
+    "score_predictions",
+    "area_under_learning_curve",
+    "step_area_under_learning_curve",
+    "segment_area",
+]
 
 
 def test_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[float, float]:
@@ -96,3 +104,55 @@ def area_under_learning_curve(n_bought: np.ndarray, scores: np.ndarray, label_bu
     if x.size == 1:
         return float(s[0])
     return float(np.trapezoid(s, x) / label_budget) if hasattr(np, "trapezoid") else float(np.trapz(s, x) / label_budget)  # type: ignore[attr-defined]  # numpy < 2.0
+
+
+def step_area_under_learning_curve(n_bought: np.ndarray, scores: np.ndarray, label_budget: int) -> float:
+    """Normalised area under the step learning curve (the score a user has), in [0, 1].
+
+    The step curve is what a user holds while buying labels: at ``n`` labels bought, the test
+    score of the last model trained on at most ``n`` labels,
+    ``step(n) = scores[k]`` for the last point ``k`` with ``n_bought[k] <= n``. It is
+    integrated over the same label range [0, ``label_budget``] as
+    :func:`area_under_learning_curve` and divided by the budget::
+
+        step_aulc = sum_k scores[k] * (n_bought[k + 1] - n_bought[k]) / label_budget
+
+    (the last point reaching to the budget), i.e. the mean of ``step(n)`` over
+    ``n = 0, ..., label_budget - 1``. A strategy that buys ``b`` labels per retrain keeps the
+    previous model's score over those ``b`` labels, so it is charged for the labels it bought
+    before its model caught up. The model trained on the whole budget adds no area (it is
+    held over no further label). With one label per retrain the step curve is the left
+    Riemann sum of the plain curve: ``area_under_learning_curve - (scores[B] - scores[0]) /
+    (2 B)`` for a curve with a point at every label count up to the budget ``B``.
+
+    Same conventions as :func:`area_under_learning_curve`: a curve that stops early (pool
+    exhausted) keeps its last score up to the budget, points past the budget are ignored,
+    and a curve whose first point is past 0 covers the range from that point only.
+
+    Parameters
+    ----------
+    n_bought : ndarray of shape (n_points,)
+        Labels bought at each point, non-decreasing, starting at 0 (of two points at the same
+        count, the later one is the model the user holds).
+    scores : ndarray of shape (n_points,)
+        Test score at each point, in [0, 1].
+    label_budget : int
+        Positive.
+
+    Returns
+    -------
+    float
+        The normalised area; NaN for a curve with no point within the budget.
+    """
+    if label_budget <= 0:
+        raise InvalidInputError(f"label_budget must be positive, got {label_budget}")
+    x = np.asarray(n_bought, dtype=float)
+    s = np.asarray(scores, dtype=float)
+    if x.shape != s.shape:
+        raise InvalidInputError(f"n_bought and scores must have the same length, got {x.size} and {s.size}")
+    keep = x <= label_budget
+    x, s = x[keep], s[keep]
+    if x.size == 0:
+        return float("nan")
+    held = np.diff(np.append(x, float(label_budget)))  # labels over which each model is the user's
+    return float(np.dot(s, held) / label_budget)
