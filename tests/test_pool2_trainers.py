@@ -27,8 +27,9 @@ COL = POOL_SCHEMA_V2.candidate_features.index
 def test_trainable_schemas_name_their_versions():
     assert trainable_schema("pool") is POOL_SCHEMA  # earlier runs resume on pool@1
     assert trainable_schema("pool@2") is POOL_SCHEMA_V2
+    assert trainable_schema("pool@3").id == "pool@3"
     with pytest.raises(InvalidInputError, match="pool@2"):
-        trainable_schema("pool@3")
+        trainable_schema("pool@9")
 
 
 def _task(batch_size: int = 3):
