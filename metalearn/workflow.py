@@ -28,7 +28,22 @@ budget of the first run, a log of each run (labeled count, picked ids) and, for 
 metadata history keyed by record id. Records may be added to or removed from the table
 between runs (the history follows ids; new records start with an empty history); a state
 whose ids are all absent, whose records' values changed, or whose columns differ belongs to
-another dataset and is refused (delete it, or pass another ``--state``, to start over).
+another dataset and is refused (delete it, or pass another ``--state``, to start over). Every
+field is checked at read (types, ranges, one log record per loop, the stopping rule's
+section): a hand-edited or corrupted state is a :class:`StateFileError`, never a failure
+deep in a run.
+
+Several people, one state
+-------------------------
+Records handed out and not yet labeled are *pending* (the state lists them with the loop that
+handed them out): the next run does not hand them out again, so people who ask one after the
+other get different records. A record stops being pending when its label appears in the
+labels table, or when it is released (``release_pending=True`` / ``--release-pending`` for all,
+``release=[ids]`` / ``--release ID,...`` for some). Runs on one state at the same time are
+serialised by an exclusive lock on ``<state>.lock`` (held from reading the state to writing
+the outputs; a run that waits longer than ``lock_timeout`` stops with
+:class:`StateLockedError`). The state and the table to label are written all or none
+(:class:`~metalearn.common.atomic.AtomicGroup`, the state first: see :func:`_write_outputs`).
 
 Classes
 -------
@@ -560,7 +575,7 @@ def _check_stopping(
         raise bad("'stopping.spec' must be text", stopping.get("spec"))
     for key, low, high in (("n_features", 1, 2**31), ("n_pool", 1, 2**40), ("n_calls", 1, loops)):
         value = stopping.get(key)
-        if not _is_int(value) or not low <= value <= high:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise bad(f"'stopping.{key}' must be an integer in [{low}, {high}]", value)
     if stopping["n_pool"] != n_saved:
         raise bad(f"'stopping.n_pool' must equal the {n_saved} records of the file", stopping["n_pool"])
@@ -970,14 +985,16 @@ def _still_pending(
     unlabeled = set(ids[~labeled].tolist())
     all_ids = set(ids.tolist())
     to_release = set(release or [])
-    kept, n_labeled, n_gone, released = [], 0, 0, []
+    kept: list[dict[str, Any]] = []
+    released: list[str] = []
+    n_gone = 0
     for group in pending:
-        still = []
+        still: list[str] = []
         for i in group["ids"]:
             if i not in all_ids:
                 n_gone += 1
             elif i not in unlabeled:
-                n_labeled += 1
+                continue  # its label came in: no longer pending
             elif release_all or i in to_release:
                 released.append(i)
             else:
@@ -1068,11 +1085,19 @@ def _table_writer(table: pd.DataFrame, path: Path) -> Callable[[str], None]:
                 f"cannot write {printable(path)}: writing Parquet needs pyarrow, which is not installed "
                 "(pip install 'metalearn-al[parquet]'); use a .csv or .tsv --out"
             ) from None
-        return lambda tmp: table.to_parquet(tmp, index=False)
+
+        def write_parquet(tmp: str) -> None:
+            table.to_parquet(tmp, index=False)
+
+        return write_parquet
     compression = "gzip" if suffix and suffix.endswith(".gz") else None
     sep = "\t" if suffix and suffix.startswith(".tsv") else ","
-    # Ids that start like a formula (=, +, -, @) get a leading quote (see metalearn.common.csv_cells).
-    return lambda tmp: write_csv(table, tmp, sep=sep, compression=compression)
+
+    def write(tmp: str) -> None:
+        # Ids that start like a formula (=, +, -, @) get a leading quote (see metalearn.common.csv_cells).
+        write_csv(table, tmp, sep=sep, compression=compression)
+
+    return write
 
 
 def _stopping_advice(
