@@ -302,6 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
         "a classic criterion (stabilizing_predictions, overall_uncertainty, max_confidence, classification_change, "
         "fixed_budget), or none",
     )
+    nb.add_argument(
+        "--release-pending", action="store_true",
+        help="hand out again the records of earlier runs that are still unlabeled (by default they stay reserved "
+        "for whoever received them, so two people never get the same records)",
+    )
+    nb.add_argument(
+        "--release", type=_csv, default=None, metavar="ID,...",
+        help="ids of pending records to hand out again (the other pending records stay reserved)",
+    )
 
     ts = sub.add_parser(
         "train-stopping",
@@ -618,6 +627,7 @@ def _next_batch(args: argparse.Namespace) -> int:
             args.data, args.labels, model=args.model, batch_size=args.batch_size, policy=args.policy, out=args.out,
             state=args.state, id_column=args.id_column, label_column=args.label_column, classes=args.classes,
             seed=args.seed, label_budget=args.budget, stop_rule=None if args.stop_rule.lower() == "none" else args.stop_rule,
+            release_pending=args.release_pending, release=args.release,
         )
     except KeyboardInterrupt:
         print(
@@ -629,18 +639,28 @@ def _next_batch(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"metalearn: note: {printable(note)}", file=sys.stderr)
     history = f", history of {result.history_loops} loop(s)" if result.history_loops else ""
+    # Paths, names and ids come from the user or from files: escaped before they reach the terminal.
     print(
-        f"loop {result.loop}: {len(result.table)} record(s) to label written to {result.out_path} "
-        f"({result.n_labeled} of {result.n_records} labeled, {len(result.classes)} classes; {result.strategy}{history})"
+        f"loop {result.loop}: {len(result.table)} record(s) to label written to {printable(result.out_path)} "
+        f"({result.n_labeled} of {result.n_records} labeled, {len(result.classes)} classes; "
+        f"{printable(result.strategy)}{history})"
     )
     if result.stop_rule is not None and result.stop is not None:
         from metalearn.stopping import GainEstimate
 
         advice = "STOP buying labels" if result.stop else "continue labeling"
         estimate = f"; {GainEstimate(result.stop_estimate)}" if result.stop_estimate is not None else ""
-        print(f"stopping rule {result.stop_rule}: {advice}{estimate}")
+        print(printable(f"stopping rule {result.stop_rule}: {advice}{estimate}"))
+    earlier = {loop: ids for loop, ids in result.pending.items() if loop != result.loop}
+    if earlier:
+        n_earlier = sum(len(ids) for ids in earlier.values())
+        first = [i for ids in earlier.values() for i in ids][:5]
+        shown = ", ".join(printable(i) for i in first) + (", ..." if n_earlier > len(first) else "")
+        by_loop = ", ".join(f"loop {loop}: {len(ids)}" for loop, ids in earlier.items())
+        print(f"pending: {n_earlier} record(s) of earlier loops handed out and not yet labeled ({by_loop}): {shown}; "
+              "reserved until labeled (--release-pending hands them out again)")
     if result.state_path is not None:
-        print(f"state: {result.state_path}")
+        print(f"state: {printable(result.state_path)}")
     return 0
 
 

@@ -28,7 +28,22 @@ budget of the first run, a log of each run (labeled count, picked ids) and, for 
 metadata history keyed by record id. Records may be added to or removed from the table
 between runs (the history follows ids; new records start with an empty history); a state
 whose ids are all absent, whose records' values changed, or whose columns differ belongs to
-another dataset and is refused (delete it, or pass another ``--state``, to start over).
+another dataset and is refused (delete it, or pass another ``--state``, to start over). Every
+field is checked at read (types, ranges, one log record per loop, the stopping rule's
+section): a hand-edited or corrupted state is a :class:`StateFileError`, never a failure
+deep in a run.
+
+Several people, one state
+-------------------------
+Records handed out and not yet labeled are *pending* (the state lists them with the loop that
+handed them out): the next run does not hand them out again, so people who ask one after the
+other get different records. A record stops being pending when its label appears in the
+labels table, or when it is released (``release_pending=True`` / ``--release-pending`` for all,
+``release=[ids]`` / ``--release ID,...`` for some). Runs on one state at the same time are
+serialised by an exclusive lock on ``<state>.lock`` (held from reading the state to writing
+the outputs; a run that waits longer than ``lock_timeout`` stops with
+:class:`StateLockedError`). The state and the table to label are written all or none
+(:class:`~metalearn.common.atomic.AtomicGroup`, the state first: see :func:`_write_outputs`).
 
 Classes
 -------
@@ -40,9 +55,10 @@ fitted; until then ``policy="random"`` picks a first batch without a model.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,16 +67,21 @@ import numpy as np
 import pandas as pd
 
 from metalearn.common import container
-from metalearn.common.atomic import atomic_write
+from metalearn.common.atomic import AtomicGroup, output_mode
+from metalearn.common.csv_cells import restore_cell, write_csv
+from metalearn.common.file_lock import ExclusiveFileLock
 from metalearn.common.container import NUMPY_DTYPES, FileKind
 from metalearn.common.record_identity import match_records, record_keys
 from metalearn.common.text import printable
-from metalearn.exceptions import DatasetError, InvalidInputError
+from metalearn.exceptions import DatasetError, InvalidInputError, InvalidTypeError, OutputFileError
 from metalearn.policies.file import MAX_WINDOW, PolicyFile
 from metalearn.policies.strategy import PolicyStrategy
 from metalearn.strategies.base import QueryStrategy
 
-__all__ = ["next_batch", "NextBatch", "StateFileError", "default_state_path", "read_state", "STATE_SUFFIX"]
+__all__ = [
+    "next_batch", "NextBatch", "StateFileError", "StateLockedError", "default_state_path", "read_state", "STATE_SUFFIX",
+    "LOCK_TIMEOUT_SECONDS",
+]
 
 #: Suffix appended to the labels file name for the default state file.
 STATE_SUFFIX = ".metalearn-state"
@@ -71,8 +92,16 @@ _STOP_PREFIX = "stop."
 _HISTORY_ARRAYS = ("proba", "margin", "entropy", "predicted", "loop_statistics", "fresh", "record_keys")
 
 
+#: Seconds a run waits while another ``next-batch`` uses the same state file.
+LOCK_TIMEOUT_SECONDS = 60.0
+
+
 class StateFileError(InvalidInputError):
     """The state file is unreadable, from another dataset, or inconsistent with the labels."""
+
+
+class StateLockedError(StateFileError):
+    """Another ``next-batch`` process held the state file for longer than the run would wait."""
 
 
 #: The state file's kind in the container. Its arrays hold ids, hashes and flags (any numpy
@@ -129,6 +158,9 @@ class NextBatch:
     stop_estimate : dict or None
         A learned rule's estimate: expected gain (accuracy points) from its horizon of next
         labels, its quantiles, the threshold (see :class:`~metalearn.stopping.GainEstimate`).
+    pending : dict of int to list of str
+        Records handed out and not yet labeled, by the loop that handed them out (this run's
+        batch included); they are not handed out again until labeled or released.
     """
 
     table: pd.DataFrame
@@ -144,6 +176,7 @@ class NextBatch:
     stop: bool | None = None
     stop_rule: str | None = None
     stop_estimate: dict[str, Any] | None = None
+    pending: dict[int, list[str]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------ tables
@@ -263,7 +296,13 @@ def _labels(
     if empty.any():
         notes.append(f"{int(empty.sum())} row(s) of {name} have an empty label and were ignored")
     ids, values = ids[~empty].astype(str), values[~empty]
-    position = match_records(record_keys(record_ids, record_ids.shape[0]), _id_keys(ids))
+    keys = record_keys(record_ids, record_ids.shape[0])
+    position = match_records(keys, _id_keys(ids))
+    quoted = np.flatnonzero(position < 0)
+    if quoted.size:
+        # An id copied from a to_label.csv, where formula-like ids carry a leading quote.
+        restored = np.array([restore_cell(i) for i in ids[quoted]], dtype=object)
+        position[quoted] = match_records(keys, _id_keys(restored))
     unknown = np.flatnonzero(position < 0)
     if unknown.size:
         shown = ", ".join(repr(v) for v in ids[unknown][:5].tolist())
@@ -314,34 +353,6 @@ def _record_hashes(features: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(frame, index=False).to_numpy().astype(np.uint64)
 
 
-def _write_table(table: pd.DataFrame, path: Path) -> None:
-    """Write the records to label atomically: a crash leaves the previous file or none, never a part."""
-    suffix = _suffix(path)
-    if suffix in (".parquet", ".pq"):
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise InvalidInputError(
-                f"cannot write {printable(path)}: writing Parquet needs pyarrow, which is not installed "
-                "(pip install 'metalearn-al[parquet]'); use a .csv or .tsv --out"
-            ) from None
-
-    def write(tmp: str) -> None:
-        if suffix in (".parquet", ".pq"):
-            table.to_parquet(tmp, index=False)
-        else:
-            compression = "gzip" if suffix and suffix.endswith(".gz") else None
-            table.to_csv(tmp, index=False, sep="\t" if suffix and suffix.startswith(".tsv") else ",", compression=compression)
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, write)
-    except OSError as exc:
-        raise InvalidInputError(
-            f"cannot write the records to label to {printable(path)}: {exc.strerror or exc}; choose another --out"
-        ) from None
-
-
 def _check_paths(data: Any, labels: Any, out: Path | None, state: Path | None) -> None:
     """Refuse an output that is an input: ``--out`` or the state file must never overwrite the records or labels."""
     inputs = {"--data": data, "--labels": labels}
@@ -358,6 +369,12 @@ def _check_paths(data: Any, labels: Any, out: Path | None, state: Path | None) -
             raise InvalidInputError(f"{out_name} {printable(str(target)[:80])}: cannot look it up ({exc})") from None
         if is_dir:
             raise InvalidInputError(f"{out_name} {printable(target)} is a folder; give a file name")
+        # A device, FIFO or socket (or a symlink to one) is refused before any work: never read
+        # without bound (--state /dev/zero), never replaced by a regular file (--out /dev/null).
+        try:
+            output_mode(target)
+        except OutputFileError as exc:
+            raise OutputFileError(f"{out_name} {printable(exc)}") from None
         for in_name, source in inputs.items():
             if isinstance(source, pd.DataFrame) or source is None:
                 continue
@@ -409,61 +426,195 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: Bounds of a state's counters: far beyond any labeling project, far below what breaks numpy.
+_MAX_LOOPS = 10**6
+_MAX_SEED = 2**64 - 1
+_MAX_BUDGET = 10**9
+#: Keys every state of this version holds (``pending`` and ``stopping`` are optional).
+_REQUIRED_META = ("columns", "n_records", "id_column", "label_column", "seed", "label_budget", "loops", "history", "log")
+_JSON_SCALAR = (str, int, float, bool, type(None))
+
+
 def _check_state_content(meta: dict[str, Any], arrays: dict[str, np.ndarray], where: str) -> None:
-    """Every field a run reads has the type and range this release writes; else StateFileError."""
+    """Every field has the type, range and consistency this release writes; else StateFileError.
+
+    Checked at read, before any work: the counters (``loops``, ``seed``, ``label_budget``), the
+    log (one entry per loop), the pending records, the policy history's and the stopping rule's
+    sections and the arrays they index, so that a tampered state is one error of ours rather
+    than a failure deep in a run or a silently wrong history.
+    """
     fix = "the file was edited or corrupted; delete it to start over"
 
     def bad(what: str, value: Any) -> StateFileError:
         return StateFileError(f"{where}: {what}, got {printable(repr(value)[:100])}; {fix}")
 
-    for key, minimum in (("loops", 0), ("seed", 0), ("label_budget", 1), ("n_records", 1)):
-        if key in meta and (not _is_int(meta[key]) or meta[key] < minimum):
-            raise bad(f"{key!r} must be an integer >= {minimum}", meta[key])
-    columns = meta.get("columns")
-    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-        raise bad("'columns' must be a list of column names", columns)
-    log = meta.get("log", [])
-    if not isinstance(log, list) or not all(isinstance(entry, dict) for entry in log):
-        raise bad("'log' must be a list of run records", log)
-    for entry in log:
-        picked = entry.get("picked", [])
-        if not isinstance(picked, list) or not all(isinstance(i, str) for i in picked):
-            raise bad("each 'log' entry's 'picked' must be a list of ids", picked)
-    history = meta.get("history")
-    if history is not None:
-        if not isinstance(history, dict):
-            raise bad("'history' must be an object or null", history)
-        classes = history.get("classes")
-        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-            raise bad("'history.classes' must be a list of class names", classes)
-        for key, minimum in (("window", 2), ("n_loops", 0), ("n_records", 1), ("n_queries", 0), ("label_budget", 1)):
-            if key in history and (not _is_int(history[key]) or history[key] < minimum):
-                raise bad(f"'history.{key}' must be an integer >= {minimum}", history[key])
-        if not _is_int(history.get("window")) or not _is_int(history.get("n_records")):
-            raise bad("'history' needs integer 'window' and 'n_records'", history)
-        if history["window"] > MAX_WINDOW:
-            raise bad(f"'history.window' must be at most {MAX_WINDOW} loops", history["window"])
-        n_initial = history.get("n_initial_labeled")
-        if n_initial is not None and (not _is_int(n_initial) or n_initial < 0):
-            raise bad("'history.n_initial_labeled' must be an integer >= 0 or null", n_initial)
+    def integer(value: Any, what: str, low: int, high: int) -> int:
+        if not _is_int(value) or not low <= value <= high:
+            raise bad(f"{what} must be an integer in [{low}, {high}]", value)
+        return value
+
+    def text_list(value: Any, what: str, *, unique: bool = False) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad(f"{what} must be a list of strings", value)
+        if unique and len(set(value)) != len(value):
+            raise bad(f"{what} must not repeat a value", value)
+        return value
+
+    missing = [key for key in _REQUIRED_META if key not in meta]
+    if missing:
+        raise bad(f"it lacks {', '.join(repr(k) for k in missing)}", sorted(meta))
     for key in ("id_keys", "record_hashes"):
         if key not in arrays:
             raise StateFileError(f"{where} lacks its {key!r} array (corrupted)")
         if arrays[key].ndim != 1 or arrays[key].dtype.kind not in "iu":
             raise bad(f"array {key!r} must be 1-D integers", f"shape {arrays[key].shape}, dtype {arrays[key].dtype}")
+    n_saved = int(arrays["id_keys"].shape[0])
     if arrays["record_hashes"].shape != arrays["id_keys"].shape:
         raise bad(
             "arrays 'id_keys' and 'record_hashes' must have one entry per record",
             f"{arrays['id_keys'].shape[0]} and {arrays['record_hashes'].shape[0]}",
         )
-    if history is not None and "record_keys" in arrays and arrays["record_keys"].ndim != 1:
-        raise bad("array 'record_keys' must be 1-D", arrays["record_keys"].shape)
+    n_records = integer(meta["n_records"], "'n_records'", 1, 2**40)
+    if n_records != n_saved:
+        raise bad(f"'n_records' must equal the {n_saved} record ids of the file", n_records)
+    text_list(meta["columns"], "'columns'", unique=True)
+    for key in ("id_column", "label_column"):
+        if not isinstance(meta[key], str):
+            raise bad(f"{key!r} must be a column name", meta[key])
+    integer(meta["seed"], "'seed'", 0, _MAX_SEED)
+    integer(meta["label_budget"], "'label_budget'", 1, _MAX_BUDGET)
+    loops = integer(meta["loops"], "'loops'", 1, _MAX_LOOPS)
+    _check_log(meta["log"], loops, bad)
+    _check_pending(meta.get("pending", []), loops, bad)
+    _check_history(meta["history"], arrays, n_saved, bad)
+    _check_stopping(meta.get("stopping"), arrays, n_saved, loops, bad)
 
 
-def _write_state(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    """Write the state atomically: a kill leaves the previous state (its temporary is cleaned next time)."""
-    payload = container.encode({k: np.ascontiguousarray(v) for k, v in arrays.items()}, meta, STATE_KIND, path)
-    container.write_atomic(path, payload, STATE_KIND)
+def _check_log(log: Any, loops: int, bad: Callable[[str, Any], StateFileError]) -> None:
+    """One run record per loop, numbered 1, 2, ...; picked ids are text."""
+    if not isinstance(log, list) or not all(isinstance(entry, dict) for entry in log):
+        raise bad("'log' must be a list of run records", log)
+    if len(log) != loops:
+        raise bad(f"'log' must hold one record per loop ({loops})", f"{len(log)} record(s)")
+    for number, entry in enumerate(log, start=1):
+        if entry.get("loop") != number or not _is_int(entry.get("loop")):
+            raise bad(f"log record {number} must say 'loop': {number}", entry.get("loop"))
+        picked = entry.get("picked")
+        if not isinstance(picked, list) or not all(isinstance(i, str) for i in picked):
+            raise bad("each 'log' entry's 'picked' must be a list of ids", picked)
+        for key in ("n_labeled", "n_records"):
+            if key in entry and (not _is_int(entry[key]) or entry[key] < 0):
+                raise bad(f"log record {number}: {key!r} must be an integer >= 0", entry[key])
+        for key in ("strategy", "model"):
+            if key in entry and not isinstance(entry[key], str):
+                raise bad(f"log record {number}: {key!r} must be text", entry[key])
+        if "stop" in entry and entry["stop"] not in (True, False, None):
+            raise bad(f"log record {number}: 'stop' must be true, false or null", entry["stop"])
+
+
+def _check_pending(pending: Any, loops: int, bad: Callable[[str, Any], StateFileError]) -> None:
+    """Reserved records: groups ``{"loop": n, "ids": [...]}`` of earlier loops, no id twice."""
+    if not isinstance(pending, list) or not all(isinstance(g, dict) and set(g) == {"loop", "ids"} for g in pending):
+        raise bad("'pending' must be a list of {'loop', 'ids'} records", pending)
+    seen: set[str] = set()
+    for group in pending:
+        if not _is_int(group["loop"]) or not 1 <= group["loop"] <= loops:
+            raise bad(f"a 'pending' loop must be an integer in [1, {loops}]", group["loop"])
+        ids = group["ids"]
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or seen & set(ids) or len(set(ids)) != len(ids):
+            raise bad("'pending' ids must be lists of distinct ids, each id in one loop", ids)
+        seen.update(ids)
+
+
+def _check_history(history: Any, arrays: dict[str, np.ndarray], n_saved: int, bad: Callable[[str, Any], StateFileError]) -> None:
+    """A policy's history section (null for classic strategies) and its arrays' presence and shapes."""
+    present = [name for name in _HISTORY_ARRAYS if name in arrays]
+    if history is None:
+        if present:
+            raise bad("history arrays without a 'history' section", present)
+        return
+    if not isinstance(history, dict):
+        raise bad("'history' must be an object or null", history)
+    classes = history.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
+        raise bad("'history.classes' must be a list of distinct class names", classes)
+    for key, minimum in (("window", 2), ("n_loops", 0), ("n_records", 1), ("n_queries", 0), ("label_budget", 1)):
+        if key in history and (not _is_int(history[key]) or history[key] < minimum):
+            raise bad(f"'history.{key}' must be an integer >= {minimum}", history[key])
+    if not _is_int(history.get("window")) or not _is_int(history.get("n_records")):
+        raise bad("'history' needs integer 'window' and 'n_records'", history)
+    if history["window"] > MAX_WINDOW:
+        raise bad(f"'history.window' must be at most {MAX_WINDOW} loops", history["window"])
+    if history["n_records"] != n_saved:
+        raise bad(f"'history.n_records' must equal the {n_saved} records of the file", history["n_records"])
+    n_initial = history.get("n_initial_labeled")
+    if n_initial is not None and (not _is_int(n_initial) or n_initial < 0):
+        raise bad("'history.n_initial_labeled' must be an integer >= 0 or null", n_initial)
+    if set(present) != set(_HISTORY_ARRAYS):
+        raise bad("a 'history' section needs all its arrays", sorted(set(_HISTORY_ARRAYS) - set(present)))
+    if arrays["record_keys"].ndim != 1 or arrays["record_keys"].shape[0] != n_saved:
+        raise bad(f"array 'record_keys' must be 1-D with {n_saved} entries", arrays["record_keys"].shape)
+
+
+def _check_stopping(
+    stopping: Any, arrays: dict[str, np.ndarray], n_saved: int, loops: int, bad: Callable[[str, Any], StateFileError]
+) -> None:
+    """A stopping rule's section: its name, counters, log and the arrays of its history."""
+    from metalearn.stopping.classic import CLASSIC_RULES
+
+    stop_arrays = {k[len(_STOP_PREFIX):]: v for k, v in arrays.items() if k.startswith(_STOP_PREFIX)}
+    if stopping is None:
+        if stop_arrays:
+            raise bad("stopping-rule arrays without a 'stopping' section", sorted(stop_arrays))
+        return
+    if not isinstance(stopping, dict):
+        raise bad("'stopping' must be an object", stopping)
+    if stopping.get("rule") not in (*CLASSIC_RULES, "learned"):
+        raise bad("'stopping.rule' must name a stopping rule", stopping.get("rule"))
+    if not isinstance(stopping.get("spec"), str):
+        raise bad("'stopping.spec' must be text", stopping.get("spec"))
+    for key, low, high in (("n_features", 1, 2**31), ("n_pool", 1, 2**40), ("n_calls", 1, loops)):
+        value = stopping.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise bad(f"'stopping.{key}' must be an integer in [{low}, {high}]", value)
+    if stopping["n_pool"] != n_saved:
+        raise bad(f"'stopping.n_pool' must equal the {n_saved} records of the file", stopping["n_pool"])
+    log = stopping.get("log")
+    if not isinstance(log, list) or len(log) != stopping["n_calls"]:
+        raise bad("'stopping.log' must hold one record per call ('n_calls')", log)
+    for number, entry in enumerate(log, start=1):
+        if not isinstance(entry, dict) or entry.get("call") != number or not _is_int(entry.get("call")):
+            raise bad(f"'stopping.log' record {number} must be an object with 'call': {number}", entry)
+        if not _is_int(entry.get("n_labeled")) or entry["n_labeled"] < 0 or entry.get("stop") not in (True, False):
+            raise bad(f"'stopping.log' record {number} needs an integer 'n_labeled' and a boolean 'stop'", entry)
+        for key, value in entry.items():
+            items = value if isinstance(value, list) else [value]
+            if not all(isinstance(v, _JSON_SCALAR) for v in items):
+                raise bad(f"'stopping.log' record {number}: {key!r} must be a number, text or a list of them", value)
+    if "below" in stopping and (not _is_int(stopping["below"]) or not 0 <= stopping["below"] <= loops):
+        raise bad(f"'stopping.below' must be an integer in [0, {loops}]", stopping["below"])
+    kappas = stopping.get("kappas", [])
+    if not isinstance(kappas, list) or len(kappas) > loops or not all(
+        isinstance(k, (int, float)) and not isinstance(k, bool) and (k != k or -1.0 <= k <= 1.0) for k in kappas
+    ):
+        raise bad("'stopping.kappas' must be a list of agreements in [-1, 1], at most one per loop", kappas)
+    if "features" in stopping and not isinstance(stopping["features"], dict):
+        raise bad("'stopping.features' must be an object", stopping["features"])
+    n_predicted = n_saved  # classification change: one prediction per record; stabilizing: per stop-set record
+    if "stop_set" in stop_arrays:
+        stop_set = stop_arrays["stop_set"]
+        if (stop_set.ndim != 1 or stop_set.dtype.kind not in "iu" or stop_set.size == 0
+                or np.any(np.diff(stop_set.astype(np.int64)) <= 0) or stop_set.min() < 0 or stop_set.max() >= n_saved):
+            raise bad(f"array 'stop.stop_set' must hold distinct sorted record positions in [0, {n_saved})",
+                      f"shape {stop_set.shape}, dtype {stop_set.dtype}")
+        n_predicted = int(stop_set.size)
+    if "last_predictions" in stopping:
+        predictions = stopping["last_predictions"]
+        if not isinstance(predictions, list) or len(predictions) != n_predicted or not all(
+            isinstance(v, _JSON_SCALAR) for v in predictions
+        ):
+            raise bad(f"'stopping.last_predictions' must hold one label (or null) per predicted record ({n_predicted})",
+                      "...")
 
 
 def _check_fingerprint(
@@ -526,8 +677,16 @@ def next_batch(
     seed: int | None = None,
     label_budget: int | None = None,
     stop_rule: str | os.PathLike[str] | None = "default",
+    release_pending: bool = False,
+    release: Sequence[str] | None = None,
+    lock_timeout: float = LOCK_TIMEOUT_SECONDS,
 ) -> NextBatch:
     """Pick the next records to label from the records and the labels gathered so far.
+
+    Records handed out by an earlier run and still unlabeled are reserved (the state lists
+    them as pending): they are not handed out again until their labels appear in the labels
+    table or they are released, so two people who ask one after the other get different
+    records. Two runs on one state at the same time are serialised by a lock on the state.
 
     Parameters
     ----------
@@ -542,8 +701,9 @@ def next_batch(
         Records to pick (at most the number of unlabeled records).
     policy : str, path-like or PolicyFile
         A released policy name (``"default"``), a policy file, or a classic strategy name
-        (``margin``, ``random``...). A strategy name wins over a policy of the same name
-        unless a file of that name exists.
+        (``margin``, ``random``...), resolved by
+        :func:`~metalearn.strategies.resolve.resolve_strategy` (a strategy name wins over a
+        policy of the same name; write ``./name`` for a file).
     out : path, optional
         Where to write the table of records to label (CSV/TSV/Parquet by suffix).
     state : path, optional
@@ -563,6 +723,13 @@ def next_batch(
         A stopping rule (:func:`metalearn.load_stopping_rule`: the released learned rule, a
         file, or a classic criterion's name) asked, after fitting, whether to stop buying
         labels; its history is kept in the state file. None: no stopping advice.
+    release_pending : bool, default=False
+        Hand out again every record of earlier runs that is still unlabeled (e.g. after an
+        annotator dropped their batch).
+    release : sequence of str, optional
+        Ids of pending records to hand out again (the others stay reserved).
+    lock_timeout : float, default=60
+        Seconds to wait while another ``next-batch`` uses the same state file.
 
     Returns
     -------
@@ -576,20 +743,29 @@ def next_batch(
     StateFileError
         A state file from another dataset (no common id, changed records or columns), or
         unreadable.
+    StateLockedError
+        Another ``next-batch`` held the state for longer than ``lock_timeout``.
+    OutputFileError
+        ``out`` or ``state`` is not a regular file (a device, a FIFO, a symlink to one), or
+        writing failed (full disk...): then neither output has changed.
     InvalidInputError
         Fewer than two classes labeled (for a strategy that needs a model), a batch larger
-        than the unlabeled records, or a class that lost all its labels since the last run.
+        than the unlabeled records not handed out already, or a class that lost all its
+        labels since the last run.
     """
-    from metalearn.common.validation import check_positive_int
-    from metalearn.strategies.uncertainty import UncertaintySampling
-    from metalearn.tasks.models import make_model
-    from metalearn.tasks.preprocessing import TabularPreprocessor
+    from metalearn.common.validation import check_positive_int, check_real
 
     batch_size = check_positive_int(batch_size, "batch_size")
     if seed is not None:
         check_positive_int(seed, "seed", minimum=0)
     if label_budget is not None:
         check_positive_int(label_budget, "label_budget")
+    if not 0.0 <= check_real(lock_timeout, "lock_timeout") <= 24 * 3600:
+        raise InvalidInputError(f"lock_timeout must be between 0 and 86400 seconds, got {lock_timeout!r}"[:200])
+    if release is not None:
+        if isinstance(release, str) or not all(isinstance(i, str) for i in release):
+            raise InvalidTypeError("release must be a list of record ids (text)")
+        release = [i.strip() for i in release if i.strip()]
     for option, column in (("id_column", id_column), ("label_column", label_column)):
         if not isinstance(column, str) or not column.strip():
             raise InvalidInputError(f"{option} must be a column name, got {column!r}"[:300])
@@ -609,21 +785,51 @@ def next_batch(
     ids, features, records_name, notes = _records(data, id_column, label_column)
     y, label_notes = _labels(labels, id_column, label_column, ids, classes)
     notes += label_notes
-    labeled = np.array([v is not None for v in y], dtype=bool)
-    n_records, n_labeled = ids.shape[0], int(labeled.sum())
-    n_unlabeled = n_records - n_labeled
+    n_records = ids.shape[0]
+    n_unlabeled = n_records - sum(v is not None for v in y)
     if n_unlabeled == 0:
         raise InvalidInputError(f"every one of the {n_records} records is labeled: nothing left to pick")
     if batch_size > n_unlabeled:
         raise InvalidInputError(f"batch_size={batch_size} but only {n_unlabeled} record(s) are unlabeled; ask for at most {n_unlabeled}")
 
+    lock: Any = contextlib.nullcontext()
+    if state_path is not None:
+        shown = printable(state_path)
+        lock = ExclusiveFileLock(
+            state_path, timeout=lock_timeout,
+            busy=lambda: StateLockedError(
+                f"another next-batch is using {shown}; try again (waited {lock_timeout:g} s for it to finish)"
+            ),
+        )
+    with lock:  # from reading the state to writing every output: no lost update, no record handed out twice
+        return _run_locked(
+            ids=ids, features=features, records_name=records_name, notes=notes, y=y, model=model,
+            batch_size=batch_size, policy=policy, out_path=out_path, state_path=state_path, id_column=id_column,
+            label_column=label_column, seed=seed, label_budget=label_budget, stop_rule=stop_rule,
+            release_pending=release_pending, release=release,
+        )
+
+
+def _run_locked(
+    *, ids: np.ndarray, features: pd.DataFrame, records_name: str, notes: list[str], y: np.ndarray, model: str,
+    batch_size: int, policy: Any, out_path: Path | None, state_path: Path | None, id_column: str, label_column: str,
+    seed: int | None, label_budget: int | None, stop_rule: Any, release_pending: bool, release: Sequence[str] | None,
+) -> NextBatch:
+    """The part of :func:`next_batch` that reads the state and writes the outputs (under the state's lock)."""
+    from metalearn.common.validation import check_positive_int
+    from metalearn.strategies.uncertainty import UncertaintySampling
+    from metalearn.tasks.models import make_model
+    from metalearn.tasks.preprocessing import TabularPreprocessor
+
+    labeled = np.array([v is not None for v in y], dtype=bool)
+    n_records, n_labeled = ids.shape[0], int(labeled.sum())
     id_keys = record_keys(ids, n_records)
     hashes = _record_hashes(features)
     columns = [str(c) for c in features.columns]
     saved: dict[str, Any] | None = None
     saved_arrays: dict[str, np.ndarray] = {}
     old_positions = None
-    if state_path is not None and state_path.exists():
+    if state_path is not None and _exists(state_path):
         saved, saved_arrays = read_state(state_path)
         old_positions = _check_fingerprint(saved, saved_arrays, id_keys, hashes, columns, ids, state_path, records_name)
         n_new, n_gone = int((old_positions < 0).sum()), saved_arrays["id_keys"].size - int((old_positions >= 0).sum())
@@ -631,14 +837,26 @@ def next_batch(
             notes.append(f"records changed since the last run: {n_new} new, {n_gone} removed (the history follows ids)")
     first_seed = 0 if seed is None else int(seed)
     if saved is not None:
-        if seed is not None and int(seed) != int(saved.get("seed", 0)):
-            notes.append(f"--seed {seed} ignored: this state continues the seed stream of its first run (seed {saved.get('seed')})")
-        first_seed = int(saved.get("seed", 0))
-    budget = int(saved.get("label_budget", 100)) if saved is not None else 100
+        if seed is not None and int(seed) != int(saved["seed"]):
+            notes.append(f"--seed {seed} ignored: this state continues the seed stream of its first run (seed {saved['seed']})")
+        first_seed = int(saved["seed"])
+    budget = int(saved["label_budget"]) if saved is not None else 100
     if label_budget is not None:
         budget = check_positive_int(label_budget, "label_budget")
-    loop = int(saved.get("loops", 0)) + 1 if saved is not None else 1
+    loop = int(saved["loops"]) + 1 if saved is not None else 1
     run_seed = _loop_seed(first_seed, loop)
+
+    pending = _still_pending(saved.get("pending", []) if saved is not None else [], ids, labeled, release_pending,
+                             release, notes)
+    reserved = np.isin(ids, [i for group in pending for i in group["ids"]])
+    available = np.flatnonzero(~labeled & ~reserved)
+    if batch_size > available.size:
+        held = _pending_summary(pending)
+        raise InvalidInputError(
+            f"batch_size={batch_size} but only {available.size} unlabeled record(s) are not handed out already "
+            f"({held}); ask for at most {available.size}, or hand the pending ones out again with --release-pending "
+            "(release_pending=True) or --release ID,..."
+        )
 
     strategy, strategy_name = _strategy(policy, budget, run_seed)
     label_values = sorted({v for v in y if v is not None})
@@ -655,57 +873,27 @@ def next_batch(
 
     history_meta = saved.get("history") if saved is not None else None
     if isinstance(strategy, PolicyStrategy) and history_meta is not None:
-        lost = sorted(set(history_meta.get("classes", [])) - set(label_values))
-        if lost:
-            raise StateFileError(
-                f"class(es) {lost[:5]} had labeled records in earlier runs but have none now (labels removed or changed?); "
-                f"restore them, or delete {state_path} to start a fresh history"
-            )
-        history_arrays = {name: saved_arrays[name] for name in _HISTORY_ARRAYS if name in saved_arrays}
-        if set(history_arrays) != set(_HISTORY_ARRAYS):
-            raise StateFileError(f"state file {str(state_path)!r} lacks history arrays (corrupted); delete it to start over")
-        if history_meta["n_records"] != saved_arrays["id_keys"].shape[0] or "record_keys" not in saved_arrays:
-            raise StateFileError(
-                f"state file {str(state_path)!r}: its history does not cover its records (edited or corrupted); "
-                "delete it to start over"
-            )
-        if int(history_meta.get("window", -1)) != strategy.policy_file.window:
-            notes.append(
-                f"the saved history has a window of {history_meta.get('window')} loops but this policy uses "
-                f"{strategy.policy_file.window}: starting a fresh history"
-            )
-        else:
-            try:
-                strategy.load_history_state(X, history_arrays, history_meta, record_ids=ids)
-            except (InvalidInputError, ValueError, TypeError, KeyError, IndexError) as exc:
-                raise StateFileError(
-                    f"state file {str(state_path)!r}: its policy history cannot be restored ({printable(exc)}); "
-                    "delete it to start over"
-                ) from None
+        _restore_policy_history(strategy, X, ids, label_values, history_meta, saved_arrays, state_path, notes)
 
     stop, stop_name, stop_estimate, stop_state = _stopping_advice(
-        stop_rule, X, y, clf, saved, saved_arrays, old_positions, run_seed, notes
+        stop_rule, X, y, clf, saved, saved_arrays, old_positions, run_seed, notes, state_path
     )
 
-    previous_picks = (saved.get("log") or [{}])[-1].get("picked", []) if saved is not None else []
-    if previous_picks:
-        unlabeled_ids = set(ids[~labeled].tolist())
-        if all(i in unlabeled_ids for i in previous_picks):
-            notes.append(f"none of the {len(previous_picks)} records picked in the previous run has a label yet")
-
+    restrict = available if reserved.any() else None
     if isinstance(strategy, PolicyStrategy):
-        picks = strategy.query(X, y, clf, batch_size=batch_size, record_ids=ids, step_scores=True)
+        picks = strategy.query(X, y, clf, batch_size=batch_size, record_ids=ids, candidates=restrict, step_scores=True)
         scores = strategy.last_pick_scores_.astype(np.float64)
     else:
-        picks = strategy.query(X, y, clf, batch_size=batch_size)
+        # A classic strategy picks from the pool without the reserved records (a fresh strategy each run).
+        rows = np.arange(n_records) if restrict is None else np.flatnonzero(labeled | ~reserved)
+        picks = rows[strategy.query(X[rows], y[rows], clf, batch_size=batch_size)]
         if isinstance(strategy, UncertaintySampling) and clf is not None:
             scores = np.asarray(type(strategy).uncertainty(clf.predict_proba(X[picks])), dtype=np.float64)
         else:
             scores = np.full(picks.shape[0], np.nan)
     table = pd.DataFrame({id_column: ids[picks], "rank": np.arange(1, picks.shape[0] + 1), "score": scores})
-
-    if out_path is not None:
-        _write_table(table, out_path)
+    picked = ids[picks].tolist()
+    pending = [*pending, {"loop": loop, "ids": picked}]
 
     history_loops = 0
     arrays: dict[str, np.ndarray] = {"id_keys": id_keys, "record_hashes": hashes}
@@ -720,7 +908,8 @@ def next_batch(
         "label_budget": budget,
         "loops": loop,
         "history": None,
-        "log": list(saved.get("log", [])) if saved is not None else [],
+        "log": list(saved["log"]) if saved is not None else [],
+        "pending": pending,
     }
     if isinstance(strategy, PolicyStrategy):
         exported = strategy.history_state()
@@ -739,20 +928,182 @@ def next_batch(
         arrays.update({f"{_STOP_PREFIX}{name}": value for name, value in stop_arrays.items()})
     meta["log"].append(
         {"loop": loop, "strategy": strategy_name, "model": model, "n_labeled": n_labeled, "n_records": n_records,
-         "picked": ids[picks].tolist(), "stop": stop}
+         "picked": picked, "stop": stop}
     )
-    if state_path is not None:
-        _write_state(state_path, meta, arrays)
+    _write_outputs(table, out_path, state_path, meta, arrays)
     return NextBatch(
         table=table, loop=loop, n_records=n_records, n_labeled=n_labeled, classes=label_values,
         strategy=strategy_name, history_loops=history_loops, state_path=state_path, out_path=out_path, notes=notes,
         stop=stop, stop_rule=stop_name, stop_estimate=stop_estimate,
+        pending={int(group["loop"]): list(group["ids"]) for group in pending},
     )
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` names something (a dangling symlink does not); the reader refuses what is not a file."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except (OSError, ValueError):
+        return True  # let the reader say why it cannot be read
+    return True
+
+
+def _restore_policy_history(
+    strategy: PolicyStrategy, X: np.ndarray, ids: np.ndarray, label_values: list[str], history_meta: dict[str, Any],
+    saved_arrays: dict[str, np.ndarray], state_path: Path | None, notes: list[str],
+) -> None:
+    """Load the policy's multi-loop history of the state into ``strategy`` (or start a fresh one, with a note)."""
+    lost = sorted(set(history_meta.get("classes", [])) - set(label_values))
+    if lost:
+        raise StateFileError(
+            f"class(es) {lost[:5]} had labeled records in earlier runs but have none now (labels removed or changed?); "
+            f"restore them, or delete {printable(state_path)} to start a fresh history"
+        )
+    history_arrays = {name: saved_arrays[name] for name in _HISTORY_ARRAYS}
+    if int(history_meta["window"]) != strategy.policy_file.window:
+        notes.append(
+            f"the saved history has a window of {history_meta['window']} loops but this policy uses "
+            f"{strategy.policy_file.window}: starting a fresh history"
+        )
+        return
+    try:
+        strategy.load_history_state(X, history_arrays, history_meta, record_ids=ids)
+    except (InvalidInputError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise StateFileError(
+            f"state file {printable(state_path)!r}: its policy history cannot be restored ({printable(exc)}); "
+            "delete it to start over"
+        ) from None
+
+
+def _still_pending(
+    pending: list[dict[str, Any]], ids: np.ndarray, labeled: np.ndarray, release_all: bool,
+    release: Sequence[str] | None, notes: list[str],
+) -> list[dict[str, Any]]:
+    """The reserved records of earlier loops that stay reserved: unlabeled, still in the records, not released."""
+    unlabeled = set(ids[~labeled].tolist())
+    all_ids = set(ids.tolist())
+    to_release = set(release or [])
+    kept: list[dict[str, Any]] = []
+    released: list[str] = []
+    n_gone = 0
+    for group in pending:
+        still: list[str] = []
+        for i in group["ids"]:
+            if i not in all_ids:
+                n_gone += 1
+            elif i not in unlabeled:
+                continue  # its label came in: no longer pending
+            elif release_all or i in to_release:
+                released.append(i)
+            else:
+                still.append(i)
+        if still:
+            kept.append({"loop": int(group["loop"]), "ids": still})
+    if n_gone:
+        notes.append(f"{n_gone} record(s) handed out earlier are no longer in the records: no longer pending")
+    if released:
+        notes.append(f"released {len(released)} pending record(s) handed out earlier: they may be picked again")
+    unknown = sorted(to_release - set(released))
+    if unknown:
+        shown = ", ".join(printable(i) for i in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        notes.append(f"--release: {len(unknown)} id(s) are not pending (labeled, released or never handed out): {shown}")
+    if kept:
+        notes.append(
+            f"{sum(len(g['ids']) for g in kept)} record(s) handed out earlier are still unlabeled and reserved "
+            f"({_pending_summary(kept)}): they are not handed out again; --release-pending hands them out again"
+        )
+    return kept
+
+
+def _pending_summary(pending: list[dict[str, Any]]) -> str:
+    """``loop 2: 5, loop 3: 10`` (or ``none pending``)."""
+    if not pending:
+        return "none pending"
+    return ", ".join(f"loop {group['loop']}: {len(group['ids'])}" for group in pending)
+
+
+def _write_outputs(
+    table: pd.DataFrame, out_path: Path | None, state_path: Path | None, meta: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+) -> None:
+    """Write the state and the table to label all or none (:class:`~metalearn.common.atomic.AtomicGroup`).
+
+    Both are written to temporaries first (a full disk fails before anything changes), then
+    renamed: the state first, the table second, and the state is restored if the table's rename
+    fails. The state first because it is the ledger of what was handed out: a process killed
+    between the two renames leaves a state that reserves records the table does not show yet
+    (they stay pending and ``--release-pending`` frees them), never a table handing out records
+    that the state does not reserve (the next person would get them too).
+    """
+    outputs = " and ".join(name for name, path in (("the state file", state_path), ("--out", out_path)) if path)
+    unchanged = f"nothing was written ({outputs} as before)"
+    with AtomicGroup() as group:
+        if state_path is not None:
+            payload = container.encode({k: np.ascontiguousarray(v) for k, v in arrays.items()}, meta, STATE_KIND, state_path)
+            try:
+                state_path.parent.mkdir(parents=True, exist_ok=True)
+                group.add(state_path, lambda tmp: _write_bytes(tmp, payload))
+            except OSError as exc:
+                raise StateFileError(
+                    f"cannot write {STATE_KIND.where(state_path)}: {_reason(exc)}{STATE_KIND.write_advice}; {unchanged}"
+                ) from None
+        if out_path is not None:
+            try:
+                out_path.parent.mkdir(parents=True, exist_ok=True)
+                group.add(out_path, _table_writer(table, out_path))
+            except OSError as exc:
+                raise OutputFileError(
+                    f"cannot write the records to label to {str(out_path)!r}: {_reason(exc)}; choose another --out; "
+                    f"{unchanged}"
+                ) from None
+        try:
+            group.commit()
+        except OSError as exc:
+            raise OutputFileError(f"{printable(exc)}; {unchanged}") from None
+
+
+def _reason(exc: OSError) -> str:
+    """Why a write failed, in a few words (``No space left on device``)."""
+    return printable(exc.strerror or " ".join(str(exc).split()))
+
+
+def _write_bytes(path: str, payload: bytes) -> None:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_TRUNC), "wb") as out:
+        out.write(payload)
+
+
+def _table_writer(table: pd.DataFrame, path: Path) -> Callable[[str], None]:
+    """A function writing the records to label to a path (CSV through the shared writer, TSV, Parquet)."""
+    suffix = _suffix(path)
+    if suffix in (".parquet", ".pq"):
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise InvalidInputError(
+                f"cannot write {printable(path)}: writing Parquet needs pyarrow, which is not installed "
+                "(pip install 'metalearn-al[parquet]'); use a .csv or .tsv --out"
+            ) from None
+
+        def write_parquet(tmp: str) -> None:
+            table.to_parquet(tmp, index=False)
+
+        return write_parquet
+    compression = "gzip" if suffix and suffix.endswith(".gz") else None
+    sep = "\t" if suffix and suffix.startswith(".tsv") else ","
+
+    def write(tmp: str) -> None:
+        # Ids that start like a formula (=, +, -, @) get a leading quote (see metalearn.common.csv_cells).
+        write_csv(table, tmp, sep=sep, compression=compression)
+
+    return write
 
 
 def _stopping_advice(
     stop_rule: Any, X: np.ndarray, y: np.ndarray, clf: Any, saved: dict[str, Any] | None,
     saved_arrays: dict[str, np.ndarray], old_positions: np.ndarray | None, seed: int, notes: list[str],
+    state_path: Path | None = None,
 ) -> tuple[bool | None, str | None, dict[str, Any] | None, tuple[dict[str, np.ndarray], dict[str, Any]] | None]:
     """Ask the stopping rule (its history restored from the state) whether to stop; its new state."""
     if stop_rule is None:
@@ -767,14 +1118,20 @@ def _stopping_advice(
     if isinstance(previous, dict) and previous.get("rule") == rule.name and previous.get("spec") == str(stop_rule):
         rule_arrays = {k[len(_STOP_PREFIX):]: v for k, v in saved_arrays.items() if k.startswith(_STOP_PREFIX)}
         identity = old_positions is not None and np.array_equal(old_positions, np.arange(X.shape[0]))
-        if isinstance(rule, LearnedStoppingRule):
-            rule.load_history(X, rule_arrays, previous, old_positions)
-        elif identity:
-            rule.set_state(rule_arrays, previous)
-        else:
-            notes.append(f"the records changed since the last run: the {rule.name} stopping rule starts a fresh history")
+        try:
+            if isinstance(rule, LearnedStoppingRule):
+                rule.load_history(X, rule_arrays, previous, old_positions)
+            elif identity:
+                rule.set_state(rule_arrays, previous)
+            else:
+                notes.append(f"the records changed since the last run: the {rule.name} stopping rule starts a fresh history")
+        except (InvalidInputError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise StateFileError(
+                f"state file {printable(state_path)!r}: its stopping-rule history cannot be restored ({printable(exc)}); "
+                "delete it to start over"
+            ) from None
     elif isinstance(previous, dict):
-        notes.append(f"stopping rule changed ({previous.get('spec')} -> {stop_rule}): it starts a fresh history")
+        notes.append(f"stopping rule changed ({previous.get('spec')} -> {printable(stop_rule)}): it starts a fresh history")
     stop = rule.should_stop(X, y, clf)
     estimate = dict(rule.estimate_) if isinstance(rule, LearnedStoppingRule) else None
     state = rule.get_state()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import signal
 import subprocess
 import sys
@@ -748,3 +749,27 @@ def test_error_messages_quoting_file_content_are_escaped(tmp_path, capsys):
     assert main(["inspect", str(path)]) == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and err.count("\n") == 1
+
+
+# ============================================================================ next-batch: special files (issue 22 item 3)
+@pytest.mark.parametrize("which", ["state_device", "state_fifo", "state_link_to_device", "out_device", "out_fifo",
+                                   "out_link_to_fifo"])
+def test_next_batch_refuses_special_files_for_state_and_out(tables, tmp_path, which, capsys):
+    records, labels = tables
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "link"
+    target = {"state_device": "/dev/zero", "state_fifo": str(fifo), "out_device": "/dev/null", "out_fifo": str(fifo)}
+    if which == "state_link_to_device":
+        link.symlink_to("/dev/zero")
+    elif which == "out_link_to_fifo":
+        link.symlink_to(fifo)
+    path = target.get(which, str(link))
+    option = "--state" if which.startswith("state") else "--out"
+    argv = ["next-batch", "--data", str(records), "--labels", str(labels), "--policy", "margin", "--model", "nb",
+            "--out", str(tmp_path / "o.csv"), option, path]
+    assert main(argv) == 2  # refused at once: /dev/zero is never read, a FIFO never blocks
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a regular file" in err and option in err, err
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert not (tmp_path / "o.csv").exists() and not default_state_path(labels).exists()

@@ -514,8 +514,14 @@ def test_next_batch_on_hostile_csvs(tmp_path_factory):
 
 # ============================================================================ 4. hand-edited state files
 STATE_META_KEYS = ("version", "loops", "seed", "label_budget", "n_records", "columns", "log", "history", "id_column",
-                   "label_column", "format")
+                   "label_column", "format", "pending", "stopping")
 HISTORY_KEYS = ("classes", "window", "n_loops", "n_records", "n_queries", "label_budget", "n_initial_labeled")
+STOPPING_KEYS = ("rule", "spec", "n_features", "n_pool", "n_calls", "log", "below", "kappas", "last_predictions",
+                 "features")
+LOG_KEYS = ("loop", "picked", "n_labeled", "stop", "call", "strategy")
+#: The states edited: (policy, stopping rule) of the runs that wrote them.
+STATE_RUNS = {"margin": ("margin", "default"), "default": ("default", "default"),
+              "stabilizing": ("margin", "stabilizing_predictions"), "change": ("margin", "classification_change")}
 
 
 @pytest.fixture(scope="module")
@@ -527,11 +533,11 @@ def workflow_tables(tmp_path_factory):
     labels = folder / "labels.csv"
     labels.write_text("id,label\nr0,NA\nr1,b\nr2,NA\nr3,b\nr4,None\n")
     states = {}
-    for policy in ("margin", "default"):
-        state = folder / f"{policy}.state"
-        for _ in range(2):  # two runs: a history and a log to edit
-            next_batch(records, labels, policy=policy, model="nb", batch_size=2, state=state)
-        states[policy] = state.read_bytes()
+    for name, (policy, rule) in STATE_RUNS.items():
+        state = folder / f"{name}.state"
+        for _ in range(2):  # two runs: a history, a log, pending records and a stopping section to edit
+            next_batch(records, labels, policy=policy, model="nb", batch_size=2, state=state, stop_rule=rule)
+        states[name] = state.read_bytes()
     return records, labels, states
 
 
@@ -546,20 +552,40 @@ def test_next_batch_on_hand_edited_state_files(tmp_path_factory, workflow_tables
     records, labels, states = workflow_tables
     folder = tmp_path_factory.mktemp("hostile-state")
 
-    @SETTINGS(300)
+    @SETTINGS(500)
     @given(data=st.data())
     def run(data):
         EXAMPLES[test] += 1
         draw = data.draw
-        policy = draw(st.sampled_from(["margin", "default"]), label="policy")
-        meta, arrays = split_state(states[policy])
+        name = draw(st.sampled_from(sorted(STATE_RUNS)), label="state")
+        policy, rule = STATE_RUNS[name]
+        meta, arrays = split_state(states[name])
         n_edits = draw(st.sampled_from([0, 1, 1, 2, 3]), label="edits")
         for _ in range(n_edits):
-            what = draw(st.sampled_from(["meta", "meta", "history", "drop", "array"]), label="what")
+            what = draw(st.sampled_from(["meta", "meta", "history", "stopping", "stopping", "log", "pending", "drop",
+                                         "array"]), label="what")
             if what == "meta":
                 meta[draw(st.sampled_from(STATE_META_KEYS))] = draw(json_values)
             elif what == "history" and isinstance(meta.get("history"), dict):
                 meta["history"][draw(st.sampled_from(HISTORY_KEYS))] = draw(json_values)
+            elif what == "stopping" and isinstance(meta.get("stopping"), dict):
+                key = draw(st.sampled_from(STOPPING_KEYS))
+                if draw(st.booleans()):
+                    meta["stopping"][key] = draw(json_values | st.sampled_from([0, 1, 2, 3, 30, 31, -1, 10**9]))
+                else:
+                    meta["stopping"].pop(key, None)
+            elif what == "log":
+                section = meta.get("stopping") if draw(st.booleans()) else meta
+                log = section.get("log") if isinstance(section, dict) else None
+                if isinstance(log, list) and log and isinstance(log[-1], dict):
+                    log[draw(st.integers(0, len(log) - 1))] = (
+                        {**log[-1], draw(st.sampled_from(LOG_KEYS)): draw(json_values)} if draw(st.booleans())
+                        else draw(json_values))
+            elif what == "pending":
+                meta["pending"] = draw(st.sampled_from([
+                    [{"loop": 1, "ids": ["r9"]}, {"loop": 2, "ids": ["r9"]}], [{"loop": 9, "ids": ["r9"]}],
+                    [{"loop": 1, "ids": ["no-such-id", "r10"]}], [{"loop": 1, "ids": ["r0"]}], [],
+                    [{"loop": 1}], [{"loop": True, "ids": []}]]) | json_values)
             elif what == "drop":
                 meta.pop(draw(st.sampled_from(STATE_META_KEYS)), None)
             elif arrays:
@@ -580,16 +606,19 @@ def test_next_batch_on_hand_edited_state_files(tmp_path_factory, workflow_tables
         state.write_bytes(safetensors_save({k: np.ascontiguousarray(v) for k, v in arrays.items()},
                                            metadata={"metalearn": json.dumps(meta)}))
         status, result = outcome(test, lambda: next_batch(records, labels, policy=policy, model="nb", batch_size=2,
-                                                          state=state))
+                                                          state=state, stop_rule=rule))
         OUTCOMES[test][f"{n_edits} edit(s)->{status}"] += 1
         if n_edits == 0:
             assert status == "ok", result
         if status == "ok":
             assert len(result.table) == 2 and not set(result.table["id"]) & {"r0", "r1", "r2", "r3", "r4"}
-            read_state(state)  # the state it wrote is readable
+            written, _ = read_state(state)  # the state it wrote is readable, and consistent
+            assert written["loops"] == len(written["log"]) and written["pending"][-1]["ids"] == list(result.table["id"])
+            reserved = [i for group in written["pending"][:-1] for i in group["ids"]]
+            assert not set(reserved) & set(result.table["id"])  # a record still pending is not handed out again
 
     run()
-    assert EXAMPLES[test] >= 300
+    assert EXAMPLES[test] >= 500
 
 
 # ============================================================================ 5. every CLI command

@@ -215,3 +215,208 @@ def test_new_records_with_missing_values_keep_the_state(tmp_path, policy_path):
     grown.to_csv(path, index=False)  # the integer column now reads as float
     second = next_batch(path, labels, policy=policy_path, batch_size=2, model="logreg")
     assert second.loop == 2 and second.history_loops == 2 and any("1 new" in note for note in second.notes)
+
+
+# ------------------------------------------------------------------ two people, one state (issue 22 item 2)
+def _small_tables(tmp_path, n=40):
+    rng = np.random.default_rng(0)
+    records = tmp_path / "records.csv"
+    pd.DataFrame({"id": [f"r{i:02d}" for i in range(n)], "f0": rng.normal(size=n), "f1": rng.normal(size=n)}).to_csv(
+        records, index=False)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\nr00,a\nr01,b\nr02,a\nr03,b\n")
+    return records, labels
+
+
+def test_records_handed_out_stay_reserved_until_labeled_or_released(tmp_path, capsys):
+    records, labels = _small_tables(tmp_path)
+    first = next_batch(records, labels, policy="margin", model="nb", batch_size=5, stop_rule=None)
+    second = next_batch(records, labels, policy="margin", model="nb", batch_size=5, stop_rule=None)
+    assert not set(first.table["id"]) & set(second.table["id"])  # the second person gets other records
+    assert second.pending == {1: list(first.table["id"]), 2: list(second.table["id"])}
+    meta, _ = read_state(default_state_path(labels))
+    assert meta["pending"] == [{"loop": 1, "ids": list(first.table["id"])}, {"loop": 2, "ids": list(second.table["id"])}]
+    assert any("still unlabeled and reserved (loop 1: 5)" in note for note in second.notes)
+    # Labels of the first batch appear: those records are no longer pending.
+    with labels.open("a") as handle:
+        handle.writelines(f"{i},a\n" for i in first.table["id"])
+    third = next_batch(records, labels, policy="margin", model="nb", batch_size=5, stop_rule=None)
+    assert sorted(third.pending) == [2, 3] and not set(third.table["id"]) & set(second.table["id"])
+    # One id released by hand, then all of them.
+    released = second.table["id"].iloc[0]
+    fourth = next_batch(records, labels, policy="margin", model="nb", batch_size=5, stop_rule=None, release=[released])
+    assert released not in fourth.pending.get(2, []) and len(fourth.pending[2]) == 4
+    fifth = next_batch(records, labels, policy="margin", model="nb", batch_size=5, stop_rule=None, release_pending=True)
+    assert list(fifth.pending) == [5] and any("released 14 pending" in note for note in fifth.notes)
+    # Asking for more than the unreserved records is one clear error naming the way out.
+    with pytest.raises(InvalidInputError, match="not handed out already.*--release-pending"):
+        next_batch(records, labels, policy="margin", model="nb", batch_size=27, stop_rule=None)  # 31 unlabeled, 5 pending
+    # The CLI says which are pending.
+    assert main(["next-batch", "--data", str(records), "--labels", str(labels), "--out", str(tmp_path / "o.csv"),
+                 "--policy", "margin", "--model", "nb", "--batch-size", "2", "--stop-rule", "none"]) == 0
+    printed = capsys.readouterr().out
+    assert "pending: 5 record(s) of earlier loops handed out and not yet labeled (loop 5: 5)" in printed
+    assert main(["next-batch", "--data", str(records), "--labels", str(labels), "--out", str(tmp_path / "o.csv"),
+                 "--policy", "default", "--model", "nb", "--batch-size", "2", "--release-pending"]) == 0
+    assert "pending:" not in capsys.readouterr().out
+
+
+def test_a_policy_skips_reserved_records_too(tmp_path, policy_path):
+    records, labels = _small_tables(tmp_path)
+    first = next_batch(records, labels, policy=policy_path, model="nb", batch_size=6)
+    second = next_batch(records, labels, policy=policy_path, model="nb", batch_size=6)
+    assert not set(first.table["id"]) & set(second.table["id"]) and second.history_loops == 2
+
+
+_CONCURRENT_RUN = r"""
+import sys
+from metalearn.cli import main
+sys.exit(main(["next-batch", "--data", sys.argv[1], "--labels", sys.argv[2], "--out", sys.argv[3], "--policy", "margin",
+               "--model", "nb", "--batch-size", "4", "--stop-rule", "none"]))
+"""
+
+
+def test_concurrent_runs_on_one_state_lose_no_update_and_share_no_record(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    records, labels = _small_tables(tmp_path)
+    root = Path(__file__).resolve().parents[1]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _CONCURRENT_RUN, str(records), str(labels), str(tmp_path / f"out{k}.csv")],
+                         cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for k in range(4)
+    ]
+    results = [(proc.wait(timeout=300), proc.stderr.read()) for proc in procs]
+    for proc in procs:
+        proc.stdout.close()
+        proc.stderr.close()
+    ok = [k for k, (code, _) in enumerate(results) if code == 0]
+    for code, err in results:  # every call succeeds and is recorded, or fails with our one-line error
+        assert code == 0 or (code == 2 and "another next-batch is using" in err), err
+    assert ok
+    meta, _ = read_state(default_state_path(labels))
+    assert meta["loops"] == len(ok) == len(meta["log"])  # no lost update
+    handed = [i for k in ok for i in pd.read_csv(tmp_path / f"out{k}.csv", dtype={"id": str})["id"]]
+    assert len(handed) == 4 * len(ok) and len(set(handed)) == len(handed)  # no record handed out twice
+    assert sorted(handed) == sorted(i for group in meta["pending"] for i in group["ids"])
+
+
+def test_a_state_held_by_another_run_is_a_clear_error_after_the_wait(tmp_path, capsys, monkeypatch):
+    import fcntl
+
+    import metalearn.workflow as workflow
+    from metalearn.common.file_lock import lock_path_of
+    from metalearn.workflow import StateLockedError
+
+    records, labels = _small_tables(tmp_path)
+    state = default_state_path(labels)
+    with open(lock_path_of(state), "w") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)  # another next-batch in progress
+        with pytest.raises(StateLockedError, match="another next-batch is using .*; try again"):
+            next_batch(records, labels, policy="margin", model="nb", batch_size=2, lock_timeout=0.2)
+        monkeypatch.setattr(workflow, "LOCK_TIMEOUT_SECONDS", 0.1)
+        monkeypatch.setattr(workflow.next_batch, "__kwdefaults__", {**workflow.next_batch.__kwdefaults__, "lock_timeout": 0.1})
+        assert main(["next-batch", "--data", str(records), "--labels", str(labels), "--out", str(tmp_path / "o.csv"),
+                     "--policy", "margin", "--model", "nb", "--batch-size", "2"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "another next-batch is using" in err and "try again" in err
+    assert not state.exists() and not (tmp_path / "o.csv").exists()
+    assert next_batch(records, labels, policy="margin", model="nb", batch_size=2).loop == 1  # released: runs again
+
+
+# ------------------------------------------------------------------ all outputs or none (issue 22 item 7)
+def test_a_full_disk_on_the_second_output_leaves_both_outputs_as_they_were(tmp_path, monkeypatch):
+    from metalearn.common import csv_cells
+
+    records, labels = _small_tables(tmp_path)
+    out = tmp_path / "to_label.csv"
+    next_batch(records, labels, policy="margin", model="nb", batch_size=2, out=out)
+    state = default_state_path(labels)
+    before = {p: p.read_bytes() for p in (out, state)}
+
+    def full_disk(frame, path, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(csv_cells, "atomic_write", lambda path, write: full_disk(None, path))
+    with pytest.raises(InvalidInputError, match=r"^cannot write the records to label .*No space left.*nothing was written"):
+        next_batch(records, labels, policy="margin", model="nb", batch_size=2, out=out)
+    assert {p: p.read_bytes() for p in (out, state)} == before  # the state (first output) is unchanged too
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_failed_rename_of_the_second_output_restores_the_first(tmp_path, monkeypatch, capsys):
+    from metalearn.common import atomic
+
+    records, labels = _small_tables(tmp_path)
+    out = tmp_path / "to_label.csv"
+    next_batch(records, labels, policy="margin", model="nb", batch_size=2, out=out)
+    state = default_state_path(labels)
+    before = {p: p.read_bytes() for p in (out, state)}
+    real_replace = atomic.os.replace
+
+    def replace(src, dst):
+        if str(dst) == str(out):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    code = main(["next-batch", "--data", str(records), "--labels", str(labels), "--out", str(out), "--policy", "margin",
+                 "--model", "nb", "--batch-size", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "No space left" in err and "nothing was written" in err
+    assert {p: p.read_bytes() for p in (out, state)} == before  # the state was put back
+    assert read_state(state)[0]["loops"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# ------------------------------------------------------------------ formulas and the terminal (items 4, 5)
+def test_out_goes_through_the_shared_csv_writer_and_quoted_ids_read_back(tmp_path):
+    rng = np.random.default_rng(0)
+    records = tmp_path / "records.csv"
+    ids = [f"=cmd{i}" for i in range(10)] + [f"-{i}" for i in range(10)]
+    pd.DataFrame({"id": ids, "f0": rng.normal(size=20)}).to_csv(records, index=False)
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"id": ids[:2] + ids[10:12], "label": ["a", "b", "a", "b"]}).to_csv(labels, index=False)
+    out = tmp_path / "to_label.csv"
+    result = next_batch(records, labels, policy="margin", model="nb", batch_size=6, out=out)
+    text = out.read_text()
+    written = pd.read_csv(out, dtype={"id": str})["id"].tolist()
+    assert all(cell.startswith("'") for cell in written) and ",=" not in text and "\n=" not in text
+    # Labels copied from that table (ids with their leading quote) match the records.
+    pd.DataFrame({"id": ids[:2] + ids[10:12] + written[:2], "label": ["a", "b", "a", "b", "a", "b"]}).to_csv(labels, index=False)
+    again = next_batch(records, labels, policy="margin", model="nb", batch_size=2, out=out)
+    assert again.n_labeled == 6 and set(result.table["id"][:2]) <= set(ids)
+
+
+def test_the_success_lines_escape_control_characters(tmp_path, capsys, monkeypatch):
+    records, labels = _small_tables(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    out = "a\x1b[2J\x07.csv"
+    assert main(["next-batch", "--data", str(records), "--labels", str(labels), "--out", out, "--policy", "margin",
+                 "--model", "nb", "--batch-size", "2", "--state", "s\x1b]0;x\x07.state"]) == 0
+    printed = capsys.readouterr()
+    assert "\x1b" not in printed.out + printed.err and "\x07" not in printed.out + printed.err
+    assert "a\\x1b[2J\\x07.csv" in printed.out and "s\\x1b]0;x\\x07.state" in printed.out
+
+
+# ------------------------------------------------------------------ a folder named default (issue 22)
+def test_a_default_folder_in_the_working_directory_does_not_shadow_the_released_files(tmp_path, monkeypatch, capsys):
+    from metalearn import load_policy, load_stopping_rule
+    from metalearn.policies.names import released_policy_dir
+    from metalearn.stopping import LearnedStoppingRule
+
+    records, labels = _small_tables(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").mkdir()
+    (tmp_path / "stabilizing_predictions").mkdir()
+    assert load_policy("default").policy_file.path == released_policy_dir() / "default.safetensors"
+    assert isinstance(load_stopping_rule("default"), LearnedStoppingRule)
+    assert load_stopping_rule("stabilizing_predictions").name == "stabilizing_predictions"
+    assert main(["next-batch", "--data", str(records), "--labels", str(labels), "--out", str(tmp_path / "o.csv"),
+                 "--policy", "default", "--stop-rule", "default", "--model", "nb", "--batch-size", "2"]) == 0
+    assert "default.safetensors" in capsys.readouterr().out
+    # Clearly a path: the folder itself, refused as one.
+    with pytest.raises(Exception, match="folder"):
+        load_policy("./default")

@@ -15,6 +15,10 @@ exists and is not a regular file (a device such as ``/dev/null``, a FIFO, a fold
 to one) is refused, never replaced by a regular file. A write that fails (disk full, file-size
 limit, read-only folder) leaves the target as it was and raises
 :class:`~metalearn.exceptions.OutputFileError`, one line naming the file.
+
+Several outputs that belong together (``next-batch``'s state file and its table to label) go
+through :class:`AtomicGroup`: all are written to temporaries first, then renamed together, and
+a failure part-way restores those already replaced.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Callable
 from metalearn.exceptions import OutputFileError
 
 __all__ = [
-    "atomic_write", "atomic_write_bytes", "atomic_write_text", "fsync_replace", "output_mode", "remove_stale_temporaries",
+    "AtomicGroup", "atomic_write", "atomic_write_bytes", "atomic_write_text", "fsync_replace", "output_mode", "remove_stale_temporaries",
 ]
 
 _LEGACY_AGE_SECONDS = 3600.0
@@ -235,3 +239,152 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class AtomicGroup:
+    """Several outputs written all or none: a failure part-way leaves every target as it was.
+
+    Each :meth:`add` writes one output to its temporary file beside the target (a full disk
+    fails here, before any target changes); :meth:`commit` then renames the temporaries over
+    their targets in the order they were added, keeping a hard link (or a copy) of each
+    replaced file, and restores the replaced targets if a later rename fails. A group left
+    without a commit (an error, Ctrl-C) removes its temporaries. Use it as a context manager.
+
+    A process killed between two renames (SIGKILL, power loss) cannot roll back: order the
+    outputs so that the first ones are safe to stand alone (for ``next-batch``, the state file
+    that reserves the records before the table that hands them out).
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+        self._committed = False
+
+    def __enter__(self) -> "AtomicGroup":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self._committed:
+            self.discard()
+
+    def add(self, target: str | os.PathLike[str], write: Callable[[str], None]) -> None:
+        """Write the content of ``target`` with ``write(temporary_path)``; nothing is replaced yet.
+
+        Raises
+        ------
+        OutputFileError
+            ``target`` is not a regular file (:func:`output_mode`) or the write failed; the
+            temporaries of this group are removed and no target has changed.
+        """
+        target = Path(target)
+        try:
+            mode = output_mode(target)
+            remove_stale_temporaries(target)
+            try:
+                handle, name = tempfile.mkstemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent)
+            except OSError as exc:
+                raise _write_failed(target, exc) from None
+            os.close(handle)
+            tmp = Path(name)
+            self._staged.append((target, tmp))
+            try:
+                write(str(tmp))
+                os.chmod(tmp, mode)
+                with open(tmp, "rb+") as staged:
+                    os.fsync(staged.fileno())
+            except OSError as exc:  # an OutputFileError of a nested writer names the temporary: name the target
+                raise _write_failed(target, exc) from None
+        except BaseException:
+            self.discard()
+            raise
+
+    def commit(self) -> list[Path]:
+        """Replace every target by its new content, in the order added; all or none.
+
+        Returns
+        -------
+        list of Path
+            The targets.
+
+        Raises
+        ------
+        OutputFileError
+            A rename failed: the targets already replaced are restored and the message says
+            so (or names a target that could not be restored).
+        """
+        replaced: list[tuple[Path, Path | None]] = []  # (target, backup of its old content or None if new)
+        try:
+            for target, tmp in self._staged:
+                backup = _backup(target)
+                try:
+                    os.replace(tmp, target)
+                except BaseException:
+                    if backup is not None:
+                        backup.unlink(missing_ok=True)
+                    raise
+                replaced.append((target, backup))
+        except OSError as exc:
+            failed = self._staged[len(replaced)][0]
+            others = [str(t) for t, _ in self._staged if t != failed]
+            unrestored = _roll_back(replaced)
+            self.discard()
+            error = _write_failed(failed, exc)
+            if unrestored:
+                detail = f"; {', '.join(repr(str(p)) for p in unrestored)} could not be restored"
+            else:
+                detail = f"; {', '.join(repr(o) for o in others)} left as it was too" if others else ""
+            raise OutputFileError(f"{error}{detail}") from None
+        except BaseException:
+            _roll_back(replaced)
+            self.discard()
+            raise
+        self._committed = True
+        for _, backup in replaced:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+        for folder in dict.fromkeys(target.parent for target, _ in self._staged):
+            _fsync_folder(folder)
+        return [target for target, _ in self._staged]
+
+    def discard(self) -> None:
+        """Remove the temporaries not yet renamed (the targets are untouched)."""
+        for _, tmp in self._staged:
+            tmp.unlink(missing_ok=True)
+        if not self._committed:
+            self._staged = []
+
+
+def _backup(target: Path) -> Path | None:
+    """A second name for the current content of ``target`` (None if it does not exist), for a roll-back.
+
+    A hard link costs nothing; where the file system has none, a copy. The name is a temporary
+    of this process, so a kill leaves nothing the next write does not clean.
+    """
+    if not target.exists():
+        return None
+    import secrets
+    import shutil
+
+    for _ in range(100):
+        backup = target.parent / f"{_prefix(target)}{secrets.token_hex(4)}.tmp"
+        try:
+            os.link(target, backup)
+        except FileExistsError:
+            continue
+        except OSError:
+            shutil.copy2(target, backup)
+        return backup
+    raise OutputFileError(f"cannot write {str(target)!r}: no free name for its backup")  # pragma: no cover
+
+
+def _roll_back(replaced: list[tuple[Path, Path | None]]) -> list[Path]:
+    """Put the old contents back (newest first); the targets that could not be restored."""
+    failed = []
+    for target, backup in reversed(replaced):
+        try:
+            if backup is None:
+                target.unlink(missing_ok=True)
+            else:
+                os.replace(backup, target)
+        except OSError:
+            failed.append(target)
+    return failed

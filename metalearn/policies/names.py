@@ -4,7 +4,8 @@ A policy (or a stopping rule, in the ``stopping/`` sub-folder of the same folder
 as a path or as a released name: ``<name>.safetensors`` in the package data of
 ``metalearn.policies.released`` (the same in a checkout and a wheel install), then in each
 folder of ``$METALEARN_POLICY_DIR``; the first match wins. :func:`resolve_named_file` is the
-one resolver both kinds use.
+one resolver both kinds use, and its docstring is the one place where the resolution order
+is written down; :func:`looks_like_path` is the one test of "clearly a path".
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "released_policy_names",
     "resolve_policy_path",
     "resolve_named_file",
+    "looks_like_path",
 ]
 
 #: File name suffix of released policies and stopping rules.
@@ -74,6 +76,24 @@ def released_policy_names() -> list[str]:
 
 
 
+def looks_like_path(name_or_path: object, suffix: str = POLICY_SUFFIX) -> bool:
+    """Whether an argument is clearly a path, never a released or strategy name.
+
+    A path object (:class:`os.PathLike`), or text that holds a folder separator, starts with
+    ``.`` or ``~``, or ends in ``suffix`` (``.safetensors``). See :func:`resolve_named_file`.
+    """
+    if isinstance(name_or_path, os.PathLike):
+        return True
+    if not isinstance(name_or_path, str):
+        return False
+    separators = {"/", os.sep, os.altsep or "/"}
+    return (
+        any(sep in name_or_path for sep in separators)
+        or name_or_path.startswith((".", "~"))
+        or name_or_path.endswith(suffix)
+    )
+
+
 def resolve_named_file(
     name_or_path: object,
     *,
@@ -86,12 +106,30 @@ def resolve_named_file(
 ) -> Path:
     """The file a path or a released name refers to (policies and stopping rules alike).
 
+    Resolution order, the first rule that applies wins (every entry point follows it:
+    :func:`~metalearn.policies.format.read_policy` and ``load_policy``,
+    :func:`~metalearn.stopping.load_stopping_rule`,
+    :func:`~metalearn.strategies.resolve.resolve_strategy` and ``metalearn next-batch
+    --policy/--stop-rule``):
+
+    1. clearly a path (:func:`looks_like_path`: a path object, or text with a folder
+       separator, starting with ``.`` or ``~``, or ending in ``suffix``): that path; a
+       missing one is an ``error``;
+    2. a released name: ``<name><suffix>`` in each of ``search_dirs()`` (the released files,
+       then ``$METALEARN_POLICY_DIR``), the first match;
+    3. an existing file of that name in the working directory (a file saved without the
+       suffix);
+    4. else :class:`UnknownNameError`, listing the released names.
+
+    So a released name means the released file even when the working directory holds a
+    file or folder of that name (``default/``): write ``./default`` for that one. The callers
+    that also take a classic name (a querying strategy, a classic stopping criterion) check
+    it before rule 2: a classic name that is not clearly a path is the classic one.
+
     Parameters
     ----------
     name_or_path : str or path-like
-        An existing path is returned as is. Otherwise a bare name (no folder separator, not
-        ending in ``suffix``) is looked up as ``<name><suffix>`` in each of ``search_dirs()``;
-        the first match wins.
+        A path or a released name, see the resolution order.
     noun : str
         What is named, in messages: ``"policy"``, ``"stopping rule"``.
     label : str
@@ -111,10 +149,11 @@ def resolve_named_file(
     Raises
     ------
     UnknownNameError
-        A bare name that matches no released file; the message holds ``listing()``.
+        A name that matches no released file and no file in the working directory; the
+        message holds ``listing()``.
     error
-        A path (with a folder separator or ``suffix``) that does not exist, a name the system
-        cannot look up, or an argument that is neither a string nor a path.
+        A path (rule 1) that does not exist, a name the system cannot look up, or an argument
+        that is neither a string nor a path.
     """
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise error(
@@ -129,18 +168,20 @@ def resolve_named_file(
     if "\x00" in text:
         raise error(f"{noun} name or path {printable(text[:200])!r} contains a NUL character")
     path = Path(text).expanduser()
-    if _exists(path, text, label, error):
-        return path
-    looks_like_path = isinstance(name_or_path, os.PathLike) or any(
-        sep in text for sep in {"/", os.sep, os.altsep or "/"}
-    ) or text.endswith(suffix)
-    if looks_like_path:
-        raise error(f"{label} {text!r}: no such file; {listing()}")
+    if looks_like_path(name_or_path, suffix):
+        if _exists(path, text, label, error):
+            return path
+        raise error(f"{label} {printable(text[:200])!r}: no such file; {listing()}")
+    _exists(path, text, label, error)  # a name the system cannot look up (too long...) is an error
     for folder in search_dirs():
         candidate = folder / f"{text}{suffix}"
         if _exists(candidate, text, label, error) and candidate.is_file():
             return candidate
-    raise UnknownNameError(f"unknown {noun} {text!r}: neither a file nor a released {noun} name; {listing()}")
+    if _exists(path, text, label, error) and path.is_file():
+        return path
+    raise UnknownNameError(
+        f"unknown {noun} {printable(text[:200])!r}: neither a file nor a released {noun} name; {listing()}"
+    )
 
 
 def _exists(path: Path, text: str, label: str, error: type[MetalearnError]) -> bool:

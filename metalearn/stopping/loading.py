@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from metalearn.common.text import printable
 from metalearn.exceptions import UnknownNameError
+from metalearn.policies.names import looks_like_path
 from metalearn.stopping.base import StoppingRule
 from metalearn.stopping.classic import CLASSIC_RULES
 from metalearn.stopping.file import StoppingRuleFile, released_stopping_rule_names
@@ -31,8 +32,11 @@ def load_stopping_rule(name_or_path: str | os.PathLike[str] | StoppingRuleFile =
     name_or_path : str, path-like or StoppingRuleFile, default="default"
         A classic criterion's name (``stabilizing_predictions``, ``overall_uncertainty``,
         ``max_confidence``, ``classification_change``, ``fixed_budget``), the name of a
-        released learned rule (``default``), or a learned rule's file. A classic name wins
-        over a released rule of the same name unless a file of that name exists.
+        released learned rule (``default``), or a learned rule's file. A classic name that is
+        not clearly a path is the classic criterion; anything else is resolved as every
+        released name is (:func:`~metalearn.policies.names.resolve_named_file`: a released
+        rule wins over a file or folder of the same name in the working directory; write
+        ``./name`` for that one).
     **params
         The rule's parameters: for the learned rule ``threshold`` (accuracy points; the
         knob), ``patience``, ``missing_label``, ``random_state``; for the classic ones their
@@ -55,7 +59,7 @@ def load_stopping_rule(name_or_path: str | os.PathLike[str] | StoppingRuleFile =
         rule: StoppingRule = _build(LearnedStoppingRule, params, name_or_path)
     else:
         text = os.fspath(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) else None
-        if text is not None and text in CLASSIC_RULES and not _is_file(text):
+        if text is not None and text in CLASSIC_RULES and not looks_like_path(name_or_path):
             rule = _build(CLASSIC_RULES[text], params)
         else:
             learned = _build(LearnedStoppingRule, params, name_or_path)
@@ -81,11 +85,3 @@ def _build(cls: type[RuleT], params: dict[str, Any], *args: Any) -> RuleT:
             f"{cls.name}: unknown parameter(s) {', '.join(printable(n) for n in unknown)}; it takes {', '.join(accepted)}"
         )
     return cls(*args, **params)
-
-
-def _is_file(text: str) -> bool:
-    """Whether a file of that name exists (a name the system cannot look up does not)."""
-    try:
-        return Path(text).exists()
-    except (OSError, ValueError):
-        return False

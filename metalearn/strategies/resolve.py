@@ -29,9 +29,10 @@ _POLICY_SUFFIX = ".safetensors"
 
 
 def looks_like_policy_path(text: str) -> bool:
-    """Whether ``text`` is clearly a path: it holds a folder separator or ends in ``.safetensors``."""
-    separators = {"/", os.sep, os.altsep or "/"}
-    return any(sep in text for sep in separators) or text.endswith(_POLICY_SUFFIX)
+    """Whether ``text`` is clearly a path (:func:`metalearn.policies.names.looks_like_path`)."""
+    from metalearn.policies.names import looks_like_path
+
+    return looks_like_path(text, _POLICY_SUFFIX)
 
 
 def resolve_strategy(
@@ -50,16 +51,20 @@ def resolve_strategy(
     2. a path object (:class:`os.PathLike`): the policy file at that path;
     3. ``"policy:PATH_OR_NAME"``: the policy file ``PATH_OR_NAME``, or the released policy of
        that name (see :func:`~metalearn.policies.file.resolve_policy_path`);
-    4. a string that is clearly a path, holding a folder separator or ending in
-       ``.safetensors``: the policy file at that path;
+    4. a string that is clearly a path (:func:`~metalearn.policies.names.looks_like_path`:
+       a folder separator, a leading ``.`` or ``~``, or the ``.safetensors`` suffix): the
+       policy file at that path;
     5. a classic strategy name or alias of the registry
        (:func:`~metalearn.strategies.registry.get_strategy_class`, case-insensitive), optionally
        as ``NAME:VALUE`` for a strategy that declares a
        :attr:`~metalearn.strategies.base.QueryStrategy.shorthand_parameter`
        (``typiclust_margin:20``: TypiClust for 20 bought labels, then margin), see
        :func:`classic_strategy_spec`;
-    6. anything else: a policy file of that name in the working directory, else a released
-       policy of that name (``"default"``).
+    6. anything else: a policy name, resolved as every released name is
+       (:func:`~metalearn.policies.names.resolve_named_file`, whose docstring holds the one
+       resolution order: a released policy of that name, e.g. ``"default"``, even when the
+       working directory holds a file or folder of that name, else a file of that name in
+       the working directory).
 
     So a classic strategy name wins over a file of the same name in the working directory and
     over a released policy of the same name: write ``./margin`` or ``policy:margin`` for the
