@@ -15,15 +15,23 @@ import numpy as np
 
 __all__ = ["BLOCK_ROWS", "row_blocks", "float64_rows", "map_row_blocks"]
 
-#: Rows per block of a float32 pool (about 25 MiB in float64 at 50 features). A multiple of
-#: 256, scikit-learn's k-means assignment chunk, so blocks split the rows where it does.
+#: Rows per block of a float32 pool (about 25 MiB in float64 at 50 features; the last block up
+#: to twice that). A multiple of 256, scikit-learn's k-means assignment chunk, so blocks split
+#: the rows where it does.
 BLOCK_ROWS = 65536
 
 
 def row_blocks(n_rows: int, block_rows: int = BLOCK_ROWS) -> Iterator[slice]:
-    """Consecutive slices of at most ``block_rows`` rows covering ``range(n_rows)``."""
-    for start in range(0, n_rows, block_rows):
-        yield slice(start, min(start + block_rows, n_rows))
+    """Consecutive slices covering ``range(n_rows)``: ``block_rows`` rows each, the last one more.
+
+    The last block takes the remainder (up to ``2 * block_rows - 1`` rows; all rows when there
+    are fewer than ``2 * block_rows``), so no block is small: BLAS chooses its kernel by matrix
+    size, and rows multiplied in a small product may differ in the last bit from the same rows
+    in a large one.
+    """
+    n_blocks = max(n_rows // block_rows, 1)
+    for i in range(n_blocks):
+        yield slice(i * block_rows, n_rows if i == n_blocks - 1 else (i + 1) * block_rows)
 
 
 def float64_rows(X: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:
@@ -63,7 +71,7 @@ def map_row_blocks(
         return func(X if rows is None else X[rows])
     n = X.shape[0] if rows is None else rows.shape[0]
     out: np.ndarray | None = None
-    for block in row_blocks(n, block_rows) if n else [slice(0, 0)]:
+    for block in row_blocks(n, block_rows):
         part = func(float64_rows(X, block if rows is None else rows[block]))
         if part is None:
             return None
