@@ -13,6 +13,7 @@ import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.neighbors import NearestNeighbors
 
+from metalearn.common.blocks import map_row_blocks
 from metalearn.common.threads import limited_threads
 
 __all__ = ["kmeans_partition", "typicality", "cluster_sizes", "DEFAULT_MAX_FIT"]
@@ -57,8 +58,11 @@ def kmeans_partition(X: np.ndarray, n_clusters: int, seed: int, max_fit: int = D
         model = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed)
     # One thread: the strategies run inside simulations that are parallel over processes.
     with limited_threads(1):
-        model.fit(X[fit_rows])
-        return model.predict(X).astype(np.int64)
+        # float64 as a float64 pool is (a float32 pool is assigned a block of rows at a time).
+        model.fit(np.asarray(X[fit_rows], dtype=np.float64))
+        labels = map_row_blocks(model.predict, X)
+    assert labels is not None  # predict never declines
+    return labels.astype(np.int64)
 
 
 def cluster_sizes(labels: np.ndarray, n_clusters: int) -> np.ndarray:

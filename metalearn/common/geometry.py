@@ -2,7 +2,9 @@
 
 The features of :mod:`metalearn.features` never expose raw coordinates: they use distances
 only, scaled by a typical distance of the same pool so that they mean the same thing on every
-dataset. Everything here is chunked so memory stays linear in the pool size.
+dataset. Everything here is chunked so memory stays linear in the pool size, and a float32 pool
+is read a block of rows at a time as float64 (:mod:`metalearn.common.blocks`): the same values
+as a float64 copy of it would give, without that copy.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from typing import Literal, overload
 
 import numpy as np
+
+from metalearn.common.blocks import float64_rows, map_row_blocks
 
 __all__ = [
     "squared_norms",
@@ -30,14 +34,17 @@ def _chunk_rows(m: int) -> int:
 
 
 def squared_norms(X: np.ndarray) -> np.ndarray:
-    """Row-wise squared Euclidean norms, shape (n,)."""
-    return np.einsum("ij,ij->i", X, X)
+    """Row-wise squared Euclidean norms in float64, shape (n,)."""
+    norms = map_row_blocks(lambda rows: np.einsum("ij,ij->i", rows, rows), X)
+    assert norms is not None  # the function never declines
+    return norms
 
 
 def min_sq_distances(
     X: np.ndarray, Y: np.ndarray, X_sq: np.ndarray | None = None, Y_sq: np.ndarray | None = None
 ) -> np.ndarray:
     """Squared distance from each row of ``X`` (n, d) to its nearest row of ``Y`` (m, d); shape (n,)."""
+    Y = np.asarray(Y, dtype=np.float64)
     X_sq = squared_norms(X) if X_sq is None else X_sq
     Y_sq = squared_norms(Y) if Y_sq is None else Y_sq
     out = np.empty(X.shape[0])
@@ -46,7 +53,7 @@ def min_sq_distances(
         stop = min(start + chunk, X.shape[0])
         # (m, chunk) orientation: the minimum over axis 0 is an elementwise pass over rows,
         # several times faster than a reduction along a short last axis.
-        block = Y @ X[start:stop].T
+        block = Y @ float64_rows(X, slice(start, stop)).T
         block *= -2.0
         block += Y_sq[:, None]
         block += X_sq[None, start:stop]
@@ -65,7 +72,8 @@ def typical_distance(X: np.ndarray, rng: np.random.Generator, n_pairs: int = 200
     a = rng.integers(0, n, size=n_pairs)
     b = rng.integers(0, n - 1, size=n_pairs)
     b = b + (b >= a)  # distinct partner
-    d = np.sqrt(np.einsum("ij,ij->i", X[a] - X[b], X[a] - X[b]))
+    X_a, X_b = float64_rows(X, a), float64_rows(X, b)
+    d = np.sqrt(np.einsum("ij,ij->i", X_a - X_b, X_a - X_b))
     scale = float(np.median(d))
     return scale if scale > 0 else (float(d.max()) if d.max() > 0 else 1.0)
 
@@ -118,7 +126,7 @@ def knn_reference_distance(
     n = X.shape[0]
     m = min(n_reference, n)
     ref_idx = np.sort(rng.choice(n, size=m, replace=False))
-    ref = X[ref_idx]
+    ref = float64_rows(X, ref_idx)
     k = max(1, min(n_neighbors, m - 1)) if m > 1 else 1
     X_sq, R_sq = squared_norms(X), squared_norms(ref)
     out = np.empty(n)
@@ -126,7 +134,7 @@ def knn_reference_distance(
     is_ref[ref_idx] = True
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
-        block = np.maximum(X_sq[start:stop, None] - 2.0 * (X[start:stop] @ ref.T) + R_sq[None, :], 0.0)
+        block = np.maximum(X_sq[start:stop, None] - 2.0 * (float64_rows(X, slice(start, stop)) @ ref.T) + R_sq[None, :], 0.0)
         # A reference row's zero distance to itself is not a neighbour.
         rows = np.flatnonzero(is_ref[start:stop])
         if rows.size:
@@ -151,10 +159,13 @@ def knn_distance_to(X: np.ndarray, reference: np.ndarray, n_neighbors: int) -> n
     if n == 0 or m == 0:
         return out
     k = max(1, min(n_neighbors, m))
+    reference = np.asarray(reference, dtype=np.float64)
     X_sq, R_sq = squared_norms(X), squared_norms(reference)
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
-        block = np.maximum(X_sq[start:stop, None] - 2.0 * (X[start:stop] @ reference.T) + R_sq[None, :], 0.0)
+        block = np.maximum(
+            X_sq[start:stop, None] - 2.0 * (float64_rows(X, slice(start, stop)) @ reference.T) + R_sq[None, :], 0.0
+        )
         part = np.partition(block, k - 1, axis=1)[:, :k]
         out[start:stop] = np.sqrt(part.mean(axis=1))
     return out

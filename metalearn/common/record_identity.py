@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from metalearn.common.blocks import BLOCK_ROWS, row_blocks
 from metalearn.exceptions import InvalidInputError
 
 __all__ = ["row_keys", "record_keys", "match_records"]
@@ -56,32 +57,35 @@ def _disambiguate(keys: np.ndarray) -> np.ndarray:
 def row_keys(X: np.ndarray) -> np.ndarray:
     """A 64-bit key per row of ``X`` from the bytes of its values, distinct for every row.
 
-    Vectorised (a loop over column blocks, never over rows). ``-0.0`` and ``0.0`` hash alike.
+    Vectorised (loops over blocks of rows and columns, never over single rows). ``-0.0`` and ``0.0`` hash alike.
     Rows with identical values get distinct keys by order of appearance (the first copy keeps
     the plain hash), so each record of a pool has its own identity.
 
     Parameters
     ----------
     X : ndarray of shape (n, d)
-        Converted to float64.
+        Hashed as float64 values, a block of rows at a time (never a float64 copy of all of X).
 
     Returns
     -------
     ndarray of uint64, shape (n,)
     """
-    X = np.ascontiguousarray(X, dtype=np.float64) + 0.0  # a fresh contiguous copy, -0.0 -> 0.0
+    X = np.asarray(X)
     n, d = X.shape
-    words = X.view(np.uint64)
     salts = _mix64(np.arange(1, d + 1, dtype=np.uint64) * _GOLDEN)
     h = np.zeros(n, dtype=np.uint64)
-    step = max(1, _HASH_BLOCK // max(n, 1))
-    for start in range(0, d, step):
-        stop = min(start + step, d)
-        block = words[:, start:stop] ^ salts[start:stop]  # a new array: mixed in place below
-        block *= _MIX1
-        block ^= block >> np.uint64(32)
-        block *= _MIX2
-        h += block.sum(axis=1, dtype=np.uint64)
+    # Sums modulo 2**64 do not depend on how rows and columns are blocked: the keys are the same
+    # for any block sizes, which only bound the temporary memory.
+    step = max(1, _HASH_BLOCK // min(max(n, 1), BLOCK_ROWS))
+    for rows in row_blocks(n):
+        words = (np.ascontiguousarray(X[rows], dtype=np.float64) + 0.0).view(np.uint64)  # a fresh copy, -0.0 -> 0.0
+        for start in range(0, d, step):
+            stop = min(start + step, d)
+            block = words[:, start:stop] ^ salts[start:stop]  # a new array: mixed in place below
+            block *= _MIX1
+            block ^= block >> np.uint64(32)
+            block *= _MIX2
+            h[rows] += block.sum(axis=1, dtype=np.uint64)
     return _disambiguate(_mix64(h ^ np.uint64(d)))
 
 

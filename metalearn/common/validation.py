@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from metalearn.common.blocks import row_blocks
 from metalearn.exceptions import InvalidInputError, InvalidTypeError, NotFittedClassifierError
 
 __all__ = [
@@ -34,12 +35,26 @@ __all__ = [
 PROBA_TOLERANCE = 1e-3
 
 
-def check_pool_features(X: Any, *, name: str = "X") -> np.ndarray:
+def check_pool_features(X: Any, *, name: str = "X", keep_float32: bool = False) -> np.ndarray:
     """Return ``X`` as a finite 2-D float array of shape (n_samples, n_features).
 
     Accepts numpy arrays, lists, pandas DataFrames (numeric columns) and scipy sparse
     matrices (densified). Raises :class:`InvalidInputError` for empty, non-numeric,
     wrongly shaped or non-finite input.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    name : str
+        What the messages call ``X``.
+    keep_float32 : bool, default=False
+        Return a float32 numpy array as it is instead of a float64 copy (twice its size). For
+        callers whose arithmetic on ``X`` converts a block of rows at a time
+        (:mod:`metalearn.common.blocks`); everything else is float64 either way.
+
+    Returns
+    -------
+    ndarray of float64 (or the float32 array itself with ``keep_float32``), shape (n_samples, n_features)
     """
     if sp.issparse(X):
         X = _densify(X, name)
@@ -78,8 +93,9 @@ def check_pool_features(X: Any, *, name: str = "X") -> np.ndarray:
             f"{name} holds dates or durations (datetime64/timedelta64); encode them as numeric features first "
             "(e.g. days since a reference date)"
         )
+    float32 = keep_float32 and isinstance(X, np.ndarray) and X.dtype == np.float32
     try:
-        arr = np.asarray(X, dtype=float)
+        arr = np.asarray(X) if float32 else np.asarray(X, dtype=float)  # asarray: a view, never a copy
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(
             f"{name} must be numeric, array-like of shape (n_samples, n_features); could not convert it: {exc}"
@@ -97,13 +113,18 @@ def check_pool_features(X: Any, *, name: str = "X") -> np.ndarray:
         raise InvalidInputError(f"{name} is empty: the pool needs at least one record")
     if arr.shape[1] == 0:
         raise InvalidInputError(f"{name} has no features (shape {arr.shape})")
-    if not np.all(np.isfinite(arr)):
+    if not _all_finite(arr):
         bad_rows = np.flatnonzero(~np.all(np.isfinite(arr), axis=1))
         raise InvalidInputError(
             f"{name} contains NaN or infinite values in {bad_rows.size} row(s) (first: {bad_rows[:5].tolist()}); "
             "impute or drop them first (metalearn.tasks.preprocessing.TabularPreprocessor imputes)"
         )
     return arr
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """Whether every value of the 2-D ``arr`` is finite, a block of rows at a time (no (n, d) mask)."""
+    return all(bool(np.isfinite(arr[block]).all()) for block in row_blocks(arr.shape[0]))
 
 
 def is_missing(y: np.ndarray, missing_label: Any) -> np.ndarray:

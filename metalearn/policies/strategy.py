@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from metalearn.common.blocks import map_row_blocks
 from metalearn.common.record_identity import match_records, record_keys, row_keys
 from metalearn.common.uncertainty import margins
 from metalearn.common.validation import check_pool_features, check_positive_int
@@ -107,6 +108,7 @@ class PolicyStrategy(QueryStrategy):
     """
 
     name: ClassVar[str] = "policy"
+    keeps_float32: ClassVar[bool] = True  # the features' distances read X a block of rows at a time
 
     def __init__(
         self,
@@ -199,7 +201,7 @@ class PolicyStrategy(QueryStrategy):
             records start with an empty history); 0 for a probabilities-only (``proba``)
             policy, which keeps no history.
         """
-        X_arr = check_pool_features(X)
+        X_arr = check_pool_features(X, keep_float32=self.keeps_float32)
         policy, _ = self._check_params()
         if schema_entry(policy.schema).probabilities_only:
             return 0  # a probabilities-only policy keeps no multi-loop history: nothing to restore
@@ -339,7 +341,8 @@ class PolicyStrategy(QueryStrategy):
             features = self.proba_features_ = ProbaPoolFeatures(reveal_labeled=True)
         rows = ctx.unlabeled_indices
         try:
-            predictions = ensemble_predictions(ctx.clf, ctx.X[rows])  # per tree for a forest, as in training
+            # Per tree for a forest, as in training; float64 rows, a block at a time for a float32 pool.
+            predictions = map_row_blocks(lambda X: ensemble_predictions(ctx.clf, X), ctx.X, rows=rows)
         except (ValueError, TypeError, ArithmeticError) as exc:
             raise InvalidInputError(f"the classifier's members failed to predict the pool: {type(exc).__name__}: {exc}") from exc
         if predictions is None:

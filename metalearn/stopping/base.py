@@ -86,6 +86,9 @@ class StoppingRule(ABC):
 
     #: Name under which :func:`~metalearn.stopping.load_stopping_rule` finds the rule.
     name: ClassVar[str] = ""
+    #: Whether a float32 pool reaches :meth:`_decide` as it is, as for querying strategies
+    #: (:attr:`~metalearn.strategies.base.QueryStrategy.keeps_float32`).
+    keeps_float32: ClassVar[bool] = False
 
     def __init__(self, *, missing_label: Any = np.nan, random_state: int | np.random.Generator | None = None) -> None:
         self.missing_label = missing_label
@@ -110,7 +113,7 @@ class StoppingRule(ABC):
             True once the rule recommends stopping (in this loop).
         """
         self.check_params()
-        X_arr = check_pool_features(X)
+        X_arr = check_pool_features(X, keep_float32=self.keeps_float32)
         labeled, y_arr = check_labels(y, X_arr.shape[0], self.missing_label)
         if not labeled.any():
             raise InvalidInputError("y has no labeled row: fit the classifier on some labels before asking whether to stop")

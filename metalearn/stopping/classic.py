@@ -64,7 +64,7 @@ def _labels_to_json(values: np.ndarray) -> list[Any]:
 
 def _predicted_labels(ctx: QueryContext, rows: np.ndarray) -> np.ndarray:
     """The classifier's predicted labels (its ``classes_``) of some pool rows, from ``predict_proba``."""
-    proba = ctx._checked_proba(ctx.call_classifier("predict_proba", ctx.X[rows]), rows.size)
+    proba = ctx._checked_proba(ctx.predict_rows("predict_proba", rows), rows.size)
     return np.asarray(ctx.classes)[proba.argmax(axis=1)]
 
 
@@ -85,6 +85,7 @@ class StabilizingPredictions(StoppingRule):
     """
 
     name = "stabilizing_predictions"
+    keeps_float32 = True  # X only reaches the classifier, a block of rows at a time
 
     def __init__(
         self,
@@ -152,6 +153,7 @@ class OverallUncertainty(StoppingRule):
     """
 
     name = "overall_uncertainty"
+    keeps_float32 = True  # X only reaches the classifier, a block of rows at a time
 
     def __init__(self, *, threshold: float = 0.05, missing_label: Any = np.nan,
                  random_state: int | np.random.Generator | None = None) -> None:
@@ -179,6 +181,7 @@ class MaxConfidence(StoppingRule):
     """
 
     name = "max_confidence"
+    keeps_float32 = True  # X only reaches the classifier, a block of rows at a time
 
     def __init__(self, *, threshold: float = 0.001, missing_label: Any = np.nan,
                  random_state: int | np.random.Generator | None = None) -> None:
@@ -206,6 +209,7 @@ class ClassificationChange(StoppingRule):
     """
 
     name = "classification_change"
+    keeps_float32 = True  # X only reaches the classifier, a block of rows at a time
 
     def __init__(self, *, threshold: float = 0.0, missing_label: Any = np.nan,
                  random_state: int | np.random.Generator | None = None) -> None:
@@ -254,6 +258,7 @@ class FixedBudget(StoppingRule):
     """
 
     name = "fixed_budget"
+    keeps_float32 = True  # X is never read
 
     def __init__(self, *, max_labeled: int = 100, missing_label: Any = np.nan,
                  random_state: int | np.random.Generator | None = None) -> None:

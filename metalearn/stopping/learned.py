@@ -72,6 +72,7 @@ class LearnedStoppingRule(StoppingRule):
     """
 
     name = "learned"
+    keeps_float32 = True  # the features' distances read X a block of rows at a time
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from metalearn.common.blocks import map_row_blocks
 from metalearn.common.validation import (
     check_batch_size,
     check_classifier,
@@ -101,6 +102,15 @@ class QueryContext:
                 f"the classifier's {method} failed on the pool: {type(exc).__name__}: {exc}"
             ) from exc
 
+    def predict_rows(self, method: str, rows: np.ndarray | None = None) -> Any:
+        """The classifier's ``method`` on pool rows ``rows`` (default: all), as float64 rows.
+
+        A float64 pool is predicted in one call, as the rows are; a float32 pool (kept so by
+        validation) a block of rows at a time, each converted to float64, so the classifier
+        sees the values it would see in a float64 copy of the pool and no such copy is made.
+        """
+        return map_row_blocks(lambda X: self.call_classifier(method, X), self.X, rows=rows)
+
     def _checked_proba(self, proba: Any, n_rows: int) -> np.ndarray:
         classes = self._declared_classes()
         return check_probabilities(proba, n_rows, None if classes is None else classes.size)
@@ -125,7 +135,7 @@ class QueryContext:
     def proba(self) -> np.ndarray:
         """Class probabilities on the whole pool, shape (n_pool, n_classes)."""
         if self._proba is None:
-            self._proba = self._checked_proba(self.call_classifier("predict_proba", self.X), self.X.shape[0])
+            self._proba = self._checked_proba(self.predict_rows("predict_proba"), self.X.shape[0])
         return self._proba
 
     @property
@@ -139,7 +149,7 @@ class QueryContext:
             return self._proba[self.unlabeled_indices]
         if self._proba_unlabeled is None:
             rows = self.unlabeled_indices
-            self._proba_unlabeled = self._checked_proba(self.call_classifier("predict_proba", self.X[rows]), rows.size)
+            self._proba_unlabeled = self._checked_proba(self.predict_rows("predict_proba", rows), rows.size)
         return self._proba_unlabeled
 
     @property
@@ -218,6 +228,10 @@ class QueryStrategy(ABC):
     #: Constructor parameter a name may set as ``NAME:VALUE`` (``typiclust_margin:20``), or None;
     #: see :func:`~metalearn.strategies.resolve.classic_strategy_spec`.
     shorthand_parameter: ClassVar[str | None] = None
+    #: Whether a float32 pool reaches :meth:`_select` as it is (``ctx.X`` float32, its arithmetic
+    #: converting a block of rows at a time: :mod:`metalearn.common.blocks`) instead of as a float64
+    #: copy twice its size. Results are the same either way; only memory differs.
+    keeps_float32: ClassVar[bool] = False
 
     def __init__(self, *, missing_label: Any = np.nan, random_state: int | np.random.Generator | None = None) -> None:
         self.missing_label = missing_label
@@ -246,7 +260,7 @@ class QueryStrategy(ABC):
         """
         check_random_state(self.random_state)
         self._validate_params()
-        X_arr = check_pool_features(X)
+        X_arr = check_pool_features(X, keep_float32=self.keeps_float32)
         labeled, y_arr = check_labels(y, X_arr.shape[0], self.missing_label)
         batch_size = check_batch_size(batch_size, int((~labeled).sum()))
         if self.requires_classifier:

@@ -22,6 +22,7 @@ class RandomSampling(QueryStrategy):
 
     name = "random"
     requires_classifier = False
+    keeps_float32 = True  # X is never read
 
     def _select(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
         return ctx.rng.choice(ctx.unlabeled_indices, size=batch_size, replace=False)

@@ -19,6 +19,8 @@ __all__ = ["UncertaintySampling", "LeastConfidence", "MarginSampling", "EntropyS
 class UncertaintySampling(QueryStrategy):
     """Base of the strategies that rank unlabeled records by one uncertainty score."""
 
+    keeps_float32 = True  # X only reaches the classifier, a block of rows at a time
+
     @staticmethod
     def uncertainty(proba: np.ndarray) -> np.ndarray:
         """Uncertainty of each row of ``proba`` (n, n_classes); larger = more worth labeling."""
