@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-# baal (for tests/test_baal.py) declares a hard dependency on jupyter, which its heuristics,
+# baal (for tests/test_integrations_baal.py) declares a hard dependency on jupyter, which its heuristics,
 # loop and datasets never import: install it without dependencies. What it imports at run
 # time (structlog<23, torchmetrics; numpy, scipy, scikit-learn, torch, tqdm, matplotlib,
 # Pillow) comes with the dev extra above.

@@ -1,4 +1,4 @@
-"""Helpers of tests/test_faults.py that must be importable in worker processes.
+"""Helpers of tests/test_fault_tolerance.py that must be importable in worker processes.
 
 A benchmark worker (a joblib/loky process or a Dask worker) only knows the strategies its
 imports register. :class:`KillSwitch` travels inside a dataset's ``info`` (which the runner

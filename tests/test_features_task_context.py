@@ -1,7 +1,7 @@
 """The ``pool@3`` schema's task-describing context (issue 20): bounded, meaningful, and kept across loops.
 
 The environment, the episodes and the deployed strategy see the same ``pool@3`` features by
-construction (tests/test_schema_registry.py runs over every registered schema); these tests
+construction (tests/test_features_registry.py runs over every registered schema); these tests
 check what the new context says about a task and a model.
 """
 

@@ -5,7 +5,7 @@ not change a single pick of a released policy: ``tests/data/released_picks.json`
 indices each released policy chose in a short active-learning loop on three scikit-learn
 datasets with two task models (recorded before the architecture review of issue 19), and the
 stopping rule's decisions and expected gains. Regenerate it only when a release changes on
-purpose: ``python tests/test_released_picks.py --write``.
+purpose: ``python tests/test_policies_released_picks.py --write``.
 """
 
 from __future__ import annotations
