@@ -56,3 +56,16 @@ CANDIDATES="margin,typiclust_margin,policy:ppo-synthetic,$ES,policy:benchmarks/e
 "$METALEARN" benchmark --quiet --stored-only --strategies random,margin --datasets sklearn:wine,sklearn:breast_cancer \
     --models logreg --regimes cold --batch-sizes 1,2,5,10,20,50 --budget 60 --seeds 3 --jobs 2 \
     --out benchmarks/compute-front-smoke
+# Issue 20's fair baseline: the fixed switches TypiClust-then-margin and ProbCover-then-margin at
+# switch points 5, 10, 20 and 40 labels on the held-in datasets (logistic regression at batch 1
+# and 10, then both models at batch 10); the tuned rule is chosen from these tables.
+RULES="margin,typiclust_margin,typiclust_margin:5,typiclust_margin:20,typiclust_margin:40,probcover_margin:5,probcover_margin:10,probcover_margin:20,probcover_margin:40"
+"$METALEARN" benchmark --quiet --stored-only --strategies "$RULES" \
+    --datasets "$HELDIN" --models logreg --regimes cold,warm --batch-sizes 1 --budget 100 --seeds 5 --jobs 2 \
+    --out benchmarks/heldin --report-dir benchmarks/heldin/switch-rules-logreg-batch1
+"$METALEARN" benchmark --quiet --stored-only --strategies "$RULES" \
+    --datasets "$HELDIN" --models logreg --regimes cold,warm --batch-sizes 10 --budget 100 --seeds 5 --jobs 2 \
+    --out benchmarks/heldin --report-dir benchmarks/heldin/switch-rules-logreg-batch10
+"$METALEARN" benchmark --quiet --stored-only --strategies "$RULES" \
+    --datasets "$HELDIN" --models logreg,rf --regimes cold,warm --batch-sizes 10 --budget 100 --seeds 5 --jobs 2 \
+    --out benchmarks/heldin --report-dir benchmarks/heldin/switch-rules
