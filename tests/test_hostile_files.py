@@ -489,3 +489,20 @@ def test_a_second_ctrl_c_during_benchmark_exits_130(tmp_path):
         pass
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err.decode()[-500:]
+
+
+def test_control_characters_in_names_are_escaped_in_the_markdown_and_html_reports():
+    from metalearn.benchmark.report import _Block, _render_html, _render_markdown, format_table
+
+    name = "evil\x1b[2J\x07name|x"
+    table = format_table(pd.DataFrame({"dataset": [name], "aulc": [0.5]}))
+    assert "\x1b" not in table and "\x07" not in table and "\\\\x1b" in table and "\\|" in table
+    blocks = [_Block("h2", f"Dataset {name}"), _Block("p", f"about {name}\nnext line"), _Block("ul", [name]),
+              _Block("table", pd.DataFrame({name: [name]}))]
+    markdown = _render_markdown(blocks, Path("."))
+    page = _render_html(blocks, "report")
+    for text in (markdown, page):
+        assert "\x1b" not in text and "\x07" not in text
+    assert "\nnext line" in markdown  # the report's own line breaks stay
+    # ordinary names are written exactly as before
+    assert format_table(pd.DataFrame({"dataset": ["pima"]})).splitlines()[-1] == "| pima |"

@@ -54,6 +54,7 @@ from metalearn.benchmark.stats import (
 )
 from metalearn.common.atomic import atomic_write, atomic_write_text
 from metalearn.common.extras import extra_installed, require_extra
+from metalearn.common.text import printable
 from metalearn.exceptions import InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -184,7 +185,8 @@ def format_table(
     frame, numeric = _formatted_frame(df, digits, index, headers)
 
     def cell(text: str) -> str:
-        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+        # Names come from files (dataset and strategy names): control characters are escaped.
+        return printable(text.replace("\r", " ").replace("\n", " ")).replace("\\", "\\\\").replace("|", "\\|")
 
     header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---:" if num else "---" for num in numeric) + "|"
@@ -646,7 +648,7 @@ class _Block:
 
 
 def _inline_html(text: str) -> str:
-    out = html.escape(text)
+    out = html.escape(printable(text))
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
 
@@ -654,12 +656,13 @@ def _inline_html(text: str) -> str:
 def _render_markdown(blocks: Iterable[_Block], out_dir: Path) -> str:
     parts = []
     for b in blocks:
+        # Text holds names read from files: every control character is escaped (as on the terminal).
         if b.kind in ("h1", "h2", "h3"):
-            parts.append("#" * int(b.kind[1]) + " " + b.content)
+            parts.append("#" * int(b.kind[1]) + " " + printable(b.content))
         elif b.kind == "p":
-            parts.append(b.content)
+            parts.append(printable(b.content, keep_newlines=True))
         elif b.kind == "ul":
-            parts.append("\n".join(f"- {item}" for item in b.content))
+            parts.append("\n".join(f"- {printable(item, keep_newlines=True)}" for item in b.content))
         elif b.kind == "table":
             parts.append(format_table(b.content, headers=b.headers))
         elif b.kind == "img":
@@ -697,7 +700,9 @@ def _render_html(blocks: Iterable[_Block], title: str) -> str:
         elif b.kind == "ul":
             parts.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b.content) + "</ul>")
         elif b.kind == "table":
-            parts.append(_formatted_frame(b.content, headers=b.headers)[0].to_html(index=False, escape=True, border=0))
+            frame = _formatted_frame(b.content, headers=b.headers)[0]
+            frame = frame.rename(columns=printable).map(lambda v: printable(v) if isinstance(v, str) else v)
+            parts.append(frame.to_html(index=False, escape=True, border=0))
         elif b.kind == "img":
             data = base64.b64encode(Path(b.content).read_bytes()).decode("ascii")
             parts.append(f'<img alt="{html.escape(b.alt)}" src="data:image/png;base64,{data}">')
