@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 METALEARN="${1:-.venv/bin/metalearn}"
+# scikit-posthocs draws the critical-difference crossbars in set order: a fixed hash seed makes
+# that PNG the same from one rebuild to the next (the figures and tables never depend on it).
+export PYTHONHASHSEED=0
 DATA="folder:../shared/datasets:validation"
 CLASSIC="random,least_confidence,margin,entropy,density_weighted,kcenter_greedy,qbc,albl"
 COLD_B10=(--models logreg,rf --regimes cold --batch-sizes 10 --budget 100 --seeds 10)

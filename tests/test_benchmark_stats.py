@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 import re
 
 import numpy as np
@@ -461,3 +462,26 @@ def test_nemenyi_p_values_match_scikit_posthocs_and_the_critical_difference(tabl
     gaps = np.abs(fr.mean_ranks.to_numpy()[:, None] - fr.mean_ranks.to_numpy()[None, :])
     significant = fr.nemenyi_p.to_numpy() < fr.alpha
     assert ((gaps > fr.critical_difference + 1e-9) == significant).all()  # same decision as the CD
+
+
+def test_a_report_that_fails_part_way_leaves_every_output_as_it_was(tmp_path, tables, monkeypatch):
+    import errno
+
+    from metalearn.benchmark import report as report_module
+
+    runs, curves = tables
+    out = tmp_path / "report"
+    files = write_report(runs, curves, out, reference="margin")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "report.md" in before and any(name.endswith(".png") for name in before)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # the plots and report.md are staged, then the page fails: nothing may have changed
+    monkeypatch.setattr(report_module, "_render_html", full_disk)
+    fewer = runs.loc[runs["seed"] != 0]
+    with pytest.raises(OSError):
+        write_report(fewer, curves.loc[curves["run_id"].isin(fewer["run_id"])], out, reference="margin")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporaries left either
+    assert set(files) <= {Path(n).stem for n in before} | {"md", "html"}

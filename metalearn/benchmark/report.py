@@ -24,6 +24,7 @@ matplotlib is imported only when a plot is drawn.
 from __future__ import annotations
 
 import base64
+import contextvars
 import html
 import math
 import re
@@ -52,7 +53,7 @@ from metalearn.benchmark.stats import (
     rank_table,
     strategy_summary,
 )
-from metalearn.common.atomic import atomic_write, atomic_write_text
+from metalearn.common.atomic import AtomicGroup, atomic_write_bytes
 from metalearn.common.extras import extra_installed, require_extra
 from metalearn.common.text import printable
 from metalearn.exceptions import InvalidInputError
@@ -205,6 +206,42 @@ def _new_figure(width: float, height: float, *, constrained: bool = True) -> "Fi
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained" if constrained else None)
 
 
+#: The outputs of the report being written (its group, and the PNG bytes staged in it): set by
+#: :func:`write_report`, so plots and pages are replaced all together or not at all.
+_REPORT_OUTPUTS: contextvars.ContextVar[tuple[AtomicGroup, dict[Path, bytes]] | None] = contextvars.ContextVar(
+    "report_outputs", default=None
+)
+
+
+def _write_output(path: Path, data: bytes) -> None:
+    """Write one output of the report: staged in the report's group while one is written, else atomically."""
+    staged = _REPORT_OUTPUTS.get()
+    if staged is None:
+        atomic_write_bytes(path, data)
+        return
+    group, outputs = staged
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(data)
+
+    group.add(path, write)
+    outputs[Path(path)] = data
+
+
+def _output_exists(path: Path) -> bool:
+    """Whether an output was staged by the report being written, or is on disk."""
+    staged = _REPORT_OUTPUTS.get()
+    return (staged is not None and Path(path) in staged[1]) or Path(path).exists()
+
+
+def _output_bytes(path: Path) -> bytes:
+    """An output's content: staged by the report being written, else on disk."""
+    staged = _REPORT_OUTPUTS.get()
+    if staged is not None and Path(path) in staged[1]:
+        return staged[1][Path(path)]
+    return Path(path).read_bytes()
+
+
 def _save(fig: "Figure", path: Path, **savefig_kwargs: Any) -> Path:
     """Write ``fig`` as a small PNG: rendered, then reduced to a 256-colour palette.
 
@@ -220,7 +257,9 @@ def _save(fig: "Figure", path: Path, **savefig_kwargs: Any) -> Path:
     buffer.seek(0)
     with Image.open(buffer) as image:
         palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    atomic_write(path, lambda tmp: palette.save(tmp, format="PNG", optimize=True))
+    png = io.BytesIO()
+    palette.save(png, format="PNG", optimize=True)
+    _write_output(path, png.getvalue())
     return path
 
 
@@ -704,7 +743,7 @@ def _render_html(blocks: Iterable[_Block], title: str) -> str:
             frame = frame.rename(columns=printable).map(lambda v: printable(v) if isinstance(v, str) else v)
             parts.append(frame.to_html(index=False, escape=True, border=0))
         elif b.kind == "img":
-            data = base64.b64encode(Path(b.content).read_bytes()).decode("ascii")
+            data = base64.b64encode(_output_bytes(Path(b.content))).decode("ascii")
             parts.append(f'<img alt="{html.escape(b.alt)}" src="data:image/png;base64,{data}">')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
@@ -888,7 +927,11 @@ def write_report(
     formats: Sequence[str] = ("md", "html"),
     alpha: float = 0.05,
 ) -> dict[str, Path]:
-    """Write the plots and the Markdown/HTML report of a benchmark.
+    """Write the plots and the Markdown/HTML report of a benchmark, all of them or none.
+
+    Every plot and page is staged first and then replaced together
+    (:class:`~metalearn.common.atomic.AtomicGroup`): a full disk or an error part-way leaves
+    the previous report and plots as they were and raises one line saying what failed.
 
     Parameters
     ----------
@@ -917,6 +960,27 @@ def write_report(
         ``"md"`` and/or ``"html"``, plus one entry per PNG keyed by its file stem
         (``curves_<setting>``, ``critical_difference``, ``differences``...).
     """
+    with AtomicGroup() as group:
+        token = _REPORT_OUTPUTS.set((group, {}))
+        try:
+            written = _write_report(runs, curves, out_dir, reference, metric, title, formats, alpha)
+        finally:
+            _REPORT_OUTPUTS.reset(token)
+        group.commit()
+    return written
+
+
+def _write_report(
+    runs: pd.DataFrame,
+    curves: pd.DataFrame,
+    out_dir: str | Path,
+    reference: str,
+    metric: str,
+    title: str,
+    formats: Sequence[str],
+    alpha: float,
+) -> dict[str, Path]:
+    """The body of :func:`write_report`: plots and pages, staged in the report's group."""
     formats = tuple(formats)
     unknown = [f for f in formats if f not in ("md", "html")]
     if unknown:
@@ -1055,7 +1119,7 @@ def write_report(
             else:
                 blocks.append(_Block("p", "No successful run."))
         path = curve_paths.get(setting)
-        if path is not None and path.exists():
+        if path is not None and _output_exists(path):
             blocks.append(_Block("img", path, f"learning curves, {_setting_label(*setting)}"))
 
     failed = failed_runs(runs)
@@ -1071,8 +1135,8 @@ def write_report(
 
     if "md" in formats:
         written["md"] = out / "report.md"
-        atomic_write_text(written["md"], _render_markdown(blocks, out))  # a full disk leaves the old report
+        _write_output(written["md"], _render_markdown(blocks, out).encode("utf-8"))
     if "html" in formats:
         written["html"] = out / "report.html"
-        atomic_write_text(written["html"], _render_html(blocks, title))
+        _write_output(written["html"], _render_html(blocks, title).encode("utf-8"))
     return written
