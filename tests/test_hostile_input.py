@@ -53,6 +53,7 @@ from metalearn.policies.architecture import ScorerArchitecture, parameter_shapes
 from metalearn.policies.file import FORMAT, FORMAT_VERSION, METADATA_KEY, read_policy, save_policy
 from metalearn.streaming import StreamingPolicy
 from metalearn.strategies import get_strategy_class, make_strategy, strategy_names
+from metalearn.strategies.resolve import resolve_strategy
 from metalearn.workflow import StateFileError, default_state_path, next_batch, read_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,9 +66,9 @@ ALL_STRATEGIES = LIBRARY_STRATEGIES + [f"policy:{name}" for name in RELEASED]
 
 
 def strategy(name: str, **params):
-    if name.startswith("policy:"):
-        return load_policy(name[len("policy:"):], **params)
-    return make_strategy(name, **params)
+    # The one resolver from a name to a strategy, as the benchmark and next-batch use it.
+    random_state, missing = params.pop("random_state", None), params.pop("missing_label", np.nan)
+    return resolve_strategy(name, label_budget=None, random_state=random_state, missing_label=missing, **params)
 
 
 def uses_classifier(name: str) -> bool:

@@ -61,6 +61,7 @@ from metalearn.policies.architecture import ScorerArchitecture, parameter_shapes
 from metalearn.policies.file import FORMAT, FORMAT_VERSION, METADATA_KEY, format_model_card, read_policy
 from metalearn.policies.strategy import PolicyStrategy
 from metalearn.strategies import get_strategy_class, make_strategy, strategy_names
+from metalearn.strategies.resolve import resolve_strategy
 from metalearn.workflow import NextBatch, next_batch, read_state
 
 PROFILE = "metalearn-hostile"
@@ -252,9 +253,9 @@ def hostile_labels(draw, n: int, seed: int, hostile: bool) -> tuple[Any, Any, st
 
 
 def build(name: str, **params):
-    if name.startswith("policy:"):
-        return load_policy(name[len("policy:"):], **params)
-    return make_strategy(name, **params)
+    # The one resolver from a name to a strategy, as the benchmark and next-batch use it.
+    random_state, missing = params.pop("random_state", None), params.pop("missing_label", np.nan)
+    return resolve_strategy(name, label_budget=None, random_state=random_state, missing_label=missing, **params)
 
 
 def uses_classifier(name: str) -> bool:
