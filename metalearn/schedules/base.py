@@ -208,7 +208,7 @@ class BatchSchedule(ABC):
             raise InvalidInputError("the saved schedule state has a malformed call count or log")
         self._fresh(X)
         self.n_calls_ = n_calls
-        self.log_ = [entry for entry in log if isinstance(entry, dict)][-1000:]
+        self.log_ = [dict(entry) for entry in log if isinstance(entry, dict)]
         self._load_state(arrays, meta, old_positions)
         return self
 
