@@ -516,7 +516,7 @@ def _check_schedule(
             raise bad(f"'schedule.{key}' must be text", schedule.get(key))
     for key, low, high in (("n_calls", 0, loops), ("n_pool", 1, 2**40), ("n_features", 1, 2**31)):
         value = schedule.get(key)
-        if not _is_int(value) or not low <= value <= high:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise bad(f"'schedule.{key}' must be an integer in [{low}, {high}]", value)
     if schedule["n_pool"] != n_saved:
         raise bad(f"'schedule.n_pool' must equal the {n_saved} records of the file", schedule["n_pool"])
@@ -528,7 +528,7 @@ def _check_schedule(
             raise bad(f"'schedule.log' record {number} must be an object with 'call': {number}", entry)
         for key in ("batch_size", "budget_left", "n_labeled"):
             value = entry.get(key)
-            if not _is_int(value) or not 0 <= value <= _MAX_BUDGET:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_BUDGET:
                 raise bad(f"'schedule.log' record {number}: {key!r} must be an integer in [0, {_MAX_BUDGET}]", value)
         if any(not isinstance(value, _JSON_SCALAR) for value in entry.values()):
             raise bad(f"'schedule.log' record {number} must hold numbers or text", entry)

@@ -208,7 +208,7 @@ class BatchSchedule(ABC):
             raise InvalidInputError("the saved schedule state has a malformed call count or log")
         self._fresh(X)
         self.n_calls_ = n_calls
-        self.log_ = [dict(entry) for entry in log if isinstance(entry, dict)]
+        self.log_: list[dict[str, Any]] = [dict(entry) for entry in log if isinstance(entry, dict)]
         self._load_state(arrays, meta, old_positions)
         return self
 
@@ -235,7 +235,7 @@ class BatchSchedule(ABC):
         self.n_features_in_ = X.shape[1]
         self.n_pool_ = X.shape[0]
         self.n_calls_ = 0
-        self.log_: list[dict[str, Any]] = []
+        self.log_ = []
         self._on_new_pool(X)
 
     def _check_state(self, X: np.ndarray) -> None:
