@@ -11,14 +11,18 @@ __version__ = "0.1.0"
 import metalearn.envs  # noqa: E402,F401  (registers the Gymnasium environments)
 from metalearn.policies import load_policy  # noqa: E402  (numpy-only policy loading)
 
-__all__ = ["load_policy", "load_stopping_rule", "__version__"]
+__all__ = ["load_policy", "load_stopping_rule", "load_schedule", "__version__"]
 
 
 def __getattr__(name: str) -> object:
-    # The stopping rules import scikit-learn's metrics: loaded on first use, so that
+    # The stopping rules and schedules import scikit-learn's metrics: loaded on first use, so that
     # `from metalearn import load_policy` stays light.
     if name == "load_stopping_rule":
         from metalearn.stopping import load_stopping_rule
 
         return load_stopping_rule
+    if name == "load_schedule":
+        from metalearn.schedules import load_schedule
+
+        return load_schedule
     raise AttributeError(f"module 'metalearn' has no attribute {name!r}")

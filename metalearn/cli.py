@@ -158,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
         "scores at each rule's stop, a table and a plot of labels saved against points lost (default: none)",
     )
     bench.add_argument(
+        "--schedules", type=_csv, default=[], metavar="SCHEDULES",
+        help="batch schedules (e.g. geometric:2:2,fixed:5, or a schedule file): each strategy also runs under each, "
+        "at the smallest --batch-sizes, named STRATEGY@SCHEDULE in the tables and the compute plots (default: none)",
+    )
+    bench.add_argument(
         "--stored-only",
         action="store_true",
         help="compute nothing: tables and report from the runs stored so far (a look at an unfinished benchmark)",
@@ -282,7 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--labels", required=True, help="labels table: id and label columns, any subset of the records")
     nb.add_argument("--out", required=True, help="where to write the records to label (CSV/TSV/Parquet by suffix)")
     nb.add_argument("--model", default="rf", help="task model fitted on the labeled records (= query model)")
-    nb.add_argument("--batch-size", type=int, default=20, help="records to pick")
+    nb.add_argument(
+        "--batch-size", type=int, default=None,
+        help="records to pick (default: the --schedule's suggestion with a schedule, else 20)",
+    )
     nb.add_argument(
         "--policy", default="default", metavar="NAME|PATH|STRATEGY",
         help="a released policy name, a policy file, or a classic strategy name such as margin or random",
@@ -301,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="stopping rule asked whether to stop buying labels: the released learned rule (default), a rule file, "
         "a classic criterion (stabilizing_predictions, overall_uncertainty, max_confidence, classification_change, "
         "fixed_budget), or none",
+    )
+    nb.add_argument(
+        "--schedule", default=None, metavar="SPEC|PATH",
+        help="batch schedule asked how many records to buy before the next retrain (fixed:N, geometric:R[:EVERY], or "
+        "a learned schedule file); prints its suggestion and why, and picks that many unless --batch-size is given",
     )
     nb.add_argument(
         "--release-pending", action="store_true",
@@ -427,6 +440,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         reference=reference,
         stop_rules=args.stop_rules,
         warm_start=args.warm_start,
+        schedules=args.schedules,
     )
     try:
         result = run_benchmark(
@@ -627,7 +641,7 @@ def _next_batch(args: argparse.Namespace) -> int:
             args.data, args.labels, model=args.model, batch_size=args.batch_size, policy=args.policy, out=args.out,
             state=args.state, id_column=args.id_column, label_column=args.label_column, classes=args.classes,
             seed=args.seed, label_budget=args.budget, stop_rule=None if args.stop_rule.lower() == "none" else args.stop_rule,
-            release_pending=args.release_pending, release=args.release,
+            release_pending=args.release_pending, release=args.release, schedule=args.schedule,
         )
     except KeyboardInterrupt:
         print(
@@ -645,6 +659,8 @@ def _next_batch(args: argparse.Namespace) -> int:
         f"({result.n_labeled} of {result.n_records} labeled, {len(result.classes)} classes; "
         f"{printable(result.strategy)}{history})"
     )
+    if result.schedule is not None:
+        print(printable(result.schedule))
     if result.stop_rule is not None and result.stop is not None:
         from metalearn.stopping import GainEstimate
 

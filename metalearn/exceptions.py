@@ -19,6 +19,7 @@ __all__ = [
     "PolicyFileError",
     "MissingDependencyError",
     "StoppingRuleFileError",
+    "ScheduleFileError",
     "OutputFileError",
     "ResultFolderError",
     "PoolChangedWarning",
@@ -84,6 +85,12 @@ class StoppingRuleFileError(PolicyFileError):
     """A stopping-rule file cannot be used: missing, not a metalearn stopping rule (a querying
     policy, a pickle, a checkpoint), truncated, corrupted, or holding weights or metadata this
     release refuses."""
+
+
+class ScheduleFileError(PolicyFileError):
+    """A batch-schedule file cannot be used: missing, not a metalearn schedule (a policy, a
+    stopping rule, a pickle), truncated, corrupted, or holding weights or metadata this release
+    refuses."""
 
 
 class PoolChangedWarning(UserWarning):

@@ -89,11 +89,14 @@ _STATE_FORMAT = "metalearn-next-batch-state"
 _STATE_VERSION = 1
 _TABLE_SUFFIXES = (".csv.gz", ".tsv.gz", ".csv", ".tsv", ".parquet", ".pq")
 _STOP_PREFIX = "stop."
+_SCHEDULE_PREFIX = "schedule."
 _HISTORY_ARRAYS = ("proba", "margin", "entropy", "predicted", "loop_statistics", "fresh", "record_keys")
 
 
 #: Seconds a run waits while another ``next-batch`` uses the same state file.
 LOCK_TIMEOUT_SECONDS = 60.0
+#: Records picked per run when neither ``batch_size`` nor a schedule says how many.
+DEFAULT_BATCH_SIZE = 20
 
 
 class StateFileError(InvalidInputError):
@@ -161,6 +164,10 @@ class NextBatch:
     pending : dict of int to list of str
         Records handed out and not yet labeled, by the loop that handed them out (this run's
         batch included); they are not handed out again until labeled or released.
+    batch_size : int or None
+        Records picked this run.
+    schedule : str or None
+        The schedule's suggestion and why, one line (None without a schedule or its advice).
     """
 
     table: pd.DataFrame
@@ -177,6 +184,8 @@ class NextBatch:
     stop_rule: str | None = None
     stop_estimate: dict[str, Any] | None = None
     pending: dict[int, list[str]] = field(default_factory=dict)
+    batch_size: int | None = None
+    schedule: str | None = None
 
 
 # ------------------------------------------------------------------------------------ tables
@@ -488,6 +497,43 @@ def _check_state_content(meta: dict[str, Any], arrays: dict[str, np.ndarray], wh
     _check_pending(meta.get("pending", []), loops, bad)
     _check_history(meta["history"], arrays, n_saved, bad)
     _check_stopping(meta.get("stopping"), arrays, n_saved, loops, bad)
+    _check_schedule(meta.get("schedule"), arrays, n_saved, loops, bad)
+
+
+def _check_schedule(
+    schedule: Any, arrays: dict[str, np.ndarray], n_saved: int, loops: int, bad: Callable[[str, Any], StateFileError]
+) -> None:
+    """A batch schedule's section: its spec, counters, log (one answer per call) and history arrays."""
+    schedule_arrays = [k for k in arrays if k.startswith(_SCHEDULE_PREFIX)]
+    if schedule is None:
+        if schedule_arrays:
+            raise bad("schedule arrays without a 'schedule' section", sorted(schedule_arrays))
+        return
+    if not isinstance(schedule, dict):
+        raise bad("'schedule' must be an object", schedule)
+    for key in ("spec", "schedule"):
+        if not isinstance(schedule.get(key), str):
+            raise bad(f"'schedule.{key}' must be text", schedule.get(key))
+    for key, low, high in (("n_calls", 0, loops), ("n_pool", 1, 2**40), ("n_features", 1, 2**31)):
+        value = schedule.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise bad(f"'schedule.{key}' must be an integer in [{low}, {high}]", value)
+    if schedule["n_pool"] != n_saved:
+        raise bad(f"'schedule.n_pool' must equal the {n_saved} records of the file", schedule["n_pool"])
+    log = schedule.get("log")
+    if not isinstance(log, list) or len(log) != schedule["n_calls"]:
+        raise bad("'schedule.log' must hold one record per call ('n_calls')", log)
+    for number, entry in enumerate(log, start=1):
+        if not isinstance(entry, dict) or entry.get("call") != number:
+            raise bad(f"'schedule.log' record {number} must be an object with 'call': {number}", entry)
+        for key in ("batch_size", "budget_left", "n_labeled"):
+            value = entry.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_BUDGET:
+                raise bad(f"'schedule.log' record {number}: {key!r} must be an integer in [0, {_MAX_BUDGET}]", value)
+        if any(not isinstance(value, _JSON_SCALAR) for value in entry.values()):
+            raise bad(f"'schedule.log' record {number} must hold numbers or text", entry)
+    if "features" in schedule and not isinstance(schedule["features"], dict):
+        raise bad("'schedule.features' must be an object", schedule["features"])
 
 
 def _check_log(log: Any, loops: int, bad: Callable[[str, Any], StateFileError]) -> None:
@@ -667,7 +713,7 @@ def next_batch(
     labels: str | os.PathLike[str] | pd.DataFrame,
     *,
     model: str = "rf",
-    batch_size: int = 20,
+    batch_size: int | None = None,
     policy: str | os.PathLike[str] | PolicyFile = "default",
     out: str | os.PathLike[str] | None = None,
     state: str | os.PathLike[str] | None = None,
@@ -680,6 +726,7 @@ def next_batch(
     release_pending: bool = False,
     release: Sequence[str] | None = None,
     lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+    schedule: str | os.PathLike[str] | None = None,
 ) -> NextBatch:
     """Pick the next records to label from the records and the labels gathered so far.
 
@@ -697,8 +744,9 @@ def next_batch(
     model : str
         Task model of the zoo (``rf``, ``logreg``, ``hgb``, ``svm``, ``knn``, ``mlp``, ``nb``),
         fitted on the labeled records; it is also the query model.
-    batch_size : int
-        Records to pick (at most the number of unlabeled records).
+    batch_size : int or None, default=None
+        Records to pick (at most the number of unlabeled records). None: the schedule's
+        suggestion with a ``schedule``, else 20.
     policy : str, path-like or PolicyFile
         A released policy name (``"default"``), a policy file, or a classic strategy name
         (``margin``, ``random``...), resolved by
@@ -723,6 +771,12 @@ def next_batch(
         A stopping rule (:func:`metalearn.load_stopping_rule`: the released learned rule, a
         file, or a classic criterion's name) asked, after fitting, whether to stop buying
         labels; its history is kept in the state file. None: no stopping advice.
+    schedule : str, path-like or None, default=None
+        A batch schedule (:func:`metalearn.load_schedule`: a rule spec such as
+        ``geometric:2:2`` or a learned schedule's file) asked, after fitting, how many records
+        to buy before the next retrain (with the labels left in ``label_budget``); its answer
+        is this run's batch size unless ``batch_size`` is given, and its history (loop count,
+        metadata) is kept in the state file.
     release_pending : bool, default=False
         Hand out again every record of earlier runs that is still unlabeled (e.g. after an
         annotator dropped their batch).
@@ -755,7 +809,14 @@ def next_batch(
     """
     from metalearn.common.validation import check_positive_int, check_real
 
-    batch_size = check_positive_int(batch_size, "batch_size")
+    if schedule is not None:
+        from metalearn.schedules import load_schedule
+
+        load_schedule(schedule)  # a bad spec or file fails before any work
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    elif schedule is None:
+        batch_size = DEFAULT_BATCH_SIZE
     if seed is not None:
         check_positive_int(seed, "seed", minimum=0)
     if label_budget is not None:
@@ -789,7 +850,7 @@ def next_batch(
     n_unlabeled = n_records - sum(v is not None for v in y)
     if n_unlabeled == 0:
         raise InvalidInputError(f"every one of the {n_records} records is labeled: nothing left to pick")
-    if batch_size > n_unlabeled:
+    if batch_size is not None and batch_size > n_unlabeled:
         raise InvalidInputError(f"batch_size={batch_size} but only {n_unlabeled} record(s) are unlabeled; ask for at most {n_unlabeled}")
 
     lock: Any = contextlib.nullcontext()
@@ -806,14 +867,15 @@ def next_batch(
             ids=ids, features=features, records_name=records_name, notes=notes, y=y, model=model,
             batch_size=batch_size, policy=policy, out_path=out_path, state_path=state_path, id_column=id_column,
             label_column=label_column, seed=seed, label_budget=label_budget, stop_rule=stop_rule,
-            release_pending=release_pending, release=release,
+            release_pending=release_pending, release=release, schedule=schedule,
         )
 
 
 def _run_locked(
     *, ids: np.ndarray, features: pd.DataFrame, records_name: str, notes: list[str], y: np.ndarray, model: str,
-    batch_size: int, policy: Any, out_path: Path | None, state_path: Path | None, id_column: str, label_column: str,
-    seed: int | None, label_budget: int | None, stop_rule: Any, release_pending: bool, release: Sequence[str] | None,
+    batch_size: int | None, policy: Any, out_path: Path | None, state_path: Path | None, id_column: str,
+    label_column: str, seed: int | None, label_budget: int | None, stop_rule: Any, release_pending: bool,
+    release: Sequence[str] | None, schedule: Any = None,
 ) -> NextBatch:
     """The part of :func:`next_batch` that reads the state and writes the outputs (under the state's lock)."""
     from metalearn.common.validation import check_positive_int
@@ -850,7 +912,7 @@ def _run_locked(
                              release, notes)
     reserved = np.isin(ids, [i for group in pending for i in group["ids"]])
     available = np.flatnonzero(~labeled & ~reserved)
-    if batch_size > available.size:
+    if batch_size is not None and batch_size > available.size:
         held = _pending_summary(pending)
         raise InvalidInputError(
             f"batch_size={batch_size} but only {available.size} unlabeled record(s) are not handed out already "
@@ -878,6 +940,15 @@ def _run_locked(
     stop, stop_name, stop_estimate, stop_state = _stopping_advice(
         stop_rule, X, y, clf, saved, saved_arrays, old_positions, run_seed, notes, state_path
     )
+    suggested, schedule_advice, schedule_state = _schedule_advice(
+        schedule, X, y, clf, budget - n_labeled, saved, saved_arrays, old_positions, notes, state_path
+    )
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH_SIZE if suggested is None else suggested
+        if batch_size > available.size:
+            notes.append(f"{batch_size} record(s) suggested but only {available.size} are not handed out already: "
+                         f"{available.size} picked")
+            batch_size = int(available.size)
 
     restrict = available if reserved.any() else None
     if isinstance(strategy, PolicyStrategy):
@@ -923,6 +994,9 @@ def _run_locked(
         kept = {name: saved_arrays[name] for name in _HISTORY_ARRAYS if name in saved_arrays}
         arrays.update(kept)
         meta["history"] = history_meta
+    if schedule_state is not None:
+        schedule_arrays, meta["schedule"] = schedule_state
+        arrays.update({f"{_SCHEDULE_PREFIX}{name}": value for name, value in schedule_arrays.items()})
     if stop_state is not None:
         stop_arrays, meta["stopping"] = stop_state
         arrays.update({f"{_STOP_PREFIX}{name}": value for name, value in stop_arrays.items()})
@@ -934,7 +1008,8 @@ def _run_locked(
     return NextBatch(
         table=table, loop=loop, n_records=n_records, n_labeled=n_labeled, classes=label_values,
         strategy=strategy_name, history_loops=history_loops, state_path=state_path, out_path=out_path, notes=notes,
-        stop=stop, stop_rule=stop_name, stop_estimate=stop_estimate,
+        stop=stop, stop_rule=stop_name, stop_estimate=stop_estimate, batch_size=batch_size,
+        schedule=schedule_advice,
         pending={int(group["loop"]): list(group["ids"]) for group in pending},
     )
 
@@ -1138,3 +1213,51 @@ def _stopping_advice(
     assert state is not None
     arrays, meta = state
     return stop, rule.describe(), estimate, (arrays, {**meta, "spec": str(stop_rule)})
+
+
+def _schedule_advice(
+    schedule: Any, X: np.ndarray, y: np.ndarray, clf: Any, budget_left: int, saved: dict[str, Any] | None,
+    saved_arrays: dict[str, np.ndarray], old_positions: np.ndarray | None, notes: list[str],
+    state_path: Path | None = None,
+) -> tuple[int | None, str | None, tuple[dict[str, np.ndarray], dict[str, Any]] | None]:
+    """Ask the schedule (its history restored from the state) for the next batch size; its line and new state."""
+    if schedule is None:
+        return None, None, None
+    from metalearn.schedules import load_schedule
+
+    rule = load_schedule(schedule, missing_label=None)
+    previous = saved.get("schedule") if saved is not None else None
+    if budget_left < 1:
+        notes.append(f"the label budget is spent ({budget_left} left): no schedule advice (raise --budget to go on)")
+        return None, None, _kept_schedule_state(previous, saved_arrays, old_positions)
+    if rule.requires_classifier and clf is None:
+        notes.append("no schedule advice without a model (label records of two classes first)")
+        return None, None, _kept_schedule_state(previous, saved_arrays, old_positions)
+    if isinstance(previous, dict) and previous.get("spec") == str(schedule):
+        rule_arrays = {k[len(_SCHEDULE_PREFIX):]: v for k, v in saved_arrays.items() if k.startswith(_SCHEDULE_PREFIX)}
+        try:
+            rule.load_history(X, rule_arrays, previous, old_positions)
+        except (InvalidInputError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise StateFileError(
+                f"state file {printable(state_path)!r}: its schedule history cannot be restored ({printable(exc)}); "
+                "delete it to start over"
+            ) from None
+    elif isinstance(previous, dict):
+        notes.append(f"schedule changed ({printable(previous.get('spec'))} -> {printable(schedule)}): it starts again at loop 1")
+    size = rule.next_batch_size(X, y, clf, budget_left=budget_left)
+    state = rule.get_state()
+    assert state is not None
+    arrays, meta = state
+    return size, rule.explain(size), (arrays, {**meta, "spec": str(schedule)})
+
+
+def _kept_schedule_state(
+    previous: Any, saved_arrays: dict[str, np.ndarray], old_positions: np.ndarray | None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """The saved schedule section, kept as it is when the schedule was not asked (same records only)."""
+    if not isinstance(previous, dict):
+        return None
+    arrays = {k[len(_SCHEDULE_PREFIX):]: v for k, v in saved_arrays.items() if k.startswith(_SCHEDULE_PREFIX)}
+    if arrays and (old_positions is None or not np.array_equal(old_positions, np.arange(old_positions.size))):
+        return None  # a history of other records cannot be kept as it is
+    return arrays, previous

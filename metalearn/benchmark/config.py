@@ -84,6 +84,13 @@ class BenchmarkConfig:
         Refit the task models that allow it (:data:`~metalearn.tasks.models.WARM_STARTABLE_MODELS`)
         warm, one model kept across the loops of a run (issue 21); the others refit from
         scratch as by default. Off by default.
+    schedules : list of str
+        Batch schedules (:func:`metalearn.schedules.load_schedule` specs, names or files): each
+        strategy also runs under each schedule, which decides every loop's batch size, at the
+        smallest of ``batch_sizes`` (its task, split and seeds; the batch size itself is the
+        schedule's). Such a run is named ``STRATEGY@SCHEDULE`` in the tables and plots, so it is
+        its own entry (its own point of the compute section), and the results table's
+        ``schedule`` column names the schedule (``""`` for the fixed-batch runs). Empty: none.
     """
 
     strategies: list[str] = field(
@@ -105,6 +112,7 @@ class BenchmarkConfig:
     reference: str = "margin"
     stop_rules: list[str] = field(default_factory=list)
     warm_start: bool = False
+    schedules: list[str] = field(default_factory=list)
 
     def validate(self) -> "BenchmarkConfig":
         """Check every field; raises the project's errors naming the field. Returns self."""
@@ -172,18 +180,30 @@ class BenchmarkConfig:
             from metalearn.stopping.evaluation import check_stop_rules
 
             check_stop_rules(self.stop_rules)
+        if self.schedules:
+            from metalearn.schedules import load_schedule
+
+            for spec in self.schedules:
+                if not isinstance(spec, str) or not spec.strip():
+                    raise InvalidInputError(f"schedules lists {spec!r}; give schedule specs such as 'geometric:2:2'"[:300])
+                load_schedule(spec)  # a bad spec or file fails before any compute
+            if len(set(self.schedules)) != len(self.schedules):
+                raise InvalidInputError(f"schedules lists a name twice: {self.schedules}")
+            if self.stop_rules:
+                raise InvalidInputError("stopping rules do not watch scheduled runs; give either stop_rules or schedules")
         return self
 
     def n_runs(self, n_datasets: int) -> int:
         """Runs the benchmark lists for ``n_datasets`` datasets; refuses more than :data:`MAX_RUNS`."""
         n_runs = (
-            int(self.n_seeds) * int(n_datasets) * len(self.models) * len(self.regimes) * len(self.batch_sizes)
-            * len(self.strategies)
+            int(self.n_seeds) * int(n_datasets) * len(self.models) * len(self.regimes)
+            * (len(self.batch_sizes) + len(self.schedules)) * len(self.strategies)
         )
         if n_runs > MAX_RUNS:
             raise InvalidInputError(
                 f"the benchmark lists {n_runs:,} runs ({self.n_seeds} seeds x {n_datasets} dataset(s) x "
-                f"{len(self.models)} model(s) x {len(self.regimes)} regime(s) x {len(self.batch_sizes)} batch size(s) x "
+                f"{len(self.models)} model(s) x {len(self.regimes)} regime(s) x {len(self.batch_sizes)} batch size(s) "
+                f"and {len(self.schedules)} schedule(s) x "
                 f"{len(self.strategies)} strateg(ies)), more than the {MAX_RUNS:,} one benchmark may hold; "
                 "use fewer seeds or settings"
             )
@@ -194,6 +214,8 @@ class BenchmarkConfig:
         if not self.warm_start:
             # Only a warm-start benchmark names the setting: stored configurations stay as they were.
             del d["warm_start"]
+        if not self.schedules:  # likewise: benchmarks without schedules store what they stored
+            del d["schedules"]
         return d
 
     @classmethod
@@ -239,20 +261,29 @@ class BenchmarkConfig:
     def run_keys(self, dataset_names: Sequence[str]) -> list["RunKey"]:
         """Every run, seed by seed: an interrupted benchmark has whole paired seeds of every problem."""
         self.n_runs(len(dataset_names))
+        scheduled_at = min(self.batch_sizes) if self.batch_sizes else 1
         return [
-            RunKey(d, m, r, b, s, strategy)
+            key
             for s in range(self.n_seeds)
             for d in dataset_names
             for m in self.models
             for r in self.regimes
-            for b in self.batch_sizes
-            for strategy in self.strategies
+            for key in (
+                *(RunKey(d, m, r, b, s, strategy) for b in self.batch_sizes for strategy in self.strategies),
+                *(RunKey(d, m, r, scheduled_at, s, strategy, schedule)
+                  for schedule in self.schedules for strategy in self.strategies),
+            )
         ]
 
 
 @dataclass(frozen=True)
 class RunKey:
-    """The identity of one run; its paired siblings differ in ``strategy`` only."""
+    """The identity of one run; its paired siblings differ in ``strategy`` (and ``schedule``) only.
+
+    ``schedule`` is the batch schedule that decides the run's batch sizes, ``""`` for a run at
+    the fixed ``batch_size``; only a scheduled run's id names it, so every other run keeps the
+    id it always had (stored results keep matching).
+    """
 
     dataset: str
     model: str
@@ -260,11 +291,19 @@ class RunKey:
     batch_size: int
     seed: int
     strategy: str
+    schedule: str = ""
+
+    @property
+    def label(self) -> str:
+        """The run's entry in tables and plots: the strategy, ``STRATEGY@SCHEDULE`` under a schedule."""
+        return f"{self.strategy}@{self.schedule}" if self.schedule else self.strategy
 
     @property
     def run_id(self) -> str:
         """A file-system-safe, unique name (readable prefix plus a hash of the exact key)."""
         raw = f"{self.dataset}|{self.model}|{self.regime}|{self.batch_size}|{self.seed}|{self.strategy}"
+        if self.schedule:
+            raw += f"|schedule={self.schedule}"
         readable = "".join(c if c.isalnum() or c in "-_." else "-" for c in raw.replace("|", "__"))[:120]
         return f"{readable}__{hashlib.sha1(raw.encode()).hexdigest()[:8]}"
 

@@ -90,17 +90,23 @@ def execute_run(dataset: Dataset, key: RunKey, config: BenchmarkConfig) -> dict[
         "regime": key.regime,
         "batch_size": key.batch_size,
         "seed": key.seed,
-        "strategy": key.strategy,
+        "strategy": key.label,
         "label_budget": config.label_budget,
         "fingerprint": config.result_fingerprint(),
     }
     if config.warm_start:
         summary["warm_start"] = key.model in WARM_STARTABLE_MODELS
+    if config.schedules:
+        summary["schedule"] = key.schedule
     try:
         task = build_task(dataset, key, config)
         full_accuracy, full_f1 = full_pool_scores(task)
         strategy = build_strategy(key.strategy, task, strategy_seed(config.seed, key), config)
-        if config.stop_rules:
+        if key.schedule:
+            from metalearn.schedules import load_schedule
+
+            result = simulate(task, strategy, schedule=load_schedule(key.schedule))
+        elif config.stop_rules:
             from metalearn.stopping.evaluation import watched_run
 
             result, summary["stopping"] = watched_run(task, strategy, config.stop_rules, strategy_seed(config.seed, key))

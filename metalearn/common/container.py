@@ -70,6 +70,7 @@ METADATA_KEY = "metalearn"
 KNOWN_FORMATS: dict[str, str] = {
     "metalearn-policy": "a querying policy (load it with load_policy)",
     "metalearn-stopping-rule": "a stopping rule (load it with load_stopping_rule)",
+    "metalearn-schedule": "a batch-size schedule (load it with load_schedule)",
     "metalearn-next-batch-state": "a next-batch state file (pass it to metalearn next-batch --state)",
     "metalearn-checkpoint": "a training checkpoint (resume it with metalearn train --resume)",
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,9 @@ from metalearn.simulation.metrics import area_under_learning_curve, step_area_un
 from metalearn.simulation.process import ActiveLearningProcess
 from metalearn.strategies.base import QueryStrategy
 from metalearn.tasks.task import Task
+
+if TYPE_CHECKING:
+    from metalearn.schedules.base import BatchSchedule
 
 __all__ = ["SimulationResult", "simulate"]
 
@@ -111,6 +114,7 @@ def simulate(
     progress: bool = False,
     n_threads: int | None = 1,
     on_loop: Callable[[ActiveLearningProcess], None] | None = None,
+    schedule: "BatchSchedule | None" = None,
 ) -> SimulationResult:
     """Run ``strategy`` on ``task`` until the label budget is spent or the pool is empty.
 
@@ -130,15 +134,25 @@ def simulate(
     on_loop : callable or None
         Called with the process after each fit and evaluation (the initial model included),
         before the next query: what a stopping rule sees (:mod:`metalearn.stopping.simulate`).
+    schedule : BatchSchedule or None
+        Decides each loop's batch size (:mod:`metalearn.schedules`), asked after each fit with
+        the labels left in the budget, instead of the task's fixed ``batch_size``; reset first,
+        like the strategy. The result's ``info`` then names it (``schedule``).
     """
     with limited_threads(n_threads):
-        return _simulate(task, strategy, progress, on_loop)
+        return _simulate(task, strategy, progress, on_loop, schedule)
 
 
 def _simulate(
-    task: Task, strategy: QueryStrategy, progress: bool, on_loop: Callable[[ActiveLearningProcess], None] | None = None
+    task: Task,
+    strategy: QueryStrategy,
+    progress: bool,
+    on_loop: Callable[[ActiveLearningProcess], None] | None = None,
+    schedule: "BatchSchedule | None" = None,
 ) -> SimulationResult:
     strategy.reset()
+    if schedule is not None:
+        schedule.reset()
     process = ActiveLearningProcess(task)
     start = time.perf_counter()
     process.fit()
@@ -150,7 +164,11 @@ def _simulate(
     picks: list[np.ndarray] = []
     bar = tqdm(total=task.n_loops, desc=f"{strategy.name} on {task.name}", disable=not progress, leave=False)
     while not process.done:
-        batch = min(task.batch_size, process.budget_left, process.unlabeled_indices.size)
+        if schedule is None:
+            batch = min(task.batch_size, process.budget_left, process.unlabeled_indices.size)
+        else:  # asked outside the query's timer: its seconds are the schedule's, not the strategy's
+            observed = process.observed_labels()
+            batch = schedule.next_batch_size(task.X_pool, observed, process.model, budget_left=process.budget_left)
         start = time.perf_counter()
         chosen = strategy.query(task.X_pool, process.observed_labels(), process.model, batch_size=batch)
         query_seconds.append(time.perf_counter() - start)
@@ -164,6 +182,9 @@ def _simulate(
             on_loop(process)
         bar.update()
     bar.close()
+    info: dict[str, Any] = {"model": task.model.name, "regime": task.regime, "batch_size": task.batch_size, "seed": task.seed}
+    if schedule is not None:
+        info["schedule"] = schedule.describe()
     return SimulationResult(
         task=task.name,
         strategy=strategy.name,
@@ -174,5 +195,5 @@ def _simulate(
         query_seconds=np.asarray(query_seconds),
         fit_seconds=np.asarray(fit_seconds),
         picks=picks,
-        info={"model": task.model.name, "regime": task.regime, "batch_size": task.batch_size, "seed": task.seed},
+        info=info,
     )
