@@ -232,9 +232,11 @@ def test_a_failed_write_leaves_the_target_and_says_so_in_one_line(tmp_path, monk
 
 
 def test_the_report_is_written_atomically():
+    # Every output of the report goes through one writer, staged in the report's AtomicGroup
+    # (the behaviour itself: test_benchmark_stats.py::test_a_report_that_fails_part_way_...).
     source = (REPO / "metalearn" / "benchmark" / "report.py").read_text()
     assert ".write_text(" not in source and "palette.save(path" not in source
-    assert "atomic_write_text(written[\"md\"]" in source and "atomic_write_text(written[\"html\"]" in source
+    assert '_write_output(written["md"]' in source and '_write_output(written["html"]' in source
 
 
 def test_bytes_writer_keeps_mode_too(tmp_path):
