@@ -33,7 +33,9 @@ from metalearn.stopping import (
     read_stopping_rule,
     save_stopping_rule,
 )
+from metalearn.stopping.classic import CLASSIC_RULES
 from metalearn.stopping.features import STOPPING_FEATURES
+from metalearn.stopping.file import released_stopping_rule_names
 from metalearn.stopping.model import GainModelArchitecture, parameter_shapes
 from metalearn.stopping.training import gain_targets, replay_stops
 
@@ -177,6 +179,31 @@ def test_bad_input_raises_the_projects_errors() -> None:
     rule.should_stop(X, y, clf)
     with pytest.raises(InvalidInputError):
         rule.should_stop(X[:, :3], y, LogisticRegression().fit(X[:6, :3], y[:6]))
+
+
+@pytest.mark.parametrize("name", [*CLASSIC_RULES, *released_stopping_rule_names()])
+def test_every_rule_answers_stop_once_the_pool_is_fully_labeled(name: str) -> None:
+    # A loop that labels the whole pool and then asks gets "stop", not an error (issue 21), at
+    # the first call as after a history of calls, with the call logged.
+    X, y_true = make_classification(n_samples=60, n_features=5, n_informative=3, random_state=0)
+    y = np.full(y_true.size, np.nan)
+    y[:20] = y_true[:20]
+    rule = load_stopping_rule(name, random_state=0)
+    for _ in range(3):
+        labeled = ~np.isnan(y)
+        rule.should_stop(X, y, LogisticRegression().fit(X[labeled], y[labeled]))
+        y[np.flatnonzero(np.isnan(y))[:10]] = y_true[np.flatnonzero(np.isnan(y))[:10]]
+    full = y_true.astype(float)
+    clf = LogisticRegression().fit(X, full)
+    calls = rule.n_calls_
+    assert rule.should_stop(X, full, clf) is True
+    assert rule.n_calls_ == calls + 1 and rule.log_[-1]["stop"] is True and rule.log_[-1]["n_labeled"] == X.shape[0]
+    assert rule.should_stop(X, full, clf) is True  # asked again: still stop
+    assert load_stopping_rule(name, random_state=0).should_stop(X, full, clf) is True  # at a first call too
+    if isinstance(rule, LearnedStoppingRule):
+        assert rule.estimate_["stop"] is True and rule.estimate_["expected_gain"] == 0.0
+    arrays, meta = rule.get_state()  # the state stays exportable (next-batch keeps it)
+    json.dumps(meta)
 
 
 def test_classic_state_round_trip_continues_the_same_decisions() -> None:

@@ -162,6 +162,21 @@ class LearnedStoppingRule(StoppingRule):
         )
         return stop, {"expected_gain": mean, "gain_low": float(quantiles[0]), "gain_high": float(quantiles[-1])}
 
+    def _on_pool_exhausted(self) -> dict[str, Any]:
+        # No label is left to buy, so none can bring a gain: the estimate is zero, the answer "stop".
+        self.below_ = self.below_ + 1
+        levels = self.file.arch.quantiles
+        self.estimate_ = GainEstimate(
+            expected_gain=0.0,
+            quantiles={float(q): 0.0 for q in levels},
+            decision=self.file.decision,
+            statistic=0.0,
+            horizon=self.file.horizon,
+            threshold=self.effective_threshold,
+            stop=True,
+        )
+        return {"pool_exhausted": True, "expected_gain": 0.0, "gain_low": 0.0, "gain_high": 0.0}
+
     # -- state -------------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         exported = self.features_.state() if hasattr(self, "features_") else None
