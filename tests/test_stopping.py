@@ -35,7 +35,7 @@ from metalearn.stopping import (
 )
 from metalearn.stopping.classic import CLASSIC_RULES
 from metalearn.stopping.features import STOPPING_FEATURES
-from metalearn.stopping.file import released_stopping_rule_names
+from metalearn.stopping.file import format_stopping_card, released_stopping_rule_names
 from metalearn.stopping.model import GainModelArchitecture, parameter_shapes
 from metalearn.stopping.training import gain_targets, replay_stops
 
@@ -338,6 +338,42 @@ def test_rule_file_round_trip_and_refusals(tmp_path: Path) -> None:
                            {"window": 5, "horizon": 100, "threshold": 0.5, "feature_set": {"name": "stopping", "version": 99}})
     with pytest.raises(StoppingRuleFileError, match="horizon"):
         save_stopping_rule(tmp_path / "h.safetensors", arch, params, {"window": 5, "threshold": 0.5})
+
+
+def test_quantile_shifts_calibrate_the_estimate_and_a_file_without_them_is_unchanged(tmp_path: Path) -> None:
+    arch = GainModelArchitecture(len(STOPPING_FEATURES), 8, (0.1, 0.5, 0.9))
+    params = _params(arch)
+    meta = {"window": 5, "horizon": 100, "threshold": 0.5, "decision": "q0.9", "patience": 1}
+    plain = read_stopping_rule(save_stopping_rule(tmp_path / "plain.safetensors", arch, params, meta))
+    shifts = [-1.0, 0.5, 2.0]
+    shifted = read_stopping_rule(save_stopping_rule(tmp_path / "cal.safetensors", arch, params,
+                                                    {**meta, "quantile_shifts": shifts}))
+    assert plain.quantile_shifts is None
+    np.testing.assert_array_equal(shifted.quantile_shifts, shifts)
+    x = np.random.default_rng(0).uniform(size=(20, len(STOPPING_FEATURES)))
+    raw, mean = plain.model(x)
+    q_plain, mean_plain = plain.gain(x)
+    q_cal, mean_cal = shifted.gain(x)
+    np.testing.assert_array_equal(q_plain, raw)  # no shifts: the regressor's quantiles as they are
+    np.testing.assert_array_equal(mean_cal, mean)  # the mean is never shifted
+    np.testing.assert_allclose(q_cal, np.maximum.accumulate(raw + shifts, axis=1))
+    assert np.all(np.diff(q_cal, axis=1) >= 0)
+    # The rule decides on the calibrated quantile: the same features give a statistic 2 points higher.
+    X, y = _pool()
+    clf = LogisticRegression().fit(X[:6], y[:6])
+    a, b = LearnedStoppingRule(plain, random_state=0), LearnedStoppingRule(shifted, random_state=0)
+    a.should_stop(X, y, clf), b.should_stop(X, y, clf)
+    assert b.estimate_["statistic"] == pytest.approx(max(a.estimate_["statistic"] + 2.0, b.estimate_["quantiles"][0.5]))
+    assert "quantile calibration" in format_stopping_card(shifted) and "quantile calibration" not in format_stopping_card(plain)
+
+
+@pytest.mark.parametrize("shifts", [[0.0, 1.0], [0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 1e300], [0.0, 1.0, 10**400],
+                                    [0.0, True, 1.0], [0.0, "1", 1.0], {"q0.9": 1.0}, 2.0])
+def test_quantile_shifts_are_bounded_at_load(tmp_path: Path, shifts: object) -> None:
+    arch = GainModelArchitecture(len(STOPPING_FEATURES), 8, (0.1, 0.5, 0.9))
+    with pytest.raises(StoppingRuleFileError, match="quantile_shifts"):
+        save_stopping_rule(tmp_path / "s.safetensors", arch, _params(arch),
+                           {"window": 5, "horizon": 100, "threshold": 0.5, "quantile_shifts": shifts})
 
 
 # ------------------------------------------------------------------------------------ training pieces

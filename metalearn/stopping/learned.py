@@ -138,8 +138,8 @@ class LearnedStoppingRule(StoppingRule):
         self.below_ = 0
 
     def estimate(self, features: np.ndarray) -> tuple[np.ndarray, float]:
-        """Quantiles (K,) and mean of the gain for one feature vector (points)."""
-        quantiles, mean = self.file.model(features)
+        """Quantiles (K,; calibrated when the file holds shifts) and mean of the gain for one feature vector (points)."""
+        quantiles, mean = self.file.gain(features)
         return np.asarray(quantiles, dtype=np.float64), float(mean)
 
     def _decide(self, ctx: QueryContext) -> tuple[bool, dict[str, Any]]:
