@@ -35,9 +35,9 @@ from metalearn.stopping import (
 )
 from metalearn.stopping.classic import CLASSIC_RULES
 from metalearn.stopping.features import STOPPING_FEATURES
-from metalearn.stopping.file import format_stopping_card, released_stopping_rule_names
+from metalearn.stopping.file import calibrated_quantiles, format_stopping_card, released_stopping_rule_names
 from metalearn.stopping.model import GainModelArchitecture, parameter_shapes
-from metalearn.stopping.training import gain_targets, replay_stops
+from metalearn.stopping.training import conformal_quantile_shifts, gain_targets, replay_stops
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -386,6 +386,21 @@ def test_gain_targets_censor_past_a_budget_end_and_extend_past_an_exhausted_pool
     assert censored[0] == pytest.approx(100 * (smooth[2] - smooth[0]))
     exhausted = gain_targets(n_bought, accuracy, horizon=20, pool_exhausted=True)
     assert exhausted[4] == pytest.approx(0.0) and np.isfinite(exhausted).all()
+
+
+def test_conformal_shifts_make_each_level_cover_its_share_on_new_points() -> None:
+    rng = np.random.default_rng(0)
+    levels = (0.1, 0.5, 0.9)
+    truth = np.array([-1.2816, 0.0, 1.2816])  # quantiles of a standard normal
+    predicted = np.tile(0.5 * truth - 0.7, (4000, 1))  # too narrow and too low, as the released rule's
+    shifts = conformal_quantile_shifts(predicted, rng.normal(size=4000), levels)
+    fresh = rng.normal(size=20000)
+    raw_cover = (fresh[:, None] <= predicted[0]).mean(axis=0)
+    cover = (fresh[:, None] <= calibrated_quantiles(predicted[0], shifts)).mean(axis=0)
+    assert raw_cover[2] < 0.85  # miscalibrated before
+    np.testing.assert_allclose(cover, levels, atol=0.02)
+    with pytest.raises(InvalidInputError):
+        conformal_quantile_shifts(predicted[:, :2], rng.normal(size=4000), levels)
 
 
 def test_replay_stops_respects_threshold_and_patience() -> None:
