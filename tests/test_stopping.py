@@ -33,9 +33,11 @@ from metalearn.stopping import (
     read_stopping_rule,
     save_stopping_rule,
 )
+from metalearn.stopping.classic import CLASSIC_RULES
 from metalearn.stopping.features import STOPPING_FEATURES
+from metalearn.stopping.file import calibrated_quantiles, format_stopping_card, released_stopping_rule_names
 from metalearn.stopping.model import GainModelArchitecture, parameter_shapes
-from metalearn.stopping.training import gain_targets, replay_stops
+from metalearn.stopping.training import conformal_quantile_shifts, gain_targets, replay_stops
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -179,6 +181,31 @@ def test_bad_input_raises_the_projects_errors() -> None:
         rule.should_stop(X[:, :3], y, LogisticRegression().fit(X[:6, :3], y[:6]))
 
 
+@pytest.mark.parametrize("name", [*CLASSIC_RULES, *released_stopping_rule_names()])
+def test_every_rule_answers_stop_once_the_pool_is_fully_labeled(name: str) -> None:
+    # A loop that labels the whole pool and then asks gets "stop", not an error (issue 21), at
+    # the first call as after a history of calls, with the call logged.
+    X, y_true = make_classification(n_samples=60, n_features=5, n_informative=3, random_state=0)
+    y = np.full(y_true.size, np.nan)
+    y[:20] = y_true[:20]
+    rule = load_stopping_rule(name, random_state=0)
+    for _ in range(3):
+        labeled = ~np.isnan(y)
+        rule.should_stop(X, y, LogisticRegression().fit(X[labeled], y[labeled]))
+        y[np.flatnonzero(np.isnan(y))[:10]] = y_true[np.flatnonzero(np.isnan(y))[:10]]
+    full = y_true.astype(float)
+    clf = LogisticRegression().fit(X, full)
+    calls = rule.n_calls_
+    assert rule.should_stop(X, full, clf) is True
+    assert rule.n_calls_ == calls + 1 and rule.log_[-1]["stop"] is True and rule.log_[-1]["n_labeled"] == X.shape[0]
+    assert rule.should_stop(X, full, clf) is True  # asked again: still stop
+    assert load_stopping_rule(name, random_state=0).should_stop(X, full, clf) is True  # at a first call too
+    if isinstance(rule, LearnedStoppingRule):
+        assert rule.estimate_["stop"] is True and rule.estimate_["expected_gain"] == 0.0
+    arrays, meta = rule.get_state()  # the state stays exportable (next-batch keeps it)
+    json.dumps(meta)
+
+
 def test_classic_state_round_trip_continues_the_same_decisions() -> None:
     X, y = _pool()
     sequence = _prediction_sequence(loops=12)
@@ -313,6 +340,42 @@ def test_rule_file_round_trip_and_refusals(tmp_path: Path) -> None:
         save_stopping_rule(tmp_path / "h.safetensors", arch, params, {"window": 5, "threshold": 0.5})
 
 
+def test_quantile_shifts_calibrate_the_estimate_and_a_file_without_them_is_unchanged(tmp_path: Path) -> None:
+    arch = GainModelArchitecture(len(STOPPING_FEATURES), 8, (0.1, 0.5, 0.9))
+    params = _params(arch)
+    meta = {"window": 5, "horizon": 100, "threshold": 0.5, "decision": "q0.9", "patience": 1}
+    plain = read_stopping_rule(save_stopping_rule(tmp_path / "plain.safetensors", arch, params, meta))
+    shifts = [-1.0, 0.5, 2.0]
+    shifted = read_stopping_rule(save_stopping_rule(tmp_path / "cal.safetensors", arch, params,
+                                                    {**meta, "quantile_shifts": shifts}))
+    assert plain.quantile_shifts is None
+    np.testing.assert_array_equal(shifted.quantile_shifts, shifts)
+    x = np.random.default_rng(0).uniform(size=(20, len(STOPPING_FEATURES)))
+    raw, mean = plain.model(x)
+    q_plain, mean_plain = plain.gain(x)
+    q_cal, mean_cal = shifted.gain(x)
+    np.testing.assert_array_equal(q_plain, raw)  # no shifts: the regressor's quantiles as they are
+    np.testing.assert_array_equal(mean_cal, mean)  # the mean is never shifted
+    np.testing.assert_allclose(q_cal, np.maximum.accumulate(raw + shifts, axis=1))
+    assert np.all(np.diff(q_cal, axis=1) >= 0)
+    # The rule decides on the calibrated quantile: the same features give a statistic 2 points higher.
+    X, y = _pool()
+    clf = LogisticRegression().fit(X[:6], y[:6])
+    a, b = LearnedStoppingRule(plain, random_state=0), LearnedStoppingRule(shifted, random_state=0)
+    a.should_stop(X, y, clf), b.should_stop(X, y, clf)
+    assert b.estimate_["statistic"] == pytest.approx(max(a.estimate_["statistic"] + 2.0, b.estimate_["quantiles"][0.5]))
+    assert "quantile calibration" in format_stopping_card(shifted) and "quantile calibration" not in format_stopping_card(plain)
+
+
+@pytest.mark.parametrize("shifts", [[0.0, 1.0], [0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 1e300], [0.0, 1.0, 10**400],
+                                    [0.0, True, 1.0], [0.0, "1", 1.0], {"q0.9": 1.0}, 2.0])
+def test_quantile_shifts_are_bounded_at_load(tmp_path: Path, shifts: object) -> None:
+    arch = GainModelArchitecture(len(STOPPING_FEATURES), 8, (0.1, 0.5, 0.9))
+    with pytest.raises(StoppingRuleFileError, match="quantile_shifts"):
+        save_stopping_rule(tmp_path / "s.safetensors", arch, _params(arch),
+                           {"window": 5, "horizon": 100, "threshold": 0.5, "quantile_shifts": shifts})
+
+
 # ------------------------------------------------------------------------------------ training pieces
 def test_gain_targets_censor_past_a_budget_end_and_extend_past_an_exhausted_pool() -> None:
     n_bought = np.array([0, 10, 20, 30, 40])
@@ -323,6 +386,21 @@ def test_gain_targets_censor_past_a_budget_end_and_extend_past_an_exhausted_pool
     assert censored[0] == pytest.approx(100 * (smooth[2] - smooth[0]))
     exhausted = gain_targets(n_bought, accuracy, horizon=20, pool_exhausted=True)
     assert exhausted[4] == pytest.approx(0.0) and np.isfinite(exhausted).all()
+
+
+def test_conformal_shifts_make_each_level_cover_its_share_on_new_points() -> None:
+    rng = np.random.default_rng(0)
+    levels = (0.1, 0.5, 0.9)
+    truth = np.array([-1.2816, 0.0, 1.2816])  # quantiles of a standard normal
+    predicted = np.tile(0.5 * truth - 0.7, (4000, 1))  # too narrow and too low, as the released rule's
+    shifts = conformal_quantile_shifts(predicted, rng.normal(size=4000), levels)
+    fresh = rng.normal(size=20000)
+    raw_cover = (fresh[:, None] <= predicted[0]).mean(axis=0)
+    cover = (fresh[:, None] <= calibrated_quantiles(predicted[0], shifts)).mean(axis=0)
+    assert raw_cover[2] < 0.85  # miscalibrated before
+    np.testing.assert_allclose(cover, levels, atol=0.02)
+    with pytest.raises(InvalidInputError):
+        conformal_quantile_shifts(predicted[:, :2], rng.normal(size=4000), levels)
 
 
 def test_replay_stops_respects_threshold_and_patience() -> None:

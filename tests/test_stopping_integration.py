@@ -118,6 +118,12 @@ def test_train_stopping_is_resumable_seeded_and_writes_a_valid_rule(tmp_path) ->
     rule = read_stopping_rule(first.policy_path)
     assert rule.horizon == 20 and rule.patience in (1, 2, 3) and "held_in" in rule.metadata["validation"]
     assert rule.decision in ("mean", "q0.75", "q0.9")
+    # The quantiles are calibrated on the held-in points: each level covers at least its share there.
+    assert rule.quantile_shifts is not None and rule.quantile_shifts.size == len(rule.arch.quantiles)
+    held_in = rule.metadata["validation"]["held_in"]
+    for level in rule.arch.quantiles:
+        assert held_in["quantile_coverage"][f"q{level:g}"] >= level
+    assert set(held_in["quantile_coverage_uncalibrated"]) == set(held_in["quantile_coverage"])
     assert first.details["n_computed"] == first.details["n_runs"] == 12 and first.iterations == 12
     assert (tmp_path / "a" / "loops.csv.gz").exists()
     with pytest.raises(InvalidInputError, match="resume"):  # no hidden default resume

@@ -110,19 +110,23 @@ class StoppingRule(ABC):
         Returns
         -------
         bool
-            True once the rule recommends stopping (in this loop).
+            True once the rule recommends stopping (in this loop); always True once every
+            row of the pool is labeled (nothing is left to buy).
         """
         self.check_params()
         X_arr = check_pool_features(X, keep_float32=self.keeps_float32)
         labeled, y_arr = check_labels(y, X_arr.shape[0], self.missing_label)
         if not labeled.any():
             raise InvalidInputError("y has no labeled row: fit the classifier on some labels before asking whether to stop")
-        if labeled.all():
-            raise InvalidInputError("every row of the pool is labeled: there is nothing left to decide")
         check_classifier(clf, n_features=X_arr.shape[1])
         self._check_state(X_arr)
-        ctx = QueryContext(X_arr, y_arr, labeled, clf, self.rng_)
-        stop, values = self._decide(ctx)
+        if labeled.all():
+            # Nothing is left to buy: every rule's answer is "stop" (a loop that labels the
+            # whole pool and then asks is an ordinary loop, not an error).
+            stop, values = True, self._on_pool_exhausted()
+        else:
+            ctx = QueryContext(X_arr, y_arr, labeled, clf, self.rng_)
+            stop, values = self._decide(ctx)
         self.n_calls_ += 1
         self.log_.append({"call": self.n_calls_, "n_labeled": int(labeled.sum()), "stop": bool(stop), **values})
         return bool(stop)
@@ -201,6 +205,11 @@ class StoppingRule(ABC):
 
     def _on_new_pool(self, X: np.ndarray) -> None:
         """Hook: create per-pool state."""
+
+    def _on_pool_exhausted(self) -> dict[str, Any]:
+        """Hook: the statistics logged at a call where every row is labeled (the answer is "stop";
+        :meth:`_decide` is not called, there being no unlabeled row to compute them on)."""
+        return {"pool_exhausted": True}
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return {}, {}

@@ -71,6 +71,8 @@ def stop_rules_digest(names: Sequence[str]) -> str:
         if isinstance(rule, LearnedStoppingRule):
             file = rule.file
             digest.update(json.dumps([file.horizon, file.window, file.threshold, file.arch.to_dict()]).encode())
+            if file.quantile_shifts is not None:  # only then: a file without shifts keeps its digest
+                digest.update(json.dumps(file.quantile_shifts.tolist()).encode())
             for key in sorted(file.params):
                 digest.update(key.encode() + np.ascontiguousarray(file.params[key]).tobytes())
     return digest.hexdigest()[:12]

@@ -11,8 +11,10 @@ The metadata JSON holds ``format`` (``"metalearn-stopping-rule"``), ``format_ver
 other features), ``window`` (history loops), ``horizon`` (labels the gain is measured over),
 ``threshold`` (the recommended setting of the knob, accuracy points), ``patience`` (calls in a
 row below it, default 1), ``decision`` (the gain statistic compared with the threshold:
-``"mean"`` or a quantile such as ``"q0.9"``, default ``"mean"``), ``package_version`` and
-``created``; the trainer adds ``task_suite``, ``trainer``, ``seed``, ``training`` and
+``"mean"`` or a quantile such as ``"q0.9"``, default ``"mean"``), ``quantile_shifts``
+(optional: one number of accuracy points per quantile level, added to the regressor's quantiles
+to calibrate them, e.g. by split-conformal adjustment on held-in runs; a file without it uses
+the regressor's quantiles as they are), ``package_version`` and ``created``; the trainer adds ``task_suite``, ``trainer``, ``seed``, ``training`` and
 ``validation`` (the model card).
 
 Released rules live in a ``stopping/`` folder of each folder where named policies are found
@@ -53,6 +55,7 @@ __all__ = [
     "released_stopping_rule_names",
     "stopping_rule_search_dirs",
     "format_stopping_card",
+    "calibrated_quantiles",
     "STOPPING_RULE_KIND",
     "FORMAT",
     "FORMAT_VERSION",
@@ -120,6 +123,28 @@ class StoppingRuleFile:
         return list(self.arch.quantiles).index(float(self.decision[1:]))
 
     @property
+    def quantile_shifts(self) -> np.ndarray | None:
+        """Calibration shift of each quantile level (points), or None when the file has none."""
+        shifts = self.metadata.get("quantile_shifts")
+        return None if shifts is None else np.asarray(shifts, dtype=np.float64)
+
+    def gain(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Quantiles (calibrated when the file holds ``quantile_shifts``) and mean of the gain.
+
+        Parameters
+        ----------
+        features : ndarray of shape (n, n_features) or (n_features,)
+
+        Returns
+        -------
+        quantiles : ndarray of shape (n, K) (or (K,))
+            Non-decreasing along the last axis.
+        mean : ndarray of shape (n,) (or scalar array)
+        """
+        quantiles, mean = self.model(features)
+        return calibrated_quantiles(quantiles, self.quantile_shifts), mean
+
+    @property
     def patience(self) -> int:
         """Recommended patience: calls in a row below the threshold before stopping (default 1)."""
         return int(self.metadata.get("patience", 1))
@@ -128,6 +153,27 @@ class StoppingRuleFile:
     def threshold(self) -> float:
         """Recommended threshold of the expected gain, in accuracy points."""
         return float(self.metadata["threshold"])
+
+
+def calibrated_quantiles(quantiles: np.ndarray, shifts: np.ndarray | None) -> np.ndarray:
+    """The regressor's quantiles plus each level's calibration shift, kept non-decreasing.
+
+    Parameters
+    ----------
+    quantiles : ndarray of shape (..., K)
+        Increasing along the last axis.
+    shifts : ndarray of shape (K,) or None
+        None returns ``quantiles`` unchanged (a file without calibration).
+
+    Returns
+    -------
+    ndarray of shape (..., K)
+        Shifts of different sizes could cross two levels; the running maximum along the levels
+        keeps them in order (a crossed level takes the value of the one below).
+    """
+    if shifts is None:
+        return quantiles
+    return np.maximum.accumulate(np.asarray(quantiles, dtype=np.float64) + shifts, axis=-1)
 
 
 def _where(path: Path | str | None) -> str:
@@ -187,6 +233,15 @@ def _check_metadata(meta: Mapping[str, Any], where: str) -> GainModelArchitectur
         raise StoppingRuleFileError(
             f"{where}: metadata 'decision' must be 'mean' or one of the model's quantiles {levels}, got {str(decision)[:60]!r}"
         )
+    shifts = meta.get("quantile_shifts")
+    if shifts is not None and (
+        not isinstance(shifts, list) or len(shifts) != len(arch.quantiles)
+        or not all(_bounded_points(v) for v in shifts)
+    ):
+        raise StoppingRuleFileError(
+            f"{where}: metadata 'quantile_shifts' must be a list of {len(arch.quantiles)} finite numbers of accuracy "
+            f"points in [-{MAX_THRESHOLD_POINTS:g}, {MAX_THRESHOLD_POINTS:g}] (one per quantile level), got {str(shifts)[:80]}"
+        )
     threshold = meta["threshold"]
     try:
         finite = not isinstance(threshold, bool) and isinstance(threshold, (int, float)) and math.isfinite(float(threshold))
@@ -198,6 +253,19 @@ def _check_metadata(meta: Mapping[str, Any], where: str) -> GainModelArchitectur
             f"[-{MAX_THRESHOLD_POINTS:g}, {MAX_THRESHOLD_POINTS:g}], got {str(threshold)[:40]}"
         )
     return arch
+
+
+def _bounded_points(value: Any) -> bool:
+    """Whether ``value`` is a finite number of accuracy points within the threshold's bound."""
+    from metalearn.stopping.limits import MAX_THRESHOLD_POINTS
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        number = float(value)
+    except OverflowError:  # an int such as 10**400
+        return False
+    return math.isfinite(number) and abs(number) <= MAX_THRESHOLD_POINTS
 
 
 def save_stopping_rule(
@@ -342,7 +410,10 @@ def format_stopping_card(rule: StoppingRuleFile) -> str:
         f"  regressor: {rule.arch.name} v{rule.arch.version}, {rule.arch.n_features} features, hidden {rule.arch.hidden}, "
         f"{sum(v.size for v in rule.params.values())} parameters; window {rule.window} loops"
     )
-    known = {*_STANDARD, *_REQUIRED, "patience", "decision"}
+    if rule.quantile_shifts is not None:
+        shifts = ", ".join(f"q{q:g} {v:+.2f}" for q, v in zip(rule.arch.quantiles, rule.quantile_shifts))
+        lines.append(f"  quantile calibration: shifts (points) {shifts}")
+    known = {*_STANDARD, *_REQUIRED, "patience", "decision", "quantile_shifts"}
     for key, value in meta.items():
         if key in known:
             continue

@@ -138,8 +138,8 @@ class LearnedStoppingRule(StoppingRule):
         self.below_ = 0
 
     def estimate(self, features: np.ndarray) -> tuple[np.ndarray, float]:
-        """Quantiles (K,) and mean of the gain for one feature vector (points)."""
-        quantiles, mean = self.file.model(features)
+        """Quantiles (K,; calibrated when the file holds shifts) and mean of the gain for one feature vector (points)."""
+        quantiles, mean = self.file.gain(features)
         return np.asarray(quantiles, dtype=np.float64), float(mean)
 
     def _decide(self, ctx: QueryContext) -> tuple[bool, dict[str, Any]]:
@@ -161,6 +161,21 @@ class LearnedStoppingRule(StoppingRule):
             stop=bool(stop),
         )
         return stop, {"expected_gain": mean, "gain_low": float(quantiles[0]), "gain_high": float(quantiles[-1])}
+
+    def _on_pool_exhausted(self) -> dict[str, Any]:
+        # No label is left to buy, so none can bring a gain: the estimate is zero, the answer "stop".
+        self.below_ = self.below_ + 1
+        levels = self.file.arch.quantiles
+        self.estimate_ = GainEstimate(
+            expected_gain=0.0,
+            quantiles={float(q): 0.0 for q in levels},
+            decision=self.file.decision,
+            statistic=0.0,
+            horizon=self.file.horizon,
+            threshold=self.effective_threshold,
+            stop=True,
+        )
+        return {"pool_exhausted": True, "expected_gain": 0.0, "gain_low": 0.0, "gain_high": 0.0}
 
     # -- state -------------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

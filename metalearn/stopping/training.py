@@ -19,6 +19,8 @@
    patience, the largest threshold whose replayed stops lose at most ``target_mean_loss``
    points on average and ``target_p90_loss`` in 90% of the runs; of those, the one that saves
    the most labels.
+   Before that, the quantiles are calibrated on the same held-in points (split-conformal:
+   :func:`conformal_quantile_shifts`), and the shifts are stored in the file.
 5. Write ``OUT/stopping.safetensors`` (weights + JSON model card, calibration included).
 
 The run protocol is the trainers' skeleton (:mod:`metalearn.policies.trainers.base`): an
@@ -47,10 +49,11 @@ from metalearn.exceptions import InvalidInputError
 from metalearn.policies.trainers.base import COMMON_PROGRESS_FIELDS, Run, RunConfig, start_run
 from metalearn.policies.trainers.results import TrainingResult
 from metalearn.stopping.features import STOPPING_FEATURE_SET, STOPPING_FEATURES
-from metalearn.stopping.file import save_stopping_rule
+from metalearn.stopping.file import calibrated_quantiles, save_stopping_rule
 from metalearn.stopping.model import GainModelArchitecture, NumpyGainModel, parameter_shapes
 
-__all__ = ["StoppingTrainConfig", "train_stopping", "gain_targets", "replay_stops", "PROGRESS_FIELDS"]
+__all__ = ["StoppingTrainConfig", "train_stopping", "gain_targets", "replay_stops", "conformal_quantile_shifts",
+           "PROGRESS_FIELDS"]
 
 #: Columns of ``progress.csv``: one row per task simulated.
 PROGRESS_FIELDS: tuple[str, ...] = (*COMMON_PROGRESS_FIELDS, "runs", "computed")
@@ -99,6 +102,9 @@ class StoppingTrainConfig(RunConfig):
     """Accuracy points the recommended threshold may lose on held-in runs, on average."""
     target_p90_loss: float = 1.5
     """Accuracy points the recommended threshold may lose on held-in runs, in 90% of them."""
+    calibrate_quantiles: bool = True
+    """Shift each predicted quantile so that its coverage on the held-in points equals its level
+    (split-conformal, :func:`conformal_quantile_shifts`); the shifts are stored in the file."""
 
     def validate(self) -> "StoppingTrainConfig":
         for name in ("n_tasks", "batch_size", "label_budget", "horizon", "hidden", "epochs"):
@@ -414,6 +420,39 @@ def _fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, config: StoppingTrain
     return params, info
 
 
+def conformal_quantile_shifts(predicted: np.ndarray, realised: np.ndarray, levels: tuple[float, ...] | list[float]) -> np.ndarray:
+    """Split-conformal shift of each quantile level, from calibration points the model was not fitted on.
+
+    For level L the shift is the L-quantile (inverted CDF) of the residuals ``realised -
+    predicted[:, L]``: on the calibration points, the share of realised gains at or below the
+    shifted quantile is then L (up to ties), and on new points from the same distribution it
+    is L in expectation.
+
+    Parameters
+    ----------
+    predicted : ndarray of shape (n, K)
+        The regressor's quantiles at the calibration points.
+    realised : ndarray of shape (n,)
+        The realised gains there.
+    levels : sequence of float
+        The K levels.
+
+    Returns
+    -------
+    ndarray of shape (K,)
+        Points to add to each level (:func:`~metalearn.stopping.file.calibrated_quantiles`).
+    """
+    predicted = np.asarray(predicted, dtype=np.float64)
+    realised = np.asarray(realised, dtype=np.float64)
+    if predicted.ndim != 2 or predicted.shape != (realised.size, len(levels)) or realised.size == 0:
+        raise InvalidInputError(
+            f"conformal shifts need predicted quantiles of shape (n, {len(levels)}) and n > 0 realised gains, "
+            f"got {predicted.shape} and {realised.shape}"
+        )
+    return np.array([float(np.quantile(realised - predicted[:, i], float(level), method="inverted_cdf"))
+                     for i, level in enumerate(levels)])
+
+
 def calibration_table(expected: np.ndarray, quantiles: np.ndarray, realised: np.ndarray, levels: tuple[float, ...],
                       n_bins: int = 8) -> tuple[pd.DataFrame, dict[str, float]]:
     """Estimated vs realised gain by bins of the estimate, and the coverage of each quantile.
@@ -521,6 +560,12 @@ def train_stopping(config: StoppingTrainConfig, resume: bool = False, progress: 
     held_loops = loops[held]
     if held_loops.empty:
         raise InvalidInputError("no held-in run: the suite has no real datasets to hold in; use synthetic_and_train")
+    _, raw_coverage = calibration_table(expected[held], quantiles[held], targets[held], arch.quantiles)
+    calibration_rows = held & asked & np.isfinite(targets)
+    shifts = None
+    if config.calibrate_quantiles and calibration_rows.any():
+        shifts = conformal_quantile_shifts(quantiles[calibration_rows], targets[calibration_rows], arch.quantiles)
+        quantiles = calibrated_quantiles(quantiles, shifts)
     candidates = []
     sweeps = []
     for decision in config.decisions:
@@ -552,6 +597,7 @@ def train_stopping(config: StoppingTrainConfig, resume: bool = False, progress: 
         "mean_labels_saved": float(stops["labels_saved"].mean()),
         "mean_labels_at_stop": float(stops["labels_at_stop"].mean()),
         "quantile_coverage": coverage,
+        "quantile_coverage_uncalibrated": raw_coverage,
         "calibration": table.round(3).to_dict(orient="records"),
     }
     seconds = time.perf_counter() - start
@@ -561,6 +607,7 @@ def train_stopping(config: StoppingTrainConfig, resume: bool = False, progress: 
         "threshold": threshold,
         "patience": patience,
         "decision": decision,
+        **({} if shifts is None else {"quantile_shifts": [float(v) for v in shifts]}),
         "feature_set": dict(STOPPING_FEATURE_SET),
         "task_suite": config.suite,
         "trainer": {"method": "quantile-mlp on simulated learning curves", "settings": asdict(config)},
