@@ -19,6 +19,7 @@ from metalearn.policies.trainers.es import _task_seeds  # noqa: E402
 from metalearn.policies.trainers.progress import ProgressLog  # noqa: E402
 from metalearn.policies.trainers.schedule import (  # noqa: E402
     SCHEDULE_NAME,
+    SEARCHED_PARAMETERS,
     ScheduleTrainConfig,
     _objective,
     _run_candidates,
@@ -111,8 +112,9 @@ def test_candidates_share_the_baselines_tasks_and_seeds():
     arch = schedule_architecture(config)
     tasks = load_task_suite("smoke").tasks(2, seed=5)
     seeds = _task_seeds(tasks, 5)
-    zero = params_from_vector(np.zeros(sum(int(np.prod(s)) for k, s in size_parameter_shapes(arch).items()
-                                              if k not in ("x_mean", "x_std"))), arch)
+    searched = sum(int(np.prod(shape)) for name, shape in size_parameter_shapes(arch).items() if name in SEARCHED_PARAMETERS)
+    assert searched == 146  # 23 features, hidden 4, 6 sizes: small enough for CMA-ES
+    zero = params_from_vector(np.zeros(searched), arch)
     baseline, scores = _run_candidates(tasks, seeds, [zero, zero], None, config, arch, None)
     assert baseline.shape == (2, 2) and scores.shape == (2, 2, 2)
     np.testing.assert_array_equal(scores[0], scores[1])  # the same task and seed: the same run
