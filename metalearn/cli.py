@@ -9,7 +9,8 @@ Subcommands:
 - ``metalearn strategies``: the registered strategies and their parameters.
 - ``metalearn features``: the feature schemas, one line per feature.
 - ``metalearn inspect FILE_OR_NAME``: a policy file's model card (``--json``: raw metadata).
-- ``metalearn train --method imitation|lal|ppo|es --out DIR``: meta-train a policy file (resumable).
+- ``metalearn train --method imitation|lal|ppo|es --out DIR``: meta-train a policy file (resumable);
+  ``--method schedule`` learns a batch schedule file (``OUT/schedule.safetensors``).
 - ``metalearn next-batch --data records.csv --labels labels.csv --out to_label.csv``: the next
   records to label, with the policy's history kept in a state file beside the labels, and
   the stopping rule's estimate and recommendation (``--stop-rule``).
@@ -195,8 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
             "it starts fresh). The default, es on the pool@2 features, is the strongest combination benchmarked."
         ),
     )
-    train.add_argument("--method", choices=["es", "imitation", "lal", "ppo"], default="es", help="meta-training method (default es)")
-    train.add_argument("--suite", default=None, metavar="NAME_OR_TOML", help="task suite: a shipped name (envs/NAME.toml: synthetic, synthetic_and_train, meta_train, held_in, smoke) or a .toml path (default: es meta_train, the others synthetic)")
+    train.add_argument(
+        "--method", choices=["es", "imitation", "lal", "ppo", "schedule"], default="es",
+        help="meta-training method (default es; schedule: the learned batch schedule, CMA-ES on step-curve AULC minus a price per fit)",
+    )
+    train.add_argument("--suite", default=None, metavar="NAME_OR_TOML", help="task suite: a shipped name (envs/NAME.toml: synthetic, synthetic_and_train, meta_train, held_in, smoke) or a .toml path (default: es and schedule meta_train, the others synthetic)")
     train.add_argument("--seed", type=int, default=0, help="master seed")
     budget = train.add_mutually_exclusive_group()
     budget.add_argument(
@@ -239,14 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--selection-suite", default=None, metavar="NAME_OR_TOML",
         help=(
-            "suite of the keep-the-best tasks (datasets never trained on): es default held_in; imitation and lal "
+            "suite of the keep-the-best tasks (datasets never trained on): es and schedule default held_in; imitation and lal "
             "default the training suite"
         ),
     )
-    train.add_argument("--population", type=int, default=None, help="es: candidates per generation (default: CMA-ES's)")
+    train.add_argument("--population", type=int, default=None, help="es, schedule: candidates per generation (default: CMA-ES's)")
     train.add_argument(
         "--problems", type=int, default=None, metavar="N",
-        help="es: training tasks per generation, shared by every candidate (default 32)",
+        help="es, schedule: training tasks per generation, shared by every candidate (default: es 32, schedule 16)",
     )
     train.add_argument(
         "--no-history", action="store_true",
@@ -265,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="es: mean paired AULC difference to margin (default), or mean per-task rank among the candidates and margin",
     )
     train.add_argument("--mirrored", action="store_true", help="es: mirrored sampling (half of each generation reflected about the mean)")
+    train.add_argument(
+        "--price-per-fit", type=float, default=None, metavar="POINTS",
+        help="schedule: step-curve AULC points one task-model fit costs in the objective (default 0.05)",
+    )
+    train.add_argument(
+        "--baseline-schedule", default=None, metavar="SPEC",
+        help="schedule: the rule the objective is paired against (default geometric:2:2; fixed:N, geometric:R[:EVERY])",
+    )
     train.add_argument(
         "--residual", action="store_true",
         help=(
@@ -546,6 +558,7 @@ _TRAINERS = {
     "imitation": ("metalearn.policies.trainers.imitation", "ImitationConfig", "train_imitation"),
     "lal": ("metalearn.policies.trainers.lal", "LALConfig", "train_lal"),
     "ppo": ("metalearn.policies.trainers.ppo", "PPOConfig", "train_ppo"),
+    "schedule": ("metalearn.policies.trainers.schedule", "ScheduleTrainConfig", "train_schedule"),
 }
 #: Configuration field of each ``metalearn train`` option whose name differs from the field's.
 _TRAIN_FIELDS = {"out": "out_dir", "jobs": "n_jobs", "candidates": "n_candidates", "episodes": "episodes_per_iteration",
@@ -566,12 +579,14 @@ def _train(args: argparse.Namespace) -> int:
 
     _check_jobs(args.jobs)
     _check_finite(args.time_budget, "--time-budget")
+    _check_finite(args.price_per_fit, "--price-per-fit")
     _check_sizes(args, {"--candidates": (1, MAX_N_CANDIDATES), "--episodes": (1, 10**6), "--iterations": (1, 10**6),
                         "--oracle-horizon": (1, 1000), "--selection-tasks": (0, 10**5), "--seed": (0, 2**63 - 1)})
     from metalearn.features.registry import trainable_names
     from metalearn.features.schema_spec import TRAINERS
 
-    if args.schema is not None and args.schema not in trainable_names(args.method):
+    # A method that trains no feature schema (schedule: its own loop features) only notes --schema as unused.
+    if args.schema is not None and args.method in TRAINERS and args.schema not in trainable_names(args.method):
         methods = " or ".join(f"--method {m}" for m in TRAINERS if args.schema in trainable_names(m))
         raise InvalidInputError(
             f"--method {args.method} trains {', '.join(trainable_names(args.method))}"
@@ -606,7 +621,7 @@ def _train(args: argparse.Namespace) -> int:
               "--resume to continue", file=sys.stderr)
         return 130
     print(f"\n{args.method}: {result.iterations} iteration(s) in {time.perf_counter() - start:.0f} s")
-    print(f"policy: {result.policy_path}\nlast:   {result.last_path}")
+    print(f"{'schedule' if args.method == 'schedule' else 'policy'}: {result.policy_path}\nlast:   {result.last_path}")
     print(_selection_line(args.method, result))
     return 0
 
@@ -623,6 +638,10 @@ def _selection_line(method: str, result: Any) -> str:
     if best and method == "es" and result.best_iteration == -1:
         return (f"no searched policy beat margin on the {best['held_in_problems']} held-in tasks: the policy kept is the "
                 "search's start, which ranks exactly as margin sampling")
+    if best and method == "schedule":
+        return (f"best held-in (generation {result.best_iteration}, {best['held_in_problems']} tasks): "
+                f"{best['held_in_delta_vs_baseline']:+.2f} points vs the baseline schedule (se {best['held_in_se']:.2f}), "
+                f"{best['held_in_fits']:.1f} fits per run against its {best['baseline_fits']:.1f}")
     if best and method == "es":
         return (f"best held-in (generation {result.best_iteration}, {best['held_in_problems']} tasks): "
                 f"{best['held_in_delta_vs_margin']:+.2f} points vs margin (se {best['held_in_se']:.2f})")
@@ -630,7 +649,8 @@ def _selection_line(method: str, result: Any) -> str:
         return (f"best selection (iteration {result.best_iteration}, {best.get('n_tasks')} tasks): "
                 f"AULC policy {100 * best['policy']:.2f}, margin {100 * best['margin']:.2f}, "
                 f"random {100 * best['random']:.2f}; {best['delta_vs_margin']:+.2f} points vs margin")
-    return "no selection (--selection-tasks 0): the policy is the last iteration's"
+    kept = "schedule" if method == "schedule" else "policy"
+    return f"no selection (--selection-tasks 0): the {kept} is the last iteration's"
 
 
 def _next_batch(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from metalearn.policies.trainers import base  # noqa: E402
 from metalearn.policies.trainers.base import COMMON_PROGRESS_FIELDS, RunConfig, TrainerConfig  # noqa: E402
 from metalearn.policies.trainers.checkpoints import CHECKPOINT_DIR, save_checkpoint  # noqa: E402
 from metalearn.policies.trainers.results import TrainingResult  # noqa: E402
+from metalearn.schedules.file import read_schedule  # noqa: E402
 from metalearn.stopping.file import read_stopping_rule  # noqa: E402
 
 _SUITE_TOML = (
@@ -62,6 +63,14 @@ def _ppo(out: Path, tmp: Path) -> tuple[Any, Callable[..., TrainingResult]]:
     return config, train_ppo
 
 
+def _schedule(out: Path, tmp: Path) -> tuple[Any, Callable[..., TrainingResult]]:
+    from metalearn.policies.trainers.schedule import ScheduleTrainConfig, train_schedule
+
+    config = ScheduleTrainConfig(suite="smoke", selection_suite="smoke", out_dir=str(out), iterations=2,
+                                 problems_per_generation=2, population=4, selection_tasks=2, selection_every=1)
+    return config, train_schedule
+
+
 def _stopping(out: Path, tmp: Path) -> tuple[Any, Callable[..., TrainingResult]]:
     from metalearn.stopping.training import StoppingTrainConfig, train_stopping
 
@@ -72,11 +81,13 @@ def _stopping(out: Path, tmp: Path) -> tuple[Any, Callable[..., TrainingResult]]
     return config, train_stopping
 
 
-TRAINERS = {"imitation": _imitation, "lal": _lal, "es": _es, "ppo": _ppo, "stopping": _stopping}
+TRAINERS = {"imitation": _imitation, "lal": _lal, "es": _es, "ppo": _ppo, "schedule": _schedule, "stopping": _stopping}
+#: The reader of each trainer's best file (the others write policy files).
+READERS: dict[str, Callable[..., Any]] = {"stopping": read_stopping_rule, "schedule": read_schedule}
 
 
 def _arrays(result: TrainingResult, method: str) -> dict[str, np.ndarray]:
-    reader = read_stopping_rule if method == "stopping" else read_policy
+    reader = READERS.get(method, read_policy)
     return {k: np.asarray(v) for k, v in reader(result.policy_path).params.items()}
 
 

@@ -1,7 +1,8 @@
 """Meta-training trainers: imitation of the look-ahead oracle (DAgger), LAL regression, PPO,
-evolution strategies (and, in :mod:`metalearn.stopping.training`, the stopping rule).
+evolution strategies, the learned batch schedule (:mod:`.schedule`; and, in
+:mod:`metalearn.stopping.training`, the stopping rule).
 
-Each trainer is one readable file (:mod:`.imitation`, :mod:`.lal`, :mod:`.ppo`, :mod:`.es`)
+Each trainer is one readable file (:mod:`.imitation`, :mod:`.lal`, :mod:`.ppo`, :mod:`.es`, :mod:`.schedule`)
 with a configuration dataclass and a ``train_*`` function that fill in one skeleton
 (:mod:`.base`: the shared settings, the run state, start / resume / checkpoint / result).
 What they share is in modules with one job each:
@@ -53,6 +54,8 @@ __all__ = [
     "train_lal",
     "PPOConfig",
     "train_ppo",
+    "ScheduleTrainConfig",
+    "train_schedule",
 ]
 
 _LAZY = {
@@ -64,6 +67,8 @@ _LAZY = {
     "train_lal": "metalearn.policies.trainers.lal",
     "PPOConfig": "metalearn.policies.trainers.ppo",
     "train_ppo": "metalearn.policies.trainers.ppo",
+    "ScheduleTrainConfig": "metalearn.policies.trainers.schedule",
+    "train_schedule": "metalearn.policies.trainers.schedule",
 }
 
 
