@@ -1,7 +1,11 @@
 """metalearn: learn active-learning querying strategies from simulated labeling loops.
 
-Importing the package registers the Gymnasium environments ``metalearn/PoolAL-v0`` and
-``metalearn/StreamAL-v0`` (torch is not imported here).
+The top-level names load the released files or your own: :func:`load_policy` (a querying
+policy, by released name such as ``"default"`` or by path), :func:`load_stopping_rule` (the
+learned stopping rule, a rule file or a classic criterion) and :func:`load_schedule` (a batch
+schedule: ``"fixed:N"``, ``"geometric:R[:EVERY]"`` or a schedule file). The last two load on
+first use. Importing the package registers the Gymnasium environments
+``metalearn/PoolAL-v0`` and ``metalearn/StreamAL-v0`` (torch is not imported here).
 """
 
 from __future__ import annotations

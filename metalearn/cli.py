@@ -8,13 +8,18 @@ Subcommands:
 - ``metalearn benchmark``: the evaluation protocol (paired runs, statistics, report).
 - ``metalearn strategies``: the registered strategies and their parameters.
 - ``metalearn features``: the feature schemas, one line per feature.
-- ``metalearn inspect FILE_OR_NAME``: a policy file's model card (``--json``: raw metadata).
-- ``metalearn train --method imitation|lal|ppo|es --out DIR``: meta-train a policy file (resumable);
+- ``metalearn inspect FILE_OR_NAME``: a policy file's (or a stopping-rule file's) model card
+  (``--json``: raw metadata).
+- ``metalearn train [--method es|imitation|lal|ppo|schedule] --out DIR``: meta-train a policy file
+  (default: evolution strategies on the ``pool@2`` features; ``--resume`` continues a run);
   ``--method schedule`` learns a batch schedule file (``OUT/schedule.safetensors``).
 - ``metalearn next-batch --data records.csv --labels labels.csv --out to_label.csv``: the next
   records to label, with the policy's history kept in a state file beside the labels, and
-  the stopping rule's estimate and recommendation (``--stop-rule``).
-- ``metalearn train-stopping --out DIR``: learn the stopping rule from simulated runs (resumable).
+  the stopping rule's estimate and recommendation (``--stop-rule``), a batch schedule's
+  suggestion (``--schedule``), and records handed out earlier kept reserved until labeled or
+  released (``--release-pending``, ``--release``).
+- ``metalearn train-stopping --out DIR``: learn the stopping rule from simulated runs (``--resume``
+  continues a run).
 """
 
 from __future__ import annotations
@@ -170,17 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("strategies", help="list the registered strategies")
-    sub.add_parser("features", help="describe the feature schemas (pool, proba)")
+    sub.add_parser("features", help="describe the feature schemas (pool@1, pool@2, pool@3, proba@1)")
 
     inspect = sub.add_parser(
         "inspect",
         help="show a policy file's (or a stopping-rule file's) model card",
         description=(
             "Read and check a policy file (or a released policy name) and print its model card: what it was "
-            "trained on and how, its architecture, feature schema, window, candidates and validation scores."
+            "trained on and how, its architecture, feature schema, window, candidates and validation scores. "
+            "A stopping-rule file (e.g. policies/stopping/default.safetensors) gets its own card."
         ),
     )
-    inspect.add_argument("policy", metavar="FILE_OR_NAME", help="a .safetensors policy file or a released policy name")
+    inspect.add_argument("policy", metavar="FILE_OR_NAME", help="a .safetensors policy or stopping-rule file, or a released policy name")
     inspect.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
 
     train = sub.add_parser(
@@ -200,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", choices=["es", "imitation", "lal", "ppo", "schedule"], default="es",
         help="meta-training method (default es; schedule: the learned batch schedule, CMA-ES on step-curve AULC minus a price per fit)",
     )
-    train.add_argument("--suite", default=None, metavar="NAME_OR_TOML", help="task suite: a shipped name (envs/NAME.toml: synthetic, synthetic_and_train, meta_train, held_in, smoke) or a .toml path (default: es and schedule meta_train, the others synthetic)")
+    train.add_argument("--suite", default=None, metavar="NAME_OR_TOML", help="task suite: a shipped name (envs/NAME.toml: synthetic, synthetic_and_train, meta_train, held_in, meta_train_users, held_in_users, smoke) or a .toml path (default: es and schedule meta_train, the others synthetic)")
     train.add_argument("--seed", type=int, default=0, help="master seed")
     budget = train.add_mutually_exclusive_group()
     budget.add_argument(
@@ -343,9 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Simulate active-learning runs on a task suite (synthetic tasks and the train split only) whose whole "
             "learning curves are known, learn the gain in test accuracy that the next labels bring from the multi-loop "
-            "metadata features, choose the recommended threshold on held-in train datasets and write "
-            "OUT/stopping.safetensors (weights + JSON model card). Runs are stored as they finish: rerunning, or a "
-            "larger --tasks with --resume, computes only the missing ones."
+            "metadata features, calibrate its quantiles and choose the recommended threshold on held-in train "
+            "datasets, and write OUT/stopping.safetensors (weights + JSON model card). Runs are stored as they "
+            "finish: rerunning with --resume, also with a larger --tasks, computes only the missing ones (without "
+            "--resume a folder that holds a run is refused)."
         ),
     )
     ts.add_argument("--out", required=True, help="run folder (runs cache, loops table, rule file)")

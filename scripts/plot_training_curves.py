@@ -1,8 +1,10 @@
 """Plot training curves of `metalearn train` runs from their progress logs.
 
-Each trainer logs its periodic validation (synthetic validation tasks, paired with margin
-sampling on the same tasks) in ``OUT/progress.csv``; this draws the policy's difference to
-margin against wall-clock time, one line per run.
+Each trainer logs its periodic keep-the-best selection (the policy on fixed selection tasks,
+paired with margin sampling on the same tasks) in ``OUT/progress.csv``; this draws the
+policy's difference to margin against wall-clock time, one line per run. It reads the logs of
+the current trainers (``selection_delta``) and the stored logs written before the trainers
+shared one skeleton (``validation_delta``, ``val_delta_vs_margin``).
 
 Run: ``.venv/bin/python scripts/plot_training_curves.py --out FILE.png LABEL=progress.csv ...``
 """
@@ -18,8 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-# Trainers name their columns differently: (elapsed seconds, validation difference to margin).
-_COLUMNS = (("wall_seconds", "validation_delta"), ("seconds", "val_delta_vs_margin"))
+# (elapsed seconds, selection difference to margin): the shared skeleton's columns, then those of
+# logs stored before it (imitation and LAL; PPO).
+_COLUMNS = (("wall_seconds", "selection_delta"), ("wall_seconds", "validation_delta"), ("seconds", "val_delta_vs_margin"))
 
 
 def validation_curve(path: Path) -> pd.DataFrame:
