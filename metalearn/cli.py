@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import importlib
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -756,6 +757,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print("metalearn: error: out of memory; use smaller sizes (fewer records, candidates or seeds)", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (``metalearn inspect default | head``): nothing more to say. Point
+        # stdout at devnull so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 1  # pragma: no cover - argparse rejects unknown commands
 
 

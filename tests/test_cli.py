@@ -45,3 +45,16 @@ def test_quiet_turns_the_benchmark_progress_bar_off(tmp_path, capsys):
     assert "benchmark runs" not in capsys.readouterr().err
     assert main(args[:-1] + [str(tmp_path / "again")]) == 0
     assert "benchmark runs" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_gets_no_traceback():
+    # `metalearn inspect default --json | head -1`: the pipe closes before the output is written.
+    import subprocess
+    import sys
+
+    code = "import sys; from metalearn.cli import main; sys.exit(main(['inspect', 'default', '--json']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before anything is written
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
+    assert proc.returncode in (0, 141)
