@@ -15,7 +15,7 @@ pytest.importorskip("cma")
 from metalearn.cli import main  # noqa: E402
 from metalearn.exceptions import InvalidInputError, InvalidTypeError, MetalearnError  # noqa: E402
 from metalearn.policies.trainers import base  # noqa: E402
-from metalearn.policies.trainers.es import _task_seeds  # noqa: E402
+from metalearn.policies.trainers.cma_search import task_seeds  # noqa: E402
 from metalearn.policies.trainers.progress import ProgressLog  # noqa: E402
 from metalearn.policies.trainers.schedule import (  # noqa: E402
     SCHEDULE_NAME,
@@ -111,7 +111,7 @@ def test_candidates_share_the_baselines_tasks_and_seeds():
     config = _config(Path("unused"))
     arch = schedule_architecture(config)
     tasks = load_task_suite("smoke").tasks(2, seed=5)
-    seeds = _task_seeds(tasks, 5)
+    seeds = task_seeds(tasks, 5)
     searched = sum(int(np.prod(shape)) for name, shape in size_parameter_shapes(arch).items() if name in SEARCHED_PARAMETERS)
     assert searched == 146  # 23 features, hidden 4, 6 sizes: small enough for CMA-ES
     zero = params_from_vector(np.zeros(searched), arch)

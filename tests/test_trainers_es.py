@@ -17,11 +17,11 @@ from metalearn.policies.file import PolicyFile, format_model_card, read_policy, 
 from metalearn.policies.numpy_scorer import GatedLinearScorer
 from metalearn.policies.strategy import PolicyStrategy
 from metalearn.policies.trainers.progress import ProgressLog
+from metalearn.policies.trainers.cma_search import task_seeds
 from metalearn.policies.trainers.es import (
     DEFAULT_SEARCH_FEATURES,
     ESConfig,
     _run_candidates,
-    _task_seeds,
     search_space,
     train_es,
     weights_from_vector,
@@ -198,7 +198,7 @@ def test_margin_initialised_search_starts_at_zero_difference():
     # Logistic regression: no exact probability ties, so margin sampling's order is unique.
     config = _config(Path("unused"))
     tasks = [t for t in load_task_suite("smoke").tasks(12, seed=9) if t.model.name == "logreg"][:3]
-    seeds = _task_seeds(tasks, 9)
+    seeds = task_seeds(tasks, 9)
     zero = weights_from_vector(np.zeros(len(search_space(config))), search_space(config))
     margin, aulc = _run_candidates(tasks, seeds, [zero], None, config, "test")
     np.testing.assert_array_equal(aulc[0], margin)  # common random numbers: exactly margin's runs

@@ -13,13 +13,13 @@ log and the state export for ``metalearn next-batch`` live here once.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
 
+from metalearn.common.params import ParamsMixin
 from metalearn.common.validation import (
     check_classifier, check_labels, check_missing_label, check_pool_features, check_positive_int,
 )
@@ -33,7 +33,7 @@ __all__ = ["BatchSchedule", "MAX_BATCH_SIZE"]
 MAX_BATCH_SIZE = 10_000_000
 
 
-class BatchSchedule(ABC):
+class BatchSchedule(ParamsMixin, ABC):
     """Base class of batch schedules.
 
     Parameters
@@ -116,43 +116,6 @@ class BatchSchedule(ABC):
             delattr(self, attr)
         return self
 
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        names: list[str] = []
-        for klass in cls.__mro__:
-            if "__init__" in vars(klass) and klass is not object:
-                for p in inspect.signature(vars(klass)["__init__"]).parameters.values():
-                    if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
-                        names.append(p.name)
-        return list(dict.fromkeys(names))
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters, as scikit-learn's ``get_params`` (``sklearn.base.clone`` works).
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            Accepted for scikit-learn compatibility (no parameter of a schedule is an estimator).
-        """
-        return {n: getattr(self, n) for n in self._get_param_names() if hasattr(self, n)}
-
-    def set_params(self, **params: Any) -> "BatchSchedule":
-        """Set constructor parameters (validated at the next call).
-
-        Raises
-        ------
-        InvalidInputError
-            A name that is not a parameter of this schedule (the message lists the valid ones).
-        """
-        valid = self._get_param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise InvalidInputError(
-                    f"invalid parameter {key!r} for {type(self).__name__}; valid parameters: {', '.join(valid)}"
-                )
-            setattr(self, key, value)
-        return self
-
     def check_params(self) -> None:
         """Check every constructor parameter (at load and at every call); raises metalearn's errors."""
         check_missing_label(self.missing_label)
@@ -166,10 +129,6 @@ class BatchSchedule(ABC):
         """One line: the last answer and why (``metalearn next-batch --schedule`` prints it)."""
         loop = getattr(self, "n_calls_", 0)
         return f"schedule {self.describe()}: buy {size} record(s) before the next retrain (loop {loop})"
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
 
     # -- state export (metalearn next-batch keeps it between runs) -------------------------
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:

@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from metalearn.common import container
 from metalearn.common.container import FileKind
-from metalearn.common.jsonable import json_safe
+from metalearn.common.model_file import read_model_file, save_model_file
 from metalearn.common.text import printable
-from metalearn.exceptions import InvalidInputError, InvalidTypeError, MetalearnError, PolicyFileError, ScheduleFileError
+from metalearn.exceptions import InvalidInputError, MetalearnError, ScheduleFileError
 from metalearn.policies.card import short_value
 from metalearn.policies.names import POLICY_SUFFIX, names_in_folders, policy_search_dirs, resolve_named_file
 from metalearn.schedules.base import MAX_BATCH_SIZE
@@ -175,41 +174,17 @@ def save_schedule(
         Bad weights or metadata, or the file cannot be written.
     """
     target = Path(path)
-    where = f"cannot save {_where(target)}"
-    if not isinstance(arch, SizeModelArchitecture):
-        raise ScheduleFileError(f"{where}: arch must be a SizeModelArchitecture, got {type(arch).__name__}")
-    if not isinstance(metadata, Mapping):
-        raise ScheduleFileError(f"{where}: metadata must be a dict, got {type(metadata).__name__}")
-    try:
-        model = NumpySizeModel(arch, {k: np.asarray(v) for k, v in params.items()})
-        meta = json_safe(dict(metadata), "metadata")
-    except (InvalidInputError, InvalidTypeError, PolicyFileError) as exc:
-        raise ScheduleFileError(f"{where}: {exc}") from None
-    meta.setdefault("feature_set", dict(SCHEDULE_FEATURE_SET))
-    meta.update(
-        format=FORMAT,
-        format_version=FORMAT_VERSION,
-        architecture=arch.to_dict(),
-        package_version=container.package_version(),
-        created=container.created_stamp(),
+    save_model_file(
+        target, arch, params, metadata, kind=SCHEDULE_KIND, arch_type=SizeModelArchitecture, model_type=NumpySizeModel,
+        check_metadata=_check_metadata, feature_set=SCHEDULE_FEATURE_SET, where=f"cannot save {_where(target)}",
     )
-    _check_metadata(meta, where)
-    arrays = {k: np.ascontiguousarray(v, dtype="<f4") for k, v in model.params.items()}
-    container.write_atomic(target, container.encode(arrays, meta, SCHEDULE_KIND, target), SCHEDULE_KIND)
     return target
 
 
 def _read(path: Path) -> ScheduleFile:
-    where = _where(path)
-    data = container.read_bounded(path, SCHEDULE_KIND)
-    meta = container.read_metadata(data, SCHEDULE_KIND, path)
-    arch = _check_metadata(meta, where)
-    tensors = container.load_tensors(data, SCHEDULE_KIND, path)
-    params = {name: np.array(value, dtype=np.float32) for name, value in tensors.items()}
-    try:
-        model = NumpySizeModel(arch, params)
-    except InvalidInputError as exc:
-        raise ScheduleFileError(f"{where}: {exc}") from None
+    arch, model, meta = read_model_file(
+        path, kind=SCHEDULE_KIND, model_type=NumpySizeModel, check_metadata=_check_metadata, where=_where(path)
+    )
     return ScheduleFile(arch=arch, params=model.params, metadata=meta, path=path, model=model)
 
 

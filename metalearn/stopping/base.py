@@ -12,13 +12,13 @@ per-call log and state export for ``metalearn next-batch`` live here once.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
 
+from metalearn.common.params import ParamsMixin
 from metalearn.common.validation import (
     check_classifier, check_labels, check_missing_label, check_pool_features, check_random_state,
 )
@@ -61,7 +61,7 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
     return float((observed - expected) / (1.0 - expected))
 
 
-class StoppingRule(ABC):
+class StoppingRule(ParamsMixin, ABC):
     """Base class of stopping rules.
 
     Parameters
@@ -137,33 +137,15 @@ class StoppingRule(ABC):
             delattr(self, attr)
         return self
 
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (scikit-learn convention)."""
-        names: list[str] = []
-        for cls in type(self).__mro__:
-            if "__init__" in vars(cls) and cls is not object:
-                for p in inspect.signature(vars(cls)["__init__"]).parameters.values():
-                    if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
-                        names.append(p.name)
-        return {n: getattr(self, n) for n in dict.fromkeys(names) if hasattr(self, n)}
-
-    def set_params(self, **params: Any) -> "StoppingRule":
-        """Set constructor parameters (validated at the next call)."""
-        valid = self.get_params()
-        for key, value in params.items():
-            if key not in valid:
-                raise InvalidInputError(f"{type(self).__name__} has no parameter {key!r}; parameters: {', '.join(valid)}")
-            setattr(self, key, value)
-        return self
+    def _unknown_param_error(self, name: str, valid: list[str]) -> InvalidInputError:
+        # The stopping rules' own wording, kept from before the parameters were shared.
+        return InvalidInputError(f"{type(self).__name__} has no parameter {name!r}; parameters: {', '.join(valid)}")
 
     def describe(self) -> str:
         """One line: the rule and its setting."""
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if k not in ("missing_label", "random_state"))
+        shared = ("missing_label", "random_state")
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params(deep=False).items() if k not in shared)
         return f"{self.name} ({params})"
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
 
     # -- state export (metalearn next-batch keeps it between runs) -------------------------
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:

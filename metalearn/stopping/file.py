@@ -35,13 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from metalearn.common import container
 from metalearn.common.container import FileKind
-from metalearn.common.jsonable import json_safe
+from metalearn.common.model_file import read_model_file, save_model_file
 from metalearn.common.text import printable
-from metalearn.exceptions import (
-    InvalidInputError, InvalidTypeError, MetalearnError, PolicyFileError, StoppingRuleFileError,
-)
+from metalearn.exceptions import InvalidInputError, MetalearnError, StoppingRuleFileError
 from metalearn.policies.card import short_value
 from metalearn.policies.names import POLICY_SUFFIX, names_in_folders, policy_search_dirs, resolve_named_file
 from metalearn.stopping.features import STOPPING_FEATURE_SET
@@ -295,41 +292,17 @@ def save_stopping_rule(
         Bad weights or metadata, or the file cannot be written.
     """
     target = Path(path)
-    where = f"cannot save {_where(target)}"
-    if not isinstance(arch, GainModelArchitecture):
-        raise StoppingRuleFileError(f"{where}: arch must be a GainModelArchitecture, got {type(arch).__name__}")
-    if not isinstance(metadata, Mapping):
-        raise StoppingRuleFileError(f"{where}: metadata must be a dict, got {type(metadata).__name__}")
-    try:
-        model = NumpyGainModel(arch, {k: np.asarray(v) for k, v in params.items()})
-        meta = json_safe(dict(metadata), "metadata")
-    except (InvalidInputError, InvalidTypeError, PolicyFileError) as exc:
-        raise StoppingRuleFileError(f"{where}: {exc}") from None
-    meta.setdefault("feature_set", dict(STOPPING_FEATURE_SET))
-    meta.update(
-        format=FORMAT,
-        format_version=FORMAT_VERSION,
-        architecture=arch.to_dict(),
-        package_version=container.package_version(),
-        created=container.created_stamp(),
+    save_model_file(
+        target, arch, params, metadata, kind=STOPPING_RULE_KIND, arch_type=GainModelArchitecture, model_type=NumpyGainModel,
+        check_metadata=_check_metadata, feature_set=STOPPING_FEATURE_SET, where=f"cannot save {_where(target)}",
     )
-    _check_metadata(meta, where)
-    arrays = {k: np.ascontiguousarray(v, dtype="<f4") for k, v in model.params.items()}
-    container.write_atomic(target, container.encode(arrays, meta, STOPPING_RULE_KIND, target), STOPPING_RULE_KIND)
     return target
 
 
 def _read(path: Path) -> StoppingRuleFile:
-    where = _where(path)
-    data = container.read_bounded(path, STOPPING_RULE_KIND)
-    meta = container.read_metadata(data, STOPPING_RULE_KIND, path)
-    arch = _check_metadata(meta, where)
-    tensors = container.load_tensors(data, STOPPING_RULE_KIND, path)
-    params = {name: np.array(value, dtype=np.float32) for name, value in tensors.items()}
-    try:
-        model = NumpyGainModel(arch, params)
-    except InvalidInputError as exc:
-        raise StoppingRuleFileError(f"{where}: {exc}") from None
+    arch, model, meta = read_model_file(
+        path, kind=STOPPING_RULE_KIND, model_type=NumpyGainModel, check_metadata=_check_metadata, where=_where(path)
+    )
     return StoppingRuleFile(arch=arch, params=model.params, metadata=meta, path=path, model=model)
 
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from metalearn.common.blocks import map_row_blocks
+from metalearn.common.params import ParamsMixin
 from metalearn.common.validation import (
     check_batch_size,
     check_classifier,
@@ -193,7 +194,7 @@ class QueryContext:
         return out
 
 
-class QueryStrategy(ABC):
+class QueryStrategy(ParamsMixin, ABC):
     """Base class of all querying strategies.
 
     Parameters
@@ -279,76 +280,6 @@ class QueryStrategy(ABC):
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("__")]:
             delattr(self, attr)
         return self
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        """Constructor parameter names, over the class hierarchy (a subclass may pass some on)."""
-        import inspect
-
-        names: list[str] = []
-        for klass in cls.__mro__:
-            if "__init__" in vars(klass) and klass is not object:
-                for p in inspect.signature(vars(klass)["__init__"]).parameters.values():
-                    if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
-                        names.append(p.name)
-        return list(dict.fromkeys(names))
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters, as scikit-learn's ``get_params`` (``sklearn.base.clone`` works).
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            Also return the parameters of parameters that have ``get_params`` (an estimator
-            passed to a strategy), as ``name__subparameter``.
-
-        Returns
-        -------
-        dict of str to object
-        """
-        out: dict[str, Any] = {}
-        for name in self._get_param_names():
-            if not hasattr(self, name):
-                continue
-            value = getattr(self, name)
-            if deep and hasattr(value, "get_params") and not isinstance(value, type):
-                out.update((f"{name}__{k}", v) for k, v in value.get_params(deep=True).items())
-            out[name] = value
-        return out
-
-    def set_params(self, **params: Any) -> "QueryStrategy":
-        """Set constructor parameters (``name__subparameter`` for a nested one), as scikit-learn's.
-
-        Validation happens at the next :meth:`query`, as for parameters given to ``__init__``.
-
-        Returns
-        -------
-        self
-
-        Raises
-        ------
-        InvalidInputError
-            A name that is not a parameter of this strategy (the message lists the valid ones).
-        """
-        valid = self._get_param_names()
-        nested: dict[str, dict[str, Any]] = {}
-        for key, value in params.items():
-            name, sep, sub = key.partition("__")
-            if name not in valid:
-                raise InvalidInputError(
-                    f"invalid parameter {name!r} for {type(self).__name__}; valid parameters: {', '.join(valid)}"
-                )
-            if sep:
-                nested.setdefault(name, {})[sub] = value
-            else:
-                setattr(self, name, value)
-        for name, sub_params in nested.items():
-            getattr(self, name).set_params(**sub_params)
-        return self
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params(deep=False).items())
-        return f"{type(self).__name__}({params})"
 
     # -- for subclasses --------------------------------------------------------------------
     @abstractmethod

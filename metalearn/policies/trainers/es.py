@@ -29,7 +29,8 @@ One training run, top to bottom:
    replayed candidates are checked against the stored ones).
 
 The run protocol (folder, resume, budget, keep-the-best, result) is the trainers' skeleton
-(:mod:`.base`); a generation is one of its iterations (``iterations``).
+(:mod:`.base`); a generation is one of its iterations (``iterations``). The CMA-ES steps this
+loop shares with the schedule trainer (:mod:`.schedule`) are in :mod:`.cma_search`.
 
 The ablation of the multi-loop history (:attr:`ESConfig.history` False) searches only
 features computed from the current loop, the equivalent of a one-loop window.
@@ -50,7 +51,8 @@ from metalearn.exceptions import InvalidInputError
 from metalearn.features.registry import trainable_schema
 from metalearn.features.schema import FeatureSchema
 from metalearn.policies.architecture import ScorerArchitecture
-from metalearn.policies.trainers.base import COMMON_PROGRESS_FIELDS, Run, TrainerConfig, start_run
+from metalearn.policies.trainers import cma_search
+from metalearn.policies.trainers.base import COMMON_PROGRESS_FIELDS, TrainerConfig, start_run
 from metalearn.policies.trainers.parallel import parallel_map
 from metalearn.policies.trainers.results import TrainingResult, write_policy
 from metalearn.policies.trainers.suites import resolve_suite
@@ -241,14 +243,6 @@ def _problem_job(job: tuple[Task, int, list[dict[str, np.ndarray]], bool, int, i
     return out
 
 
-def _task_seeds(tasks: list[Task], seed: int) -> list[int]:
-    return [int(s.generate_state(1)[0] & 0x7FFFFFFF) for s in np.random.SeedSequence(seed).spawn(len(tasks))]
-
-
-def _generation_seed(seed: int, generation: int) -> int:
-    return int(np.random.SeedSequence(entropy=seed, spawn_key=(generation, 7)).generate_state(1)[0] & 0x7FFFFFFF)
-
-
 def _run_candidates(
     tasks: list[Task],
     seeds: list[int],
@@ -299,40 +293,6 @@ def rank_fitness(aulc: np.ndarray, margin: np.ndarray) -> np.ndarray:
 
 
 # =============================================================================================
-# Checkpoint: every generation's candidates and fitness, replayed into a fresh CMA-ES
-# =============================================================================================
-def _new_search(config: ESConfig, dimension: int) -> Any:
-    import cma
-
-    options: dict[str, Any] = {"seed": int(config.seed) + 1, "verbose": -9, "CMA_diagonal": False}
-    if config.population is not None:
-        options["popsize"] = int(config.population)
-    if config.mirrored:
-        popsize = int(config.population) if config.population is not None else 4 + int(3 * math.log(dimension))
-        # Unconditional mirroring: every other candidate is the previous one reflected about the
-        # mean, so a pair's difference measures the step direction with the tasks' noise shared.
-        options.update(CMA_mirrors=popsize // 2, CMA_mirrormethod=0)
-    return cma.CMAEvolutionStrategy(np.zeros(dimension), float(config.sigma0), options)
-
-
-def _replay(search: Any, generations: list[dict[str, Any]]) -> None:
-    for record in generations:
-        proposed = np.asarray(search.ask())
-        stored = np.asarray(record["candidates"], dtype=np.float64)
-        if proposed.shape != stored.shape or not np.allclose(proposed, stored, rtol=0, atol=1e-12):
-            raise InvalidInputError(
-                "cannot resume: CMA-ES does not replay to the stored candidates (another cma version?); "
-                "start a fresh run in a new --out folder"
-            )
-        search.tell(list(stored), list(record["fitness"]))
-
-
-def _save(run: Run, state: dict[str, Any], best: np.ndarray | None) -> None:
-    tensors = {"best_vector": best if best is not None else np.zeros(0)}
-    run.save(tensors, **state)
-
-
-# =============================================================================================
 # The training run
 # =============================================================================================
 def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> TrainingResult:
@@ -361,26 +321,20 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
     run = start_run(config, "es", resume, _PROGRESS_FIELDS)
 
     # -- state: fresh, or replayed from the checkpoint ------------------------------------------
-    search = _new_search(config, len(pairs))
-    state: dict[str, Any] = {"generations": [], "selection_margin": None}
-    best_vector: np.ndarray | None = None
-    if run.saved is not None:
-        state = {k: run.saved[k] for k in state}
-        _replay(search, state["generations"])
-        best_vector = run.saved_tensors["best_vector"] if run.saved_tensors["best_vector"].size else None  # type: ignore[index]
+    search = cma_search.new_search(
+        len(pairs), seed=config.seed, sigma0=config.sigma0, population=config.population, mirrored=config.mirrored
+    )
+    state, best_vector = cma_search.resume(run, search, {"generations": [], "selection_margin": None})
 
     # -- the held-in tasks of keep-the-best, with margin's runs computed once -----------------------
-    selection_tasks: list[Task] = []
-    selection_seeds: list[int] = []
+    selection_tasks, selection_seeds = cma_search.selection_tasks(config)
     if config.selection_tasks:
-        selection_tasks = resolve_suite(config.selection_suite).tasks(config.selection_tasks, seed=config.selection_seed)
-        selection_seeds = _task_seeds(selection_tasks, config.selection_seed)
         if state["selection_margin"] is None:
             margin, _ = _run_candidates(
                 selection_tasks, selection_seeds, [], None, config, "held-in margin" if progress else None
             )
             state["selection_margin"] = margin.tolist()
-            _save(run, state, best_vector)
+            cma_search.save(run, state, best_vector)
         if run.state.best_score is None:
             # Keep-the-best starts from the search's start: zero weights rank exactly as margin
             # sampling, whose paired difference to margin is 0 by construction. A searched mean
@@ -402,10 +356,8 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
     while not run.should_stop(config):
         generation = run.state.iteration
         began = time.perf_counter()
-        gen_seed = _generation_seed(config.seed, generation)
-        tasks = suite.tasks(config.problems_per_generation, seed=gen_seed)
-        seeds = _task_seeds(tasks, gen_seed)
-        candidates = [np.asarray(x, dtype=np.float64) for x in search.ask()]
+        tasks, seeds = cma_search.generation_tasks(suite, config.problems_per_generation, config.seed, generation)
+        candidates = cma_search.ask(search)
         margin, aulc = _run_candidates(
             tasks, seeds, [weights_from_vector(x, pairs, schema) for x in candidates], None, config,
             f"generation {generation}" if progress else None,
@@ -413,10 +365,7 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
         objective, se = _objective(aulc, margin)
         searched = objective if config.fitness == "mean" else rank_fitness(aulc, margin)
         fitness = (-searched).tolist()  # CMA-ES minimises
-        search.tell(candidates, fitness)
-        state["generations"].append(
-            {"candidates": [c.tolist() for c in candidates], "fitness": fitness, "se": se.tolist()}
-        )
+        cma_search.tell(search, state, candidates, fitness, se)
         row: dict[str, Any] = {
             "iteration": generation,
             "objective_mean": float(objective.mean()),
@@ -427,13 +376,13 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
         }
         last = run.should_stop(config, extra_seconds=time.perf_counter() - began)
         if selection_tasks and (config.selection_due(generation) or last):
-            mean_vector = np.asarray(search.mean, dtype=np.float64)
+            mean_vector = cma_search.search_mean(search)
             chosen = select(mean_vector, generation)
             row["selection_delta"], row["selection_se"] = chosen["objective"], chosen["se"]
             if run.keep_if_best(chosen["objective"], generation, chosen):
                 best_vector = mean_vector
         run.end_iteration(row, time.perf_counter() - began)
-        _save(run, state, best_vector)
+        cma_search.save(run, state, best_vector)
         if progress:
             print(
                 f"generation {generation}: objective mean {row['objective_mean']:+.3f}, best {row['objective_best']:+.3f} "
@@ -443,7 +392,7 @@ def train_es(config: ESConfig, resume: bool = False, progress: bool = True) -> T
             )
 
     # -- policy files: the final mean, and the best mean on the held-in tasks --------------------------
-    final_vector = np.asarray(search.mean, dtype=np.float64)
+    final_vector = cma_search.search_mean(search)
     best = best_vector if best_vector is not None else final_vector
     arch = ScorerArchitecture.gated_linear(schema)
     training = {

@@ -27,7 +27,7 @@ One training run, top to bottom:
    objective: the card says where it stands against the baseline.
 5. Checkpoints hold no pickle: as in :mod:`.es`, a checkpoint stores every generation's
    candidates and fitness (JSON) and a resume replays CMA-ES's ``ask``/``tell`` without
-   simulating (:func:`metalearn.policies.trainers.es._replay`).
+   simulating (:func:`metalearn.policies.trainers.cma_search.replay`).
 
 Outputs: ``schedule.safetensors`` (the best mean on the held-in tasks) and ``last.safetensors``
 (the final mean), written with :func:`~metalearn.schedules.file.save_schedule` with a model
@@ -35,7 +35,7 @@ card (training settings, the objective, the held-in figures and the baseline), l
 :func:`~metalearn.schedules.loading.load_schedule`.
 
 The trainer lives beside the other ``metalearn train --method`` trainers (and the skeleton
-and CMA-ES pieces it shares with :mod:`.es`) rather than in :mod:`metalearn.schedules`, which
+and the CMA-ES pieces it shares with :mod:`.es`, :mod:`.cma_search`) rather than in :mod:`metalearn.schedules`, which
 stays numpy-only for inference.
 """
 
@@ -52,8 +52,8 @@ import numpy as np
 from metalearn.common.extras import require_extra
 from metalearn.common.validation import check_positive_int, check_real
 from metalearn.exceptions import InvalidInputError
-from metalearn.policies.trainers.base import COMMON_PROGRESS_FIELDS, Run, TrainerConfig, start_run
-from metalearn.policies.trainers.es import _generation_seed, _replay, _task_seeds
+from metalearn.policies.trainers import cma_search
+from metalearn.policies.trainers.base import COMMON_PROGRESS_FIELDS, TrainerConfig, start_run
 from metalearn.policies.trainers.parallel import parallel_map
 from metalearn.policies.trainers.results import TrainingResult
 from metalearn.policies.trainers.suites import resolve_suite, suite_label
@@ -241,22 +241,6 @@ def _objective(scores: np.ndarray, baseline: np.ndarray, price: float) -> tuple[
 
 
 # =============================================================================================
-# Checkpoint: every generation's candidates and fitness, replayed into a fresh CMA-ES
-# =============================================================================================
-def _new_search(config: ScheduleTrainConfig, dimension: int) -> Any:
-    import cma
-
-    options: dict[str, Any] = {"seed": int(config.seed) + 1, "verbose": -9, "CMA_diagonal": False}
-    if config.population is not None:
-        options["popsize"] = int(config.population)
-    return cma.CMAEvolutionStrategy(np.zeros(dimension), float(config.sigma0), options)
-
-
-def _save(run: Run, state: dict[str, Any], best: np.ndarray | None) -> None:
-    run.save({"best_vector": best if best is not None else np.zeros(0)}, **state)
-
-
-# =============================================================================================
 # The training run
 # =============================================================================================
 def train_schedule(config: ScheduleTrainConfig, resume: bool = False, progress: bool = True) -> TrainingResult:
@@ -287,26 +271,17 @@ def train_schedule(config: ScheduleTrainConfig, resume: bool = False, progress: 
     schedule_path = run.out / SCHEDULE_NAME
 
     # -- state: fresh, or replayed from the checkpoint ------------------------------------------
-    search = _new_search(config, dimension)
-    state: dict[str, Any] = {"generations": [], "selection_baseline": None}
-    best_vector: np.ndarray | None = None
-    if run.saved is not None:
-        state = {k: run.saved[k] for k in state}
-        _replay(search, state["generations"])
-        saved_best = run.saved_tensors["best_vector"]  # type: ignore[index]
-        best_vector = saved_best if saved_best.size else None
+    search = cma_search.new_search(dimension, seed=config.seed, sigma0=config.sigma0, population=config.population)
+    state, best_vector = cma_search.resume(run, search, {"generations": [], "selection_baseline": None})
 
     # -- the held-in tasks of keep-the-best, with the baseline's runs computed once ------------------
-    selection_tasks: list[Task] = []
-    selection_seeds: list[int] = []
+    selection_tasks, selection_seeds = cma_search.selection_tasks(config)
     if config.selection_tasks:
-        selection_tasks = resolve_suite(config.selection_suite).tasks(config.selection_tasks, seed=config.selection_seed)
-        selection_seeds = _task_seeds(selection_tasks, config.selection_seed)
         if state["selection_baseline"] is None:
             baseline, _ = _run_candidates(selection_tasks, selection_seeds, [], None, config, arch,
                                           "held-in baseline" if progress else None)
             state["selection_baseline"] = baseline.tolist()
-            _save(run, state, best_vector)
+            cma_search.save(run, state, best_vector)
 
     def select(vector: np.ndarray, generation: int) -> dict[str, float]:
         baseline = np.asarray(state["selection_baseline"], dtype=np.float64)
@@ -323,18 +298,15 @@ def train_schedule(config: ScheduleTrainConfig, resume: bool = False, progress: 
     while not run.should_stop(config):
         generation = run.state.iteration
         began = time.perf_counter()
-        gen_seed = _generation_seed(config.seed, generation)
-        tasks = suite.tasks(config.problems_per_generation, seed=gen_seed)
-        seeds = _task_seeds(tasks, gen_seed)
-        candidates = [np.asarray(x, dtype=np.float64) for x in search.ask()]
+        tasks, seeds = cma_search.generation_tasks(suite, config.problems_per_generation, config.seed, generation)
+        candidates = cma_search.ask(search)
         baseline, scores = _run_candidates(
             tasks, seeds, [params_from_vector(x, arch) for x in candidates], None, config, arch,
             f"generation {generation}" if progress else None,
         )
         objective, se = _objective(scores, baseline, price)
         fitness = (-objective).tolist()  # CMA-ES minimises
-        search.tell(candidates, fitness)
-        state["generations"].append({"candidates": [c.tolist() for c in candidates], "fitness": fitness, "se": se.tolist()})
+        cma_search.tell(search, state, candidates, fitness, se)
         best = int(objective.argmax())
         row: dict[str, Any] = {
             "iteration": generation,
@@ -347,13 +319,13 @@ def train_schedule(config: ScheduleTrainConfig, resume: bool = False, progress: 
         }
         last = run.should_stop(config, extra_seconds=time.perf_counter() - began)
         if selection_tasks and (config.selection_due(generation) or last):
-            mean_vector = np.asarray(search.mean, dtype=np.float64)
+            mean_vector = cma_search.search_mean(search)
             chosen = select(mean_vector, generation)
             row.update(selection_delta=chosen["objective"], selection_se=chosen["se"], selection_fits=chosen["fits"])
             if run.keep_if_best(chosen["objective"], generation, chosen):
                 best_vector = mean_vector
         run.end_iteration(row, time.perf_counter() - began)
-        _save(run, state, best_vector)
+        cma_search.save(run, state, best_vector)
         if progress:
             print(
                 f"generation {generation}: objective mean {row['objective_mean']:+.3f}, best {row['objective_best']:+.3f} "
@@ -365,7 +337,7 @@ def train_schedule(config: ScheduleTrainConfig, resume: bool = False, progress: 
             )
 
     # -- schedule files: the final mean, and the best mean on the held-in tasks ------------------------
-    final_vector = np.asarray(search.mean, dtype=np.float64)
+    final_vector = cma_search.search_mean(search)
     best_params = params_from_vector(best_vector if best_vector is not None else final_vector, arch)
     validation = None
     if run.state.best_validation is not None:
