@@ -30,7 +30,7 @@ from metalearn.policies.trainers import checkpoints
 from metalearn.policies.trainers.checkpoints import load_checkpoint, save_checkpoint
 from metalearn.stopping import file as stopping_file
 from metalearn.stopping.file import read_stopping_rule, resolve_stopping_rule_path, save_stopping_rule
-from metalearn import workflow
+from metalearn.workflow import state as workflow_state
 from metalearn.workflow import StateFileError, next_batch, read_state
 
 NO_SPACE = "No space left on device"
@@ -84,7 +84,7 @@ class Kind:
 KINDS = {
     "policy": Kind("policy", _policy, read_policy, PolicyFileError, policy_format, "POLICY_KIND"),
     "stopping rule": Kind("stopping rule", _stopping_rule, read_stopping_rule, StoppingRuleFileError, stopping_file, "STOPPING_RULE_KIND"),
-    "state": Kind("state", _state, read_state, StateFileError, workflow, "STATE_KIND"),
+    "state": Kind("state", _state, read_state, StateFileError, workflow_state, "STATE_KIND"),
     # A checkpoint is read from its folder: checkpoint.json, then the tensor file it names.
     "checkpoint": Kind("checkpoint", _checkpoint, lambda path: load_checkpoint(path.parent), InvalidInputError,
                        checkpoints, "CHECKPOINT_JSON_KIND"),

@@ -308,7 +308,7 @@ def test_a_state_held_by_another_run_is_a_clear_error_after_the_wait(tmp_path, c
 
     import metalearn.workflow as workflow
     from metalearn.common.file_lock import lock_path_of
-    from metalearn.workflow import StateLockedError
+    from metalearn.workflow import StateLockedError, flow
 
     records, labels = _small_tables(tmp_path)
     state = default_state_path(labels)
@@ -316,7 +316,7 @@ def test_a_state_held_by_another_run_is_a_clear_error_after_the_wait(tmp_path, c
         fcntl.flock(holder.fileno(), fcntl.LOCK_EX)  # another next-batch in progress
         with pytest.raises(StateLockedError, match="another next-batch is using .*; try again"):
             next_batch(records, labels, policy="margin", model="nb", batch_size=2, lock_timeout=0.2)
-        monkeypatch.setattr(workflow, "LOCK_TIMEOUT_SECONDS", 0.1)
+        monkeypatch.setattr(flow, "LOCK_TIMEOUT_SECONDS", 0.1)
         monkeypatch.setattr(workflow.next_batch, "__kwdefaults__", {**workflow.next_batch.__kwdefaults__, "lock_timeout": 0.1})
         assert main(["next-batch", "--data", str(records), "--labels", str(labels), "--out", str(tmp_path / "o.csv"),
                      "--policy", "margin", "--model", "nb", "--batch-size", "2"]) == 2
