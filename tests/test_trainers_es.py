@@ -332,3 +332,23 @@ def test_es_searches_the_pool3_context_with_rank_fitness_and_mirrored_sampling(t
         _config(tmp_path / "x", context_features=("bias", "probability_resolution")).validate()  # a pool@3 name on pool@2
     with pytest.raises(InvalidInputError, match="fitness"):
         _config(tmp_path / "y", fitness="median").validate()
+
+
+def test_the_search_replays_whatever_the_simulations_draw_from_numpys_global_generator():
+    # Simulations in this process (--jobs 1) may draw from numpy's global generator; a resume
+    # replays the generations without simulating and must be asked the same candidates.
+    from metalearn.policies.trainers.cma_search import new_search
+
+    first = new_search(6, seed=3, sigma0=0.5, population=None, mirrored=True)
+    history = []
+    for generation in range(3):
+        np.random.rand(13 * (generation + 1))  # what a simulation may consume
+        candidates = first.ask()
+        fitness = [float(np.square(x).sum()) for x in candidates]
+        first.tell(candidates, fitness)
+        history.append((np.asarray(candidates), fitness))
+    replay = new_search(6, seed=3, sigma0=0.5, population=None, mirrored=True)
+    for candidates, fitness in history:
+        asked = np.asarray(replay.ask())
+        np.testing.assert_array_equal(asked, candidates)
+        replay.tell(list(asked), fitness)

@@ -78,7 +78,15 @@ def new_search(dimension: int, *, seed: int, sigma0: float, population: int | No
     """
     import cma
 
-    options: dict[str, Any] = {"seed": int(seed) + 1, "verbose": -9, "CMA_diagonal": False}
+    # The search draws from a generator of its own, never numpy's global one: simulations run
+    # in this process (--jobs 1) draw from the global generator too, and a resume, which replays
+    # the generations without simulating, must be asked the same candidates.
+    generator = np.random.default_rng(int(seed) + 1)
+
+    def randn(lam: int, n: int) -> np.ndarray:
+        return generator.standard_normal((lam, n))
+
+    options: dict[str, Any] = {"seed": int(seed) + 1, "verbose": -9, "CMA_diagonal": False, "randn": randn}
     if population is not None:
         options["popsize"] = int(population)
     if mirrored:
