@@ -606,3 +606,28 @@ def test_sklearn_default_models_are_configured_as_users_configure_them() -> None
     assert np.ptp(fitted.predict_proba(X), axis=0).max() > 0.0
     assert make_model("mlp_sklearn").get_params()["hidden_layer_sizes"] == (100,)
     assert make_model("knn_sklearn").get_params()["weights"] == "uniform"
+
+
+def test_simulated_fits_do_not_repeat_convergence_warnings() -> None:
+    """scikit-learn's MLP at its defaults stops at max_iter on few labels; a training job fits it
+    thousands of times, so the simulator keeps the warning out of the user's terminal."""
+    import warnings
+
+    from sklearn.datasets import make_classification
+    from sklearn.exceptions import ConvergenceWarning
+
+    from metalearn.simulation.loop import simulate
+    from metalearn.strategies import make_strategy
+    from metalearn.tasks.task import make_task
+
+    X, y = make_classification(n_samples=200, n_features=6, random_state=0)
+    task = make_task(X, y, model="mlp_sklearn", label_budget=10, batch_size=5, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        simulate(task, make_strategy("margin", random_state=0))
+    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    # The warning exists in this setting: the model fitted directly raises it.
+    with warnings.catch_warnings(record=True) as direct:
+        warnings.simplefilter("always")
+        task.model().fit(X[:10], y[:10])
+    assert [w for w in direct if issubclass(w.category, ConvergenceWarning)]

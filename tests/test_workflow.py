@@ -130,6 +130,20 @@ def test_default_policy_by_name(tables, tmp_path):
         next_batch(records, labels, policy="no-such-policy")
 
 
+def test_a_model_that_predicts_a_constant_gets_random_picks_and_says_so(tables, tmp_path):
+    """scikit-learn's gradient boosting at its defaults gives every record the same
+    probabilities with six labels: the policy picks at random and the notes say why."""
+    records, truth = tables
+    labels = tmp_path / "labels.csv"
+    _write_labels(labels, truth, _first_ids(truth))
+    result = next_batch(records, labels, policy="default", batch_size=5, model="hgb_sklearn", seed=0)
+    assert len(result.table) == 5 and (result.table["score"] == 0).all()
+    assert any("same probabilities" in note and "picked at random" in note for note in result.notes)
+    informative = next_batch(records, labels, policy="default", batch_size=5, model="logreg", seed=0,
+                             state=tmp_path / "other.state")
+    assert not any("same probabilities" in note for note in informative.notes)
+
+
 def test_clear_errors(tables, tmp_path, policy_path, capsys):
     records, truth = tables
     labels = tmp_path / "labels.csv"

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["margins", "normalized_entropy"]
+from metalearn.exceptions import InvalidInputError
+
+__all__ = ["margins", "normalized_entropy", "UNINFORMATIVE_MODEL_RULES", "same_for_every_row", "check_uninformative_model_rule"]
+
+#: What a strategy does while its classifier gives every record the same probabilities:
+#: ``"random"`` picks uniformly at random; ``"score"`` scores as at any other loop.
+UNINFORMATIVE_MODEL_RULES: tuple[str, ...] = ("random", "score")
 
 
 def margins(proba: np.ndarray) -> np.ndarray:
@@ -24,3 +30,34 @@ def normalized_entropy(proba: np.ndarray) -> np.ndarray:
         return np.zeros(proba.shape[0], dtype=proba.dtype)
     p = np.clip(proba, 1e-12, 1.0)
     return -(proba * np.log(p)).sum(axis=1) / np.log(n_classes)
+
+
+def same_for_every_row(proba: np.ndarray, atol: float = 1e-9) -> bool:
+    """Whether every row has the same class probabilities (to ``atol``): the model ranks no record above another.
+
+    scikit-learn's ``HistGradientBoostingClassifier`` at its defaults (20 records per leaf)
+    predicts the labeled class shares for every record below about 40 labels; kNN does the
+    same with fewer labels than neighbours. Margins and prediction flips then say nothing.
+
+    Parameters
+    ----------
+    proba : ndarray of shape (n, n_classes)
+
+    Returns
+    -------
+    bool
+        True for fewer than two rows as well.
+    """
+    if proba.shape[0] < 2:
+        return True
+    spread = proba.max(axis=0) - proba.min(axis=0)
+    return bool(np.all(spread <= atol))
+
+
+def check_uninformative_model_rule(value: object) -> str:
+    """``value`` as a rule of :data:`UNINFORMATIVE_MODEL_RULES`; :class:`InvalidInputError` otherwise."""
+    if not isinstance(value, str) or value not in UNINFORMATIVE_MODEL_RULES:
+        raise InvalidInputError(
+            f"unknown uninformative_model {value!r}; valid values: {', '.join(UNINFORMATIVE_MODEL_RULES)}"
+        )
+    return value

@@ -25,7 +25,7 @@ import numpy as np
 
 from metalearn.common.blocks import map_row_blocks
 from metalearn.common.record_identity import match_records, record_keys, row_keys
-from metalearn.common.uncertainty import margins
+from metalearn.common.uncertainty import check_uninformative_model_rule, margins, same_for_every_row
 from metalearn.common.validation import check_pool_features, check_positive_int
 from metalearn.exceptions import InvalidInputError, InvalidTypeError, PoolChangedWarning
 from metalearn.features.pool_features import PoolFeatureExtractor
@@ -70,6 +70,13 @@ class PolicyStrategy(QueryStrategy):
         every unlabeled record (slower on large pools).
     missing_label : scalar, default=np.nan
         Marker of unlabeled entries in ``y``.
+    uninformative_model : {"random", "score"}
+        What a query does while the classifier gives every eligible record the same
+        probabilities (scikit-learn's gradient boosting at its defaults below about 40 labels,
+        kNN with fewer labels than neighbours): ``"random"`` picks uniformly at random, which
+        keeps the labeled classes in the pool's proportions, the one thing such a model's
+        predictions rest on (it predicts the labeled majority); ``"score"`` lets the policy score
+        as at any other loop. The history is updated either way.
     random_state : int, numpy Generator or None
         Seeds candidate sampling, tie-breaking and the feature extractor's reference samples.
 
@@ -91,6 +98,9 @@ class PolicyStrategy(QueryStrategy):
         picks); only after a query with ``step_scores=True``.
     record_keys_ : ndarray of uint64, shape (n_pool,)
         Identity of each row of the last pool (from ``record_ids`` or the row's bytes).
+    last_uninformative_ : bool
+        Whether the last query found the classifier's probabilities the same for every
+        eligible record (and, with ``uninformative_model="random"``, picked at random).
 
     Notes
     -----
@@ -116,6 +126,7 @@ class PolicyStrategy(QueryStrategy):
         n_candidates: int | None = None,
         label_budget: int = 100,
         candidate_selection: str = "mixed",
+        uninformative_model: str = "random",
         *,
         missing_label: Any = np.nan,
         random_state: int | np.random.Generator | None = None,
@@ -125,6 +136,7 @@ class PolicyStrategy(QueryStrategy):
         self.n_candidates = n_candidates
         self.label_budget = label_budget
         self.candidate_selection = candidate_selection
+        self.uninformative_model = uninformative_model
         # Read once, kept across reset(): it is the constructor argument, not per-pool state.
         self._policy_file: PolicyFile | None = policy if isinstance(policy, PolicyFile) else None
 
@@ -243,6 +255,7 @@ class PolicyStrategy(QueryStrategy):
         else:
             k = policy.n_candidates or DEFAULT_N_CANDIDATES
         check_positive_int(self.label_budget, "label_budget")
+        check_uninformative_model_rule(self.uninformative_model)
         return policy, k
 
     # -- records, not rows ----------------------------------------------------------------
@@ -359,6 +372,8 @@ class PolicyStrategy(QueryStrategy):
         eligible = self._eligible(ctx, batch_size)
         if entry.probabilities_only:
             proba_features = self._proba_update(ctx)
+            if self._random_while_uninformative(ctx, eligible):
+                return self._random_picks(eligible, k, batch_size, ctx)
             margin = proba_features.margin_of(eligible)
             candidates = self._candidates(proba_features, eligible, margin, max(k, batch_size), ctx.rng)
             features = np.clip(proba_features.candidate_features(candidates), -1.0, 1.0)
@@ -369,6 +384,8 @@ class PolicyStrategy(QueryStrategy):
         extractor.update(ctx.proba, ctx.classes, ctx.labeled, ctx.label_indices())
         history = extractor.history
         assert history is not None  # update() created it
+        if self._random_while_uninformative(ctx, eligible):
+            return self._random_picks(eligible, k, batch_size, ctx)
         if entry.exact_margins:
             # The margins in float64, as margin sampling computes them, so a policy whose
             # correction is zero ranks (and pre-selects) exactly as margin sampling does; the
@@ -382,6 +399,29 @@ class PolicyStrategy(QueryStrategy):
         features = entry.exact(extractor, features, ctx.proba[candidates])
         context = np.clip(extractor.context_features(), -1.0, 1.0)
         return self._pick(policy, extractor, candidates, features, context, batch_size, ctx)
+
+    def _random_while_uninformative(self, ctx: QueryContext, eligible: np.ndarray) -> bool:
+        """Whether this query picks at random: the classifier gives every eligible record the same probabilities."""
+        self.last_uninformative_ = same_for_every_row(ctx.proba_of_unlabeled(eligible))
+        return self.last_uninformative_ and self.uninformative_model == "random"
+
+    def _random_picks(self, eligible: np.ndarray, k: int, batch_size: int, ctx: QueryContext) -> np.ndarray:
+        """``batch_size`` eligible records drawn uniformly at random.
+
+        Recorded as a query in which ``max(k, batch_size)`` uniformly drawn candidates all
+        score 0 and ties are broken at random, which is what it is.
+        """
+        n = min(max(k, batch_size), eligible.size)
+        candidates = np.sort(ctx.rng.choice(eligible, size=n, replace=False)).astype(np.int64)
+        order = ctx.rng.permutation(n)[:batch_size]
+        self.last_scores_ = (candidates, np.zeros(n, dtype=np.float32))
+        if getattr(self, "_pending", {}).get("step_scores"):
+            steps = np.zeros((batch_size, n), dtype=np.float32)
+            for i in range(1, batch_size):
+                steps[i, order[:i]] = -np.inf
+            self.last_step_scores_ = steps
+            self.last_pick_scores_ = np.zeros(batch_size, dtype=np.float32)
+        return candidates[order]
 
     def _pick(
         self,

@@ -7,8 +7,11 @@ classic strategy in the benchmark.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 
 from metalearn.common.threads import limited_threads
 from metalearn.exceptions import InvalidInputError
@@ -98,7 +101,11 @@ class ActiveLearningProcess:
         """
         warm = bool(getattr(self.task.model, "warm_start", False)) and self.model is not None
         model = self.model if warm and self.model is not None else self.task.model()
-        with limited_threads():  # small fits: one BLAS thread is fastest (see common.threads)
+        with limited_threads(), warnings.catch_warnings():  # small fits: one BLAS thread is fastest (see common.threads)
+            # A simulated task model is fitted after every batch, on few labels, where the
+            # iterative solvers at scikit-learn's defaults (mlp_sklearn) often stop at max_iter:
+            # the warning would repeat for every fit of every run of a training job or benchmark.
+            warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(self.task.X_pool[self.labeled], self.task.y_pool[self.labeled])
         self.model = model
         return model

@@ -153,6 +153,16 @@ class QueryContext:
             self._proba_unlabeled = self._checked_proba(self.predict_rows("predict_proba", rows), rows.size)
         return self._proba_unlabeled
 
+    def proba_of_unlabeled(self, rows: np.ndarray) -> np.ndarray:
+        """Class probabilities of the unlabeled pool rows ``rows`` (sorted), shape (len(rows), n_classes).
+
+        From :attr:`proba` when it is already computed, else from :attr:`proba_unlabeled`, so
+        the labeled rows are not predicted for this alone.
+        """
+        if self._proba is not None:
+            return self._proba[rows]
+        return self.proba_unlabeled[np.searchsorted(self.unlabeled_indices, rows)]
+
     @property
     def classes(self) -> np.ndarray:
         """The classifier's classes, in the column order of the probabilities."""

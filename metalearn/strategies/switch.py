@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from metalearn.common.uncertainty import margins
+from metalearn.common.uncertainty import check_uninformative_model_rule, margins, same_for_every_row
 from metalearn.common.validation import check_positive_int
 from metalearn.strategies.base import QueryContext, QueryStrategy, select_top
 from metalearn.strategies.probcover import ProbCover
@@ -36,6 +36,12 @@ class RepresentativeThenMargin(QueryStrategy):
     ----------
     switch_after : int
         Labels bought with the representative strategy before switching to margin sampling.
+    uninformative_model : {"random", "score"}
+        While the classifier gives every unlabeled record the same probabilities (gradient
+        boosting at scikit-learn's defaults below about 40 labels): ``"random"`` picks uniformly
+        at random instead of representative records, keeping the labeled classes in the pool's
+        proportions, which is all such a model's predictions rest on; ``"score"`` keeps the
+        representative phase. (Margin sampling breaks its ties at random anyway.)
     missing_label, random_state
         See :class:`~metalearn.strategies.base.QueryStrategy`.
 
@@ -43,6 +49,9 @@ class RepresentativeThenMargin(QueryStrategy):
     ----------
     n_initial_labeled_ : int
         Labeled records at the first query.
+    last_uninformative_ : bool
+        Whether the last query found the classifier's probabilities the same for every
+        unlabeled record.
     """
 
     shorthand_parameter = "switch_after"
@@ -50,15 +59,18 @@ class RepresentativeThenMargin(QueryStrategy):
     def __init__(
         self,
         switch_after: int = 10,
+        uninformative_model: str = "random",
         *,
         missing_label: Any = np.nan,
         random_state: int | np.random.Generator | None = None,
     ) -> None:
         super().__init__(missing_label=missing_label, random_state=random_state)
         self.switch_after = switch_after
+        self.uninformative_model = uninformative_model
 
     def _validate_params(self) -> None:
         check_positive_int(self.switch_after, "switch_after", minimum=0)
+        check_uninformative_model_rule(self.uninformative_model)
 
     @abstractmethod
     def _representative(self, ctx: QueryContext, batch_size: int) -> np.ndarray:
@@ -72,7 +84,10 @@ class RepresentativeThenMargin(QueryStrategy):
         n_labeled = int(ctx.labeled.sum())
         if not hasattr(self, "n_initial_labeled_"):
             self.n_initial_labeled_ = n_labeled
+        self.last_uninformative_ = same_for_every_row(proba)
         if n_labeled - self.n_initial_labeled_ < switch_after:
+            if self.uninformative_model == "random" and self.last_uninformative_:
+                return ctx.rng.choice(ctx.unlabeled_indices, size=batch_size, replace=False)
             return self._representative(ctx, batch_size)
         scores = -margins(proba)
         return ctx.unlabeled_indices[select_top(scores, batch_size, ctx.rng)]
@@ -86,6 +101,8 @@ class TypiClustThenMargin(RepresentativeThenMargin):
     ----------
     switch_after : int
         Labels bought with TypiClust before switching to margin sampling.
+    uninformative_model : {"random", "score"}
+        See :class:`RepresentativeThenMargin`.
     missing_label, random_state
         See :class:`~metalearn.strategies.base.QueryStrategy`.
     """
@@ -107,6 +124,8 @@ class ProbCoverThenMargin(RepresentativeThenMargin):
     ----------
     switch_after : int
         Labels bought with ProbCover before switching to margin sampling.
+    uninformative_model : {"random", "score"}
+        See :class:`RepresentativeThenMargin`.
     missing_label, random_state
         See :class:`~metalearn.strategies.base.QueryStrategy`.
 

@@ -367,6 +367,9 @@ def _run_locked(
     if isinstance(strategy, PolicyStrategy):
         picks = strategy.query(X, y, clf, batch_size=batch_size, record_ids=ids, candidates=restrict, step_scores=True)
         scores = strategy.last_pick_scores_.astype(np.float64)
+        if strategy.last_uninformative_ and strategy.uninformative_model == "random":
+            notes.append("the model gives every record the same probabilities (too few labels for it to split on): "
+                         "picked at random, which keeps the labeled classes in the pool's proportions")
     else:
         # A classic strategy picks from the pool without the reserved records (a fresh strategy each run).
         rows = np.arange(n_records) if restrict is None else np.flatnonzero(labeled | ~reserved)
