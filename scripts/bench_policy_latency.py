@@ -5,9 +5,11 @@ fitted model; then the median wall time of one ``query`` (batch 10) of margin sa
 of the policy, in steady state (the policy's history window filled first), and the peak
 memory the policy's query allocates (tracemalloc).
 
-Run: ``.venv/bin/python scripts/bench_policy_latency.py [--policy PATH_OR_NAME]
+Run: ``.venv/bin/python scripts/bench_policy_latency.py [--policy PATH_OR_NAME | --schema pool@3]
 [--sizes 10000 100000 1000000] [--models logreg rf]``. Without ``--policy`` a policy with
-random weights of the released architecture is used: latency does not depend on the weights.
+random weights is used, latency does not depend on the weights: ``--schema pool`` (the
+default) the deep-sets architecture of the first releases, ``--schema pool@2`` or ``pool@3``
+the context-gated linear scorer of the evolution-strategies trainer on that schema.
 """
 
 from __future__ import annotations
@@ -27,15 +29,24 @@ from metalearn.strategies import MarginSampling
 from metalearn.tasks.models import make_model
 
 
-def random_policy(path: Path) -> Path:
+def random_policy(path: Path, schema_id: str = "pool") -> Path:
     from metalearn.features import POOL_SCHEMA
+    from metalearn.features.registry import schema_entry
     from metalearn.policies.architecture import ScorerArchitecture
     from metalearn.policies.file import save_policy
     from metalearn.policies.torch_scorer import TorchScorer
 
-    arch = ScorerArchitecture(POOL_SCHEMA.n_candidate_features, POOL_SCHEMA.n_context_features, 64)
-    meta = {"feature_schema": POOL_SCHEMA.to_dict(), "window": 5, "n_candidates": 256}
-    return save_policy(path, arch, TorchScorer(arch).arrays(), meta)
+    if schema_id == "pool":
+        arch = ScorerArchitecture(POOL_SCHEMA.n_candidate_features, POOL_SCHEMA.n_context_features, 64)
+        meta = {"feature_schema": POOL_SCHEMA.to_dict(), "window": 5, "n_candidates": 256}
+        return save_policy(path, arch, TorchScorer(arch).arrays(), meta)
+    schema = schema_entry(schema_id).schema
+    arch = ScorerArchitecture.gated_linear(schema)
+    rng = np.random.default_rng(0)
+    weights = rng.normal(0.0, 0.5, size=(schema.n_candidate_features, schema.n_context_features + 1)).astype(np.float32)
+    params = {"weights": weights, "prior_scale": np.ones(1, dtype=np.float32)}
+    meta = {"feature_schema": schema.to_dict(), "window": 5, "n_candidates": 64}
+    return save_policy(path, arch, params, meta)
 
 
 def bench(policy: str, n_pool: int, model: str, repeats: int) -> dict[str, float]:
@@ -67,12 +78,13 @@ def bench(policy: str, n_pool: int, model: str, repeats: int) -> dict[str, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", default=None)
+    parser.add_argument("--schema", default="pool", help="without --policy: pool, pool@2 or pool@3")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--models", nargs="+", default=["logreg", "rf"])
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, limited_threads(1):
-        policy = args.policy or str(random_policy(Path(tmp) / "random.safetensors"))
+        policy = args.policy or str(random_policy(Path(tmp) / "random.safetensors", args.schema))
         print("| model | pool | margin ms | policy ms | policy / margin | query peak MiB | history MiB |")
         print("|---|---|---|---|---|---|---|")
         for model in args.models:

@@ -9,6 +9,10 @@ its parameter can be replayed afterwards (:mod:`scripts.stopping_heldin_tune`): 
 criteria's statistics (their per-call log) and the learned rule's mean and quantiles of the
 gain. Each finished run is one JSON file in ``--cache`` (rerunning computes only missing runs).
 
+With ``--split validation`` the same runs are made on every dataset of the validation split:
+only for the final comparison of settings frozen on held-in runs
+(``scripts/stopping_validation_replay.py``), never to choose one.
+
 Example (the figures of benchmarks/stopping-heldin)::
 
     PYTHONPATH=. nice -n 10 .venv/bin/python scripts/stopping_heldin_runs.py --cache out/stopping-heldin-cache \\
@@ -98,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/datasets")
     parser.add_argument("--suite", default="envs/held_in.toml")
+    parser.add_argument("--split", choices=["train", "validation"], default="train",
+                        help="validation: every dataset of the validation split, for the frozen comparison only")
     parser.add_argument("--datasets", type=_csv, default=None,
                         help="train-split datasets to run instead of the suite's (e.g. the rule's own held-in ones)")
     parser.add_argument("--models", type=_csv, default=["logreg", "rf"])
@@ -112,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", required=True)
     args = parser.parse_args(argv)
 
-    names = args.datasets or _held_in_names(Path(args.suite))
-    datasets = load_manifest_folder(args.data_dir, split="train", names=names)
+    if args.split == "validation":
+        datasets = load_manifest_folder(args.data_dir, split="validation", names=args.datasets)
+    else:
+        names = args.datasets or _held_in_names(Path(args.suite))
+        datasets = load_manifest_folder(args.data_dir, split="train", names=names)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     keys = [(d, RunKey(d.name, m, r, args.batch_size, s, args.strategy)) for s in range(args.seeds)
