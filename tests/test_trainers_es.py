@@ -155,6 +155,24 @@ def test_gated_linear_policy_file_round_trip(tmp_path):
     assert "gated_linear v1" in card and "correction weights" in card and "pool@2" in card
 
 
+def test_the_card_says_what_the_gates_learned_in_words():
+    from metalearn.policies.card import gate_sentences
+
+    weights = np.zeros((SCHEMA.n_candidate_features, SCHEMA.n_context_features + 1), dtype=np.float32)
+    f = SCHEMA.candidate_features
+    g = SCHEMA.context_features
+    weights[f.index("typicality_in_cluster"), 1 + g.index("bought_decay_10")] = 1.2   # early: typical records
+    weights[f.index("prediction_flips"), 1 + g.index("bought_decay_10")] = -0.4
+    weights[f.index("density"), 0] = 0.5                                               # always: dense records
+    weights[f.index("entropy"), 1 + g.index("labeled_per_class")] = 0.1                # below the cut: not named
+    sentences = gate_sentences(_policy(weights))
+    assert sentences[0] == "at every loop, on top of preferring small margins, it prefers records with higher `density` (+0.50)"
+    assert len(sentences) == 2 and sentences[1].startswith("the higher `bought_decay_10` (exp(-labels bought / 10)")
+    assert sentences[1].endswith("the more it prefers higher `typicality_in_cluster` (+1.20); lower `prediction_flips` (-0.40)")
+    assert "what the gates learned, in words" in format_model_card(_policy(weights))
+    assert gate_sentences(_policy()) == []  # all zero: ranks as margin, nothing to say
+
+
 def test_gated_linear_architecture_is_validated(tmp_path):
     with pytest.raises(InvalidInputError, match="hidden"):
         ScorerArchitecture(SCHEMA.n_candidate_features, SCHEMA.n_context_features, hidden=8, name="gated_linear",

@@ -98,6 +98,10 @@ def format_model_card(policy: PolicyFile) -> str:
         weight_lines = policy.scorer.weight_lines(schema.candidate_features, schema.context_features)
         lines.append("  correction weights (each candidate feature's weight as a function of the loop context):")
         lines.extend(f"    {line}" for line in weight_lines or ["(all zero: ranks as the prior)"])
+        sentences = gate_sentences(policy)
+        if sentences:
+            lines.append("  what the gates learned, in words:")
+            lines.extend(f"    - {sentence}" for sentence in sentences)
     lines.append(
         f"  feature schema: {schema.id} ({schema.n_candidate_features} candidate, "
         f"{schema.n_context_features} context features; `metalearn features` describes them)"
@@ -122,6 +126,51 @@ def format_model_card(policy: PolicyFile) -> str:
     if isinstance(release, dict):
         lines.extend(_release_lines(release))
     return "\n".join(lines)
+
+
+def gate_sentences(policy: PolicyFile, min_weight: float = 0.25, per_gate: int = 3) -> list[str]:
+    """A gated policy's weights in words: what it prefers at every loop, and what each context feature changes.
+
+    The gated scorer gives each candidate feature ``f`` the weight ``W[f, 0] + sum_g W[f, g] * z_g``
+    (``z``: the loop's context features, most in [0, 1]). A positive weight prefers records with
+    a high value of ``f``. One sentence for the constant column, then one per context feature
+    whose gates reach ``min_weight``, naming its ``per_gate`` largest gates.
+
+    Parameters
+    ----------
+    policy : PolicyFile
+        A ``gated_linear`` policy (anything else: no sentences).
+    min_weight : float
+        Weights smaller in magnitude are left out.
+    per_gate : int
+        Candidate features named per sentence.
+
+    Returns
+    -------
+    list of str
+    """
+    if not isinstance(policy.scorer, GatedLinearScorer):
+        return []
+    weights = policy.params["weights"]
+    schema = policy.schema
+    features = schema.candidate_features
+
+    def leaning(column: int) -> str:
+        order = sorted(range(len(features)), key=lambda f: -abs(float(weights[f, column])))
+        terms = [(features[f], float(weights[f, column])) for f in order[:per_gate] if abs(weights[f, column]) >= min_weight]
+        return "; ".join(f"{'higher' if w > 0 else 'lower'} `{name}` ({w:+.2f})" for name, w in terms)
+
+    sentences = []
+    always = leaning(0)
+    if always:
+        sentences.append(f"at every loop, on top of preferring small margins, it prefers records with {always}")
+    for g, name in enumerate(schema.context_features):
+        lean = leaning(1 + g)
+        if lean:
+            what = schema.descriptions.get(name, "")
+            what = f" ({what.rstrip('.')[:1].lower()}{what.rstrip('.')[1:120]})" if what else ""
+            sentences.append(f"the higher `{name}`{what}, the more it prefers {lean}")
+    return sentences
 
 
 def printable_tree(value: Any) -> Any:
