@@ -29,6 +29,7 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from metalearn.common.clustering import kmeans_partition
 from metalearn.features.cluster_features import ClusterPoolFeatureExtractor
@@ -256,10 +257,12 @@ class TaskContextFeatureExtractor(ClusterPoolFeatureExtractor):
     def _model_context(self) -> list[float]:
         hist = self._require_history()
         unlabeled = ~self.labeled
-        top = hist.latest(hist.proba)[unlabeled].max(axis=1) if unlabeled.any() else np.zeros(0)
+        # The top class of every row first (n values), then the unlabeled ones: no copy of the
+        # (n, n_classes) probabilities. Distinct values by hashing (pandas.unique), not sorting.
+        top = hist.latest(hist.proba).max(axis=1)[unlabeled] if unlabeled.any() else np.zeros(0)
         if top.size == 0:
             return [0.0, 0.0]
-        distinct = np.unique(np.round(top.astype(np.float64), _RESOLUTION_DECIMALS)).size
+        distinct = pd.unique(np.round(top.astype(np.float64), _RESOLUTION_DECIMALS)).size
         resolution = float(np.log1p(distinct - 1) / np.log1p(max(top.size - 1, 1))) if top.size > 1 else 0.0
         return [min(max(resolution, 0.0), 1.0), float((top >= 0.99).mean())]
 

@@ -402,7 +402,10 @@ class PolicyStrategy(QueryStrategy):
 
     def _random_while_uninformative(self, ctx: QueryContext, eligible: np.ndarray) -> bool:
         """Whether this query picks at random: the classifier gives every eligible record the same probabilities."""
-        self.last_uninformative_ = same_for_every_row(ctx.proba_of_unlabeled(eligible))
+        # The first rows decide for almost every model, without copying the pool's probabilities.
+        self.last_uninformative_ = same_for_every_row(ctx.proba_of_unlabeled(eligible[:64])) and same_for_every_row(
+            ctx.proba_of_unlabeled(eligible)
+        )
         return self.last_uninformative_ and self.uninformative_model == "random"
 
     def _random_picks(self, eligible: np.ndarray, k: int, batch_size: int, ctx: QueryContext) -> np.ndarray:
