@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -372,7 +372,9 @@ class PolicyStrategy(QueryStrategy):
         eligible = self._eligible(ctx, batch_size)
         if entry.probabilities_only:
             proba_features = self._proba_update(ctx)
-            if self._random_while_uninformative(ctx, eligible):
+            # The members' mean probabilities: predicting the pool again would double a forest's cost.
+            mean_proba = lambda rows: proba_features.extractor.proba[proba_features.positions(rows)]  # noqa: E731
+            if self._random_while_uninformative(mean_proba, eligible):
                 return self._random_picks(eligible, k, batch_size, ctx)
             margin = proba_features.margin_of(eligible)
             candidates = self._candidates(proba_features, eligible, margin, max(k, batch_size), ctx.rng)
@@ -384,7 +386,7 @@ class PolicyStrategy(QueryStrategy):
         extractor.update(ctx.proba, ctx.classes, ctx.labeled, ctx.label_indices())
         history = extractor.history
         assert history is not None  # update() created it
-        if self._random_while_uninformative(ctx, eligible):
+        if self._random_while_uninformative(ctx.proba_of_unlabeled, eligible):
             return self._random_picks(eligible, k, batch_size, ctx)
         if entry.exact_margins:
             # The margins in float64, as margin sampling computes them, so a policy whose
@@ -400,12 +402,13 @@ class PolicyStrategy(QueryStrategy):
         context = np.clip(extractor.context_features(), -1.0, 1.0)
         return self._pick(policy, extractor, candidates, features, context, batch_size, ctx)
 
-    def _random_while_uninformative(self, ctx: QueryContext, eligible: np.ndarray) -> bool:
-        """Whether this query picks at random: the classifier gives every eligible record the same probabilities."""
+    def _random_while_uninformative(self, proba_of: Callable[[np.ndarray], np.ndarray], eligible: np.ndarray) -> bool:
+        """Whether this query picks at random: the classifier gives every eligible record the same probabilities.
+
+        ``proba_of(rows)``: the probabilities of unlabeled pool rows ``rows`` (sorted).
+        """
         # The first rows decide for almost every model, without copying the pool's probabilities.
-        self.last_uninformative_ = same_for_every_row(ctx.proba_of_unlabeled(eligible[:64])) and same_for_every_row(
-            ctx.proba_of_unlabeled(eligible)
-        )
+        self.last_uninformative_ = same_for_every_row(proba_of(eligible[:64])) and same_for_every_row(proba_of(eligible))
         return self.last_uninformative_ and self.uninformative_model == "random"
 
     def _random_picks(self, eligible: np.ndarray, k: int, batch_size: int, ctx: QueryContext) -> np.ndarray:
