@@ -132,3 +132,25 @@ def test_unknown_rule_is_refused(breast_cancer):
                      make_strategy("typiclust_margin", uninformative_model="skip")):
         with pytest.raises(InvalidInputError, match="uninformative_model"):
             strategy.query(X, y_obs, clf, batch_size=2)
+
+
+def test_a_stream_keeps_records_at_random_while_the_model_predicts_a_constant(breast_cancer):
+    """Streaming scores every record the same while the model is constant, so which arrivals are
+    kept depends on the seed alone, not on the records (the randomized quantile keeps them at
+    the paced rate); scoring instead, the records decide."""
+    from metalearn.streaming import StreamingPolicy
+
+    X, y = breast_cancer
+    clf = DummyClassifier(strategy="prior").fit(X[[0, 1, 19, 20]], y[[0, 1, 19, 20]])
+    other = np.random.default_rng(1).permutation(X.shape[0])  # other records in the same slots
+
+    def decisions(rule: str, rows: np.ndarray) -> list[bool]:
+        stream = StreamingPolicy(PolicyStrategy("default", uninformative_model=rule), label_budget=40,
+                                 expected_length=200, random_state=0)
+        out = [stream.decide(X[i], clf) for i in rows[:200]]
+        assert stream.scorer_.last_uninformative
+        return out
+
+    order = np.arange(X.shape[0])
+    assert decisions("random", order) == decisions("random", other)
+    assert decisions("score", order) != decisions("score", other)

@@ -32,6 +32,7 @@ from metalearn.features.pool_features import PoolFeatureExtractor
 from metalearn.features.registry import registered_schemas, schema_entry
 from metalearn.policies.file import PolicyFile, read_policy
 from metalearn.common.record_identity import match_records, record_keys
+from metalearn.common.uncertainty import check_uninformative_model_rule, same_for_every_row
 from metalearn.policies.strategy import PolicyStrategy
 from metalearn.strategies.base import QueryContext, QueryStrategy
 from metalearn.strategies.registry import get_strategy_class, strategy_names
@@ -139,13 +140,26 @@ class PolicyScorer:
     followed by id as the window slides). The ``budget_used`` context feature is the stream's
     (labels spent over the label budget).
 
+    While the classifier gives every unlabeled record of the mini-pool the same probabilities
+    (gradient boosting at scikit-learn's defaults on few labels), every record scores the same
+    with ``uninformative_model="random"`` (the default, as
+    :class:`~metalearn.policies.strategy.PolicyStrategy`): the randomized quantile then keeps
+    records at random at the paced rate, which keeps the labeled classes in the stream's
+    proportions; ``"score"`` scores as usual.
+
     Parameters
     ----------
     policy : PolicyFile
     label_budget : int
+    uninformative_model : {"random", "score"}
+
+    Attributes
+    ----------
+    last_uninformative : bool
+        Whether the last scoring found the classifier's probabilities the same for every record.
     """
 
-    def __init__(self, policy: PolicyFile, label_budget: int) -> None:
+    def __init__(self, policy: PolicyFile, label_budget: int, uninformative_model: str = "random") -> None:
         try:
             entry = schema_entry(policy.schema)
         except FeatureSchemaError:
@@ -158,6 +172,8 @@ class PolicyScorer:
         self._budget_used = entry.schema.context_features.index("budget_used")
         self.policy = policy
         self.label_budget = int(label_budget)
+        self.uninformative_model = check_uninformative_model_rule(uninformative_model)
+        self.last_uninformative = False
         self.name = "policy"
         self.extractor: PoolFeatureExtractor | None = None
         self._keys: np.ndarray | None = None
@@ -185,6 +201,9 @@ class PolicyScorer:
         extractor = self.extractor
         extractor.update(pool.ctx.proba, pool.ctx.classes, pool.labeled, pool.pseudo_label_indices())
         candidates = np.flatnonzero(~pool.labeled)
+        self.last_uninformative = same_for_every_row(pool.ctx.proba[candidates])
+        if self.last_uninformative and self.uninformative_model == "random":
+            return np.zeros(candidates.size, dtype=np.float64)
         # Features are defined in [-1, 1]; training clipped them the same way.
         features = np.clip(extractor.candidate_features(candidates), -1.0, 1.0)
         features = self.registered_schema.exact(extractor, features, pool.ctx.proba[candidates])
@@ -219,7 +238,7 @@ def make_scorer(policy: Any, label_budget: int) -> UncertaintyScorer | RankingSc
         if strategy_cls is not None:
             policy = strategy_cls
     if isinstance(policy, PolicyStrategy):
-        return PolicyScorer(policy.policy_file, label_budget)
+        return PolicyScorer(policy.policy_file, label_budget, policy.uninformative_model)
     if isinstance(policy, type) and issubclass(policy, PolicyStrategy):
         raise InvalidTypeError("pass a policy file, path or name (or a PolicyStrategy object), not the PolicyStrategy class")
     if isinstance(policy, type) and issubclass(policy, UncertaintySampling) or isinstance(policy, UncertaintySampling):
