@@ -479,7 +479,10 @@ def test_a_second_ctrl_c_during_benchmark_exits_130(tmp_path):
     argv = [sys.executable, "-m", "metalearn.cli", "benchmark", "--datasets", "sklearn:digits", "--strategies",
             "margin,random", "--models", "logreg", "--regimes", "cold", "--batch-sizes", "1", "--seeds", "20",
             "--budget", "40", "--out", str(tmp_path / "out"), "--jobs", "2", "--no-report", "--quiet"]
-    process = subprocess.Popen(argv, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A test run started in the background (nohup, `cmd &`) inherits SIGINT ignored, and Python
+    # keeps an ignored SIGINT ignored: give the child the default disposition, as a terminal does.
+    process = subprocess.Popen(argv, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and not list((tmp_path / "out" / "runs").glob("*.json")):
         time.sleep(0.1)  # wait until runs are under way
