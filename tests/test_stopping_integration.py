@@ -139,6 +139,30 @@ def test_train_stopping_is_resumable_seeded_and_writes_a_valid_rule(tmp_path) ->
                        progress=False)
 
 
+def test_an_unfinished_training_continues_from_its_runs_pack_on_another_machine(tmp_path) -> None:
+    """What is committed of an unfinished run (checkpoint, progress, runs.jsonl.gz; not the
+    per-run cache in runs/) continues it elsewhere without recomputing, also after a torn write."""
+    import gzip
+    import shutil
+
+    from metalearn.stopping.training import RUNS_PACK, read_runs_pack
+
+    common = dict(suite=str(_suite(tmp_path)), models=["logreg"], strategies=["margin"], label_budget=100,
+                  horizon=20, epochs=5, hidden=8, held_in_fraction=0.5, seed=1)
+    first = train_stopping(StoppingTrainConfig(out_dir=str(tmp_path / "a"), n_tasks=12, **common), progress=False)
+    assert first.details["n_computed"] == 12
+    assert len(read_runs_pack(tmp_path / "a" / RUNS_PACK)) == 12
+    shutil.copytree(tmp_path / "a", tmp_path / "clone", ignore=shutil.ignore_patterns("runs"))  # a fresh clone
+    with gzip.open(tmp_path / "clone" / RUNS_PACK, "ab") as pack:
+        pack.write(b'{"run_id": "torn')  # a write cut short by a crash
+    more = train_stopping(StoppingTrainConfig(out_dir=str(tmp_path / "clone"), n_tasks=16, **common), resume=True,
+                          progress=False)
+    assert more.details["n_computed"] == 4 and more.details["n_runs"] == 16  # the twelve packed runs were not recomputed
+    whole = train_stopping(StoppingTrainConfig(out_dir=str(tmp_path / "whole"), n_tasks=16, **common), progress=False)
+    np.testing.assert_array_equal(read_stopping_rule(more.policy_path).params["out.weight"],
+                                  read_stopping_rule(whole.policy_path).params["out.weight"])
+
+
 def test_training_refuses_validation_split_tasks() -> None:
     class _Task:
         name = "pima"

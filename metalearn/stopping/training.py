@@ -6,7 +6,9 @@
    ``batch_size`` up to ``label_budget`` labels or the whole pool, recording the learned
    rule's features at every point. Each finished run is written at once to
    ``OUT/runs/RUN_ID.json`` (the resume cache: an interrupted or a larger later session,
-   with ``resume=True`` / ``--resume``, computes only the runs it lacks);
+   with ``resume=True`` / ``--resume``, computes only the runs it lacks) and appended to
+   ``OUT/runs.jsonl.gz`` (:data:`RUNS_PACK`, one file to commit with the checkpoint so that an
+   unfinished run continues on another machine);
    ``OUT/loops.csv.gz`` is the table of all points.
 2. Targets: the gain in test accuracy (points) from the next ``horizon`` labels, on the
    learning curve smoothed over three points; a point whose horizon passes the end of a run
@@ -31,6 +33,7 @@ as for every trainer, and the result is a
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -193,6 +196,35 @@ def _run_one(task: Any, model: str, strategy: str, seed: int, config: StoppingTr
     }
 
 
+#: Every finished run of a run folder, one JSON record per line, gzip members appended as runs
+#: finish: the one file to commit so that an unfinished run continues on another machine (the
+#: ``runs/`` folder, one file per run, is this machine's cache).
+RUNS_PACK = "runs.jsonl.gz"
+
+
+def read_runs_pack(path: Path) -> dict[str, dict[str, Any]]:
+    """The records of a runs pack by run id; a pack cut short by a crash yields the runs before the cut."""
+    records: dict[str, dict[str, Any]] = {}
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    break  # a torn last line: that run is recomputed
+                if isinstance(record, dict) and isinstance(record.get("run_id"), str):
+                    records[record["run_id"]] = record
+    except (OSError, EOFError, zlib.error):
+        pass  # a torn last member: the runs read so far stand
+    return records
+
+
+def _append_to_pack(path: Path, record: dict[str, Any]) -> None:
+    """Append one run as its own gzip member (a reader sees the members as one stream)."""
+    with gzip.open(path, "ab") as pack:
+        pack.write((json.dumps(record) + "\n").encode("utf-8"))
+
+
 def _simulate_runs(config: StoppingTrainConfig, run: Run, progress: bool) -> tuple[pd.DataFrame, int]:
     from tqdm.auto import tqdm
 
@@ -201,6 +233,8 @@ def _simulate_runs(config: StoppingTrainConfig, run: Run, progress: bool) -> tup
     out = run.out
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
+    pack_path = out / RUNS_PACK
+    packed = read_runs_pack(pack_path) if pack_path.is_file() else {}
     fingerprint = config.simulation_fingerprint()
     suite = load_task_suite(config.suite)
     jobs = len(config.models) * len(config.strategies)
@@ -215,13 +249,15 @@ def _simulate_runs(config: StoppingTrainConfig, run: Run, progress: bool) -> tup
             for strategy in config.strategies:
                 run_id = f"{index:05d}__{_slug(model)}__{_slug(strategy)}"
                 path = runs_dir / f"{run_id}.json"
-                record = None
-                if path.exists():
+                record = packed.get(run_id)
+                if record is None and path.exists():
                     try:
                         record = json.loads(path.read_text(encoding="utf-8"))
                     except (OSError, ValueError):
                         record = None  # unreadable: recomputed, never trusted
-                    if record is not None and record.get("fingerprint") != fingerprint:
+                    if record is not None and record.get("fingerprint") == fingerprint:
+                        _append_to_pack(pack_path, record)  # cached before the pack existed
+                if record is not None and record.get("fingerprint") != fingerprint:
                         raise InvalidInputError(
                             f"{out} holds training runs of other settings (suite, batch size, budget, window or seed); "
                             "use another --out folder, or the same settings to resume"
@@ -234,6 +270,7 @@ def _simulate_runs(config: StoppingTrainConfig, run: Run, progress: bool) -> tup
                     tmp = path.with_suffix(".json.tmp")
                     tmp.write_text(json.dumps(record), encoding="utf-8")
                     os.replace(tmp, path)
+                    _append_to_pack(pack_path, record)
                     computed += 1
                 rows.append(_record_frame(record, held_in))
                 bar.update()
@@ -533,9 +570,11 @@ def train_stopping(config: StoppingTrainConfig, resume: bool = False, progress: 
         # A finished run resumed: nothing to compute, its files stay as they are.
         details = {**run.saved["finished"], "n_computed": 0, "loops": pd.read_csv(out / "loops.csv.gz")}
         return run.result(policy_path=rule_path, last_path=rule_path, details=details)
-    if run.saved is None and (out / "runs").exists():
-        for path in (out / "runs").glob("*.json"):  # a fresh run recomputes every run
-            path.unlink()
+    if run.saved is None:  # a fresh run recomputes every run
+        if (out / "runs").exists():
+            for path in (out / "runs").glob("*.json"):
+                path.unlink()
+        (out / RUNS_PACK).unlink(missing_ok=True)
     loops, computed = _simulate_runs(config, run, progress)
     fitting = time.perf_counter()
     targets = np.concatenate([
