@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,18 @@ import numpy as np
 from metalearn.common.text import printable
 from metalearn.exceptions import InvalidInputError
 from metalearn.workflow.state import _SCHEDULE_PREFIX, _STOP_PREFIX, StateFileError
+
+
+@contextlib.contextmanager
+def _restoring(what: str, state_path: Path | None) -> Iterator[None]:
+    """Turn a failure to restore a rule's history from the state into a :class:`StateFileError`."""
+    try:
+        yield
+    except (InvalidInputError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise StateFileError(
+            f"state file {printable(state_path)!r}: its {what} history cannot be restored ({printable(exc)}); "
+            "delete it to start over"
+        ) from None
 
 
 def _stopping_advice(
@@ -30,18 +44,13 @@ def _stopping_advice(
     if isinstance(previous, dict) and previous.get("rule") == rule.name and previous.get("spec") == str(stop_rule):
         rule_arrays = {k[len(_STOP_PREFIX):]: v for k, v in saved_arrays.items() if k.startswith(_STOP_PREFIX)}
         identity = old_positions is not None and np.array_equal(old_positions, np.arange(X.shape[0]))
-        try:
+        with _restoring("stopping-rule", state_path):
             if isinstance(rule, LearnedStoppingRule):
                 rule.load_history(X, rule_arrays, previous, old_positions)
             elif identity:
                 rule.set_state(rule_arrays, previous)
             else:
                 notes.append(f"the records changed since the last run: the {rule.name} stopping rule starts a fresh history")
-        except (InvalidInputError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise StateFileError(
-                f"state file {printable(state_path)!r}: its stopping-rule history cannot be restored ({printable(exc)}); "
-                "delete it to start over"
-            ) from None
     elif isinstance(previous, dict):
         notes.append(f"stopping rule changed ({previous.get('spec')} -> {printable(stop_rule)}): it starts a fresh history")
     stop = rule.should_stop(X, y, clf)
@@ -72,13 +81,8 @@ def _schedule_advice(
         return None, None, _kept_schedule_state(previous, saved_arrays, old_positions)
     if isinstance(previous, dict) and previous.get("spec") == str(schedule):
         rule_arrays = {k[len(_SCHEDULE_PREFIX):]: v for k, v in saved_arrays.items() if k.startswith(_SCHEDULE_PREFIX)}
-        try:
+        with _restoring("schedule", state_path):
             rule.load_history(X, rule_arrays, previous, old_positions)
-        except (InvalidInputError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise StateFileError(
-                f"state file {printable(state_path)!r}: its schedule history cannot be restored ({printable(exc)}); "
-                "delete it to start over"
-            ) from None
     elif isinstance(previous, dict):
         notes.append(f"schedule changed ({printable(previous.get('spec'))} -> {printable(schedule)}): it starts again at loop 1")
     size = rule.next_batch_size(X, y, clf, budget_left=budget_left)
