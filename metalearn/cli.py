@@ -8,7 +8,7 @@ Subcommands:
 - ``metalearn benchmark``: the evaluation protocol (paired runs, statistics, report).
 - ``metalearn strategies``: the registered strategies and their parameters.
 - ``metalearn features``: the feature schemas, one line per feature.
-- ``metalearn inspect FILE_OR_NAME``: a policy file's (or a stopping-rule file's) model card
+- ``metalearn inspect FILE_OR_NAME``: a policy file's (or a stopping-rule or schedule file's) model card
   (``--json``: raw metadata).
 - ``metalearn train [--method es|imitation|lal|ppo|schedule] --out DIR``: meta-train a policy file
   (default: evolution strategies on the ``pool@2`` features; ``--resume`` continues a run);
@@ -180,14 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = sub.add_parser(
         "inspect",
-        help="show a policy file's (or a stopping-rule file's) model card",
+        help="show a policy file's (or a stopping-rule or schedule file's) model card",
         description=(
             "Read and check a policy file (or a released policy name) and print its model card: what it was "
             "trained on and how, its architecture, feature schema, window, candidates and validation scores. "
-            "A stopping-rule file (e.g. policies/stopping/default.safetensors) gets its own card."
+            "A stopping-rule file (e.g. policies/stopping/default.safetensors) or a batch-schedule file gets its own card."
         ),
     )
-    inspect.add_argument("policy", metavar="FILE_OR_NAME", help="a .safetensors policy or stopping-rule file, or a released policy name")
+    inspect.add_argument("policy", metavar="FILE_OR_NAME", help="a .safetensors policy, stopping-rule or schedule file, or a released policy name")
     inspect.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
 
     train = sub.add_parser(
@@ -544,15 +544,26 @@ def _inspect(args: argparse.Namespace) -> int:
     except MetalearnError as policy_error:
         from metalearn.stopping.file import format_stopping_card, read_stopping_rule
 
-        try:  # a stopping-rule file (the same safe kind) gets its own model card
+        from metalearn.schedules.file import format_schedule_card, read_schedule
+
+        # A stopping-rule or schedule file (the same safe container) gets its own model card.
+        def stopping_card() -> tuple[dict[str, Any], str]:
             rule = read_stopping_rule(args.policy)
-        except MetalearnError:
-            raise policy_error from None
-        if args.json:
-            print(printable_json(json.dumps(rule.metadata, indent=2, ensure_ascii=False)))
-        else:
-            print(format_stopping_card(rule))  # escaped line by line
-        return 0
+            return rule.metadata, format_stopping_card(rule)
+
+        def schedule_card() -> tuple[dict[str, Any], str]:
+            schedule = read_schedule(args.policy)
+            return schedule.metadata, format_schedule_card(schedule)
+
+        for card in (stopping_card, schedule_card):
+            try:
+                metadata, text = card()
+            except MetalearnError:
+                continue
+            # JSON escapes C0 controls itself; the card is escaped line by line
+            print(printable_json(json.dumps(metadata, indent=2, ensure_ascii=False)) if args.json else text)
+            return 0
+        raise policy_error from None
     if args.json:  # JSON escapes C0 controls itself; C1 and format characters are escaped here
         print(printable_json(json.dumps(policy.metadata, indent=2, ensure_ascii=False)))
     else:

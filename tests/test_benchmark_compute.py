@@ -8,8 +8,10 @@ import pytest
 from sklearn.datasets import load_iris
 
 from metalearn.benchmark import BenchmarkConfig, run_benchmark, write_report
-from metalearn.benchmark.stats import METRICS, compute_summary, has_compute, overall_comparison, strategy_summary
-from metalearn.benchmark.storage import COMPUTE_COLUMNS, ResultStore, write_table
+from metalearn.benchmark.stats import (
+    METRICS, compute_front, compute_summary, front_weights, has_compute, overall_comparison, strategy_summary,
+)
+from metalearn.benchmark.storage import COMPUTE_COLUMNS, ResultStore, derived_compute, write_table
 from metalearn.exceptions import InvalidInputError
 from metalearn.simulation import area_under_learning_curve, simulate, step_area_under_learning_curve
 from metalearn.strategies import MarginSampling
@@ -178,10 +180,10 @@ def test_the_compute_section_appears_only_when_runs_recorded_their_compute(bench
     assert not has_compute(runs.drop(columns=["n_fits"])) and has_compute(runs)
 
 
-def test_an_old_results_table_still_reads_and_reports_without_compute(benchmark, tmp_path):
+def test_an_old_results_table_gets_the_compute_its_curves_determine(benchmark, tmp_path):
     pytest.importorskip("pyarrow")
     pytest.importorskip("matplotlib")
-    _, out = benchmark
+    result, out = benchmark
     old = tmp_path / "old"
     old.mkdir()
     (old / "benchmark.json").write_bytes((out / "benchmark.json").read_bytes())
@@ -190,8 +192,52 @@ def test_an_old_results_table_still_reads_and_reports_without_compute(benchmark,
     before = (old / "results.parquet").read_bytes()
     looked = run_benchmark(_config(), old, progress=False, stored_only=True)
     assert looked.computed == 0 and len(looked.runs) == 8
-    assert looked.runs[list(COMPUTE_COLUMNS)].isna().all().all()
+    # fits, step-curve AULC and query seconds follow from the stored curve exactly; fit seconds were never measured
+    new = result.runs.set_index("run_id").sort_index()
+    derived = looked.runs.set_index("run_id").sort_index()
+    for column in ("n_fits", "step_aulc_accuracy", "step_aulc_macro_f1", "query_seconds_total"):
+        np.testing.assert_allclose(derived[column].to_numpy(float), new[column].to_numpy(float), err_msg=column)
+    assert derived["fit_seconds"].isna().all()
     assert "fit_seconds" not in looked.curves.columns
     assert (old / "results.parquet").read_bytes() == before  # read, never rewritten
     files = write_report(looked.runs, looked.curves, old, formats=("md",))
-    assert "## Compute" not in _section(files["md"])
+    assert "## Compute" in _section(files["md"])
+
+
+def test_derived_compute_keeps_what_a_run_recorded_and_skips_failed_runs():
+    curve = {"n_bought": [0, 5, 10], "accuracy": [0.5, 0.7, 0.9], "macro_f1": [0.4, 0.6, 0.8],
+             "query_seconds": [0.0, 0.25, 0.5]}
+    summary = {"status": "ok", "label_budget": 10}
+    added = derived_compute(summary, curve)
+    assert added["n_fits"] == 3 and added["query_seconds_total"] == pytest.approx(0.75)
+    assert added["step_aulc_accuracy"] == pytest.approx(0.6)  # 0.5 over labels 0-4, 0.7 over 5-9
+    assert added["step_aulc_macro_f1"] == pytest.approx(0.5)
+    assert derived_compute({**summary, "n_fits": 7, "step_aulc_accuracy": 0.1}, curve).keys() == {
+        "step_aulc_macro_f1", "query_seconds_total"}
+    assert derived_compute({**summary, "n_fits": float("nan")}, curve)["n_fits"] == 3
+    assert derived_compute({"status": "failed", "label_budget": 10}, curve) == {}
+    assert derived_compute(summary, {}) == {}
+    assert derived_compute({"status": "ok"}, curve) == {}  # no budget: nothing is guessed
+
+
+def test_the_front_keeps_only_points_no_cheaper_point_beats():
+    fits = [101, 51, 21, 11, 6, 3, 13, 30]
+    scores = [90.0, 89.9, 89.0, 88.0, 85.0, 80.0, 88.5, 88.9]  # 30 fits at 88.9: beaten by 21 fits at 89.0
+    front = compute_front(fits, scores)
+    assert [fits[i] for i in front] == [3, 6, 11, 13, 21, 51, 101]
+    assert compute_front([5, 5, 10], [1.0, 2.0, 1.5]).tolist() == [1]  # equal fits: the better score only
+    with pytest.raises(InvalidInputError, match="positive"):
+        compute_front([0, 5], [1.0, 2.0])
+    with pytest.raises(InvalidInputError, match="one length"):
+        compute_front([1, 5], [1.0])
+
+
+def test_the_front_is_read_in_log_fits_and_never_extrapolated():
+    lo, hi, w = front_weights([10, 40], 20)
+    assert (lo, hi) == (0, 1) and w == pytest.approx(0.5)  # 20 is halfway between 10 and 40 in log fits
+    assert front_weights([10, 40], 10) == (0, 0, 1.0)
+    assert front_weights([10, 40], 5) == (0, 0, 1.0)
+    assert front_weights([10, 40], 80) == (1, 1, 1.0)
+    assert front_weights([10, 20, 40], 20) == (1, 1, 1.0)
+    with pytest.raises(InvalidInputError, match="increasing"):
+        front_weights([40, 10], 20)

@@ -172,6 +172,17 @@ def test_learned_file_round_trip_and_inference(learned_file):
         load_schedule(learned_file).next_batch_size(X, y, None, budget_left=5)  # it needs the model
 
 
+def test_inspect_shows_a_schedule_files_model_card(learned_file, capsys):
+    import json
+
+    assert main(["inspect", str(learned_file)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("schedule:") and "chooses the next batch size among [1, 2, 5, 10, 20, 50]" in out
+    assert "notes: hand-made" in out
+    assert main(["inspect", str(learned_file), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["format"] == "metalearn-schedule"
+
+
 def _tamper(path, edit):
     """Rewrite the file with its metadata and weights edited, bypassing save_schedule's checks."""
     from metalearn.common import container

@@ -41,6 +41,8 @@ __all__ = [
     "PROBLEM_KEYS",
     "SETTING_KEYS",
     "COMPUTE_KEYS",
+    "compute_front",
+    "front_weights",
     "METRICS",
     "ORACLE",
     "RANDOM",
@@ -451,6 +453,79 @@ def compute_summary(runs: pd.DataFrame, metric: str = "step_aulc_accuracy") -> p
     out = grouped[["n_fits", "fit_seconds", "query_seconds", "compute_seconds", metric]].mean()
     out.insert(0, "n_runs", grouped.size())
     return out.reset_index()[columns]
+
+
+def compute_front(fits: Sequence[float], scores: Sequence[float]) -> np.ndarray:
+    """Indices of the points on the front: no other point has as few fits and a higher score.
+
+    The front that fixed rules draw in the score-against-fits plane (for example margin, or a
+    policy, at fixed batch sizes 1, 2, 5, 10, 20 and 50, and geometric growth): sorted by fits,
+    a point is on it when its score is higher than that of every point with fewer (or as many)
+    fits. A rule below it is beaten by a cheaper one.
+
+    Parameters
+    ----------
+    fits : array-like of shape (n_points,)
+        Mean task-model fits per run of each point (finite, positive).
+    scores : array-like of shape (n_points,)
+        Mean score of each point.
+
+    Returns
+    -------
+    ndarray of int, shape (n_front,)
+        Indices into the input, in increasing fits (and scores).
+    """
+    x = np.asarray(fits, dtype=float).ravel()
+    y = np.asarray(scores, dtype=float).ravel()
+    if x.shape != y.shape or x.size == 0:
+        raise InvalidInputError(f"fits and scores must be non-empty and of one length, got {x.size} and {y.size}")
+    if not (np.all(np.isfinite(x)) and np.all(x > 0) and np.all(np.isfinite(y))):
+        raise InvalidInputError("fits must be finite and positive and scores finite")
+    order = np.lexsort((-y, x))  # fewest fits first; of equal fits, the best score first
+    kept: list[int] = []
+    best = -np.inf
+    for i in order:
+        if y[i] > best:
+            kept.append(int(i))
+            best = y[i]
+    return np.asarray(kept, dtype=int)
+
+
+def front_weights(front_fits: Sequence[float], at: float) -> tuple[int, int, float]:
+    """Where ``at`` fits falls on a front: its two neighbours and the weight of the first.
+
+    The front is interpolated linearly in log fits (the axis of the compute plots): at ``at``
+    between neighbours ``lo`` and ``hi``, ``value = w * value[lo] + (1 - w) * value[hi]`` with
+    ``w = (log hi - log at) / (log hi - log lo)``. Outside the front's range the nearest end
+    stands for it (``lo == hi``, ``w = 1``): a front is never extrapolated.
+
+    Parameters
+    ----------
+    front_fits : array-like of shape (n_front,)
+        The front's fits in increasing order (:func:`compute_front`).
+    at : float
+        Fits at which the front is read (positive).
+
+    Returns
+    -------
+    (int, int, float)
+        Positions ``lo``, ``hi`` in ``front_fits`` and the weight ``w`` of ``lo``.
+    """
+    x = np.asarray(front_fits, dtype=float).ravel()
+    if x.size == 0 or not np.all(np.isfinite(x)) or np.any(np.diff(x) < 0) or np.any(x <= 0):
+        raise InvalidInputError("the front's fits must be a non-empty, increasing sequence of positive numbers")
+    if not (math.isfinite(at) and at > 0):
+        raise InvalidInputError(f"the fits to read the front at must be finite and positive, got {at!r}")
+    if at <= x[0]:
+        return 0, 0, 1.0
+    if at >= x[-1]:
+        return x.size - 1, x.size - 1, 1.0
+    hi = int(np.searchsorted(x, at, side="left"))
+    lo = hi - 1
+    if x[hi] == at:
+        return hi, hi, 1.0
+    w = (math.log(x[hi]) - math.log(at)) / (math.log(x[hi]) - math.log(x[lo]))
+    return lo, hi, float(w)
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 
 from metalearn.benchmark.config import BenchmarkConfig
@@ -36,10 +37,11 @@ from metalearn.common.csv_cells import neutralise_formulas, restore_formulas
 from metalearn.common.jsonable import json_safe
 from metalearn.common.text import printable
 from metalearn.exceptions import InvalidInputError, OutputFileError, ResultFolderError
+from metalearn.simulation.metrics import step_area_under_learning_curve
 
 __all__ = [
     "ResultStore", "RUN_COLUMNS", "COMPUTE_COLUMNS", "CURVE_COLUMNS", "check_run_id", "record_problem",
-    "tables_from_records", "write_table",
+    "tables_from_records", "write_table", "derived_compute",
 ]
 
 _CONFIG_FILE = "benchmark.json"
@@ -435,11 +437,61 @@ def _record_text(record: dict[str, Any]) -> str:
     return json.dumps({"summary": summary, "curve": record["curve"]}, allow_nan=False)
 
 
+def derived_compute(summary: dict[str, Any], curve: dict[str, Any]) -> dict[str, Any]:
+    """The compute columns a run stored before they were recorded can take from its curve.
+
+    A successful run's curve has one point per task-model fit (the initial model's included)
+    with the labels bought and the test scores, so ``n_fits``, the step-curve AULC
+    (:func:`~metalearn.simulation.metrics.step_area_under_learning_curve`) and
+    ``query_seconds_total`` follow from it exactly; ``fit_seconds`` was never measured and stays
+    missing. Columns the summary already has are kept as they are.
+
+    Parameters
+    ----------
+    summary : dict
+        A run record's summary (needs ``status`` "ok" and ``label_budget``).
+    curve : dict of str to list
+        Its curve (``n_bought``, ``accuracy``, ``macro_f1``, ``query_seconds``).
+
+    Returns
+    -------
+    dict
+        The columns to add (empty when there is nothing to derive).
+    """
+    if summary.get("status") != "ok" or not curve or not curve.get("n_bought"):
+        return {}
+    added: dict[str, Any] = {}
+
+    def missing(column: str) -> bool:
+        value = summary.get(column)
+        return value is None or (isinstance(value, float) and math.isnan(value))
+
+    try:
+        budget = int(summary["label_budget"])
+        n_bought = np.asarray(curve["n_bought"], dtype=np.float64)
+        if missing("n_fits"):
+            added["n_fits"] = int(n_bought.size)
+        for column, scores in (("step_aulc_accuracy", "accuracy"), ("step_aulc_macro_f1", "macro_f1")):
+            if missing(column) and curve.get(scores):
+                added[column] = step_area_under_learning_curve(
+                    n_bought, np.asarray(curve[scores], dtype=np.float64), budget
+                )
+        if missing("query_seconds_total") and curve.get("query_seconds"):
+            added["query_seconds_total"] = float(np.sum(np.asarray(curve["query_seconds"], dtype=np.float64)))
+    except (KeyError, TypeError, ValueError, InvalidInputError):
+        return {}  # an unsound stored curve: the columns stay missing rather than wrong
+    return added
+
+
 def tables_from_records(records: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Build the runs table (columns :data:`RUN_COLUMNS`) and the curves table from run records."""
+    """Build the runs table (columns :data:`RUN_COLUMNS`) and the curves table from run records.
+
+    Runs stored before compute was recorded get the compute columns their curve determines
+    (:func:`derived_compute`), so they pair with newer runs on the step-curve AULC and fits.
+    """
     summaries, curves = [], []
     for record in records:
-        summary = record["summary"]
+        summary = {**record["summary"], **derived_compute(record["summary"], record["curve"])}
         summaries.append(summary)
         if record["curve"]:
             curve = pd.DataFrame(record["curve"])
