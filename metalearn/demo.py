@@ -1,6 +1,6 @@
 """The main job on embedded defaults (``metalearn demo``, ``make demo``).
 
-Three steps, each resumable, into one folder ``OUT``:
+Four steps, each resumable, into one folder ``OUT``:
 
 1. **Meta-train** a querying policy with evolution strategies
    (:mod:`metalearn.policies.trainers.es`: CMA-ES on the paired difference in area under the
@@ -18,6 +18,12 @@ Three steps, each resumable, into one folder ``OUT``:
    runs; the policy's runs are recomputed only if its file changed.
 3. **Report**: the summary table (printed), the runs and curves tables, and the Markdown/HTML
    report with its plots (:func:`metalearn.benchmark.write_report`) in ``OUT/benchmark``.
+4. **Compute**: what a batch schedule saves (:mod:`metalearn.schedules`). The released
+   ``default`` policy (else the fresh one) retrains after every label, after every
+   :attr:`DemoConfig.batch_size` labels, and when the schedule says (the released ``default``
+   schedule, else the rule :data:`FALLBACK_SCHEDULE`), with logistic regression, into
+   ``OUT/compute``: task-model fits per run, their seconds and the step-curve AULC (the score a
+   user holds while buying labels), printed against retraining after every label.
 
 ``DemoConfig(quick=True)`` shrinks both steps to seconds (one generation on the tiny
 ``smoke`` suite, a few runs on iris) for tests and a first look.
@@ -34,7 +40,10 @@ import pandas as pd
 
 from metalearn.exceptions import InvalidInputError
 
-__all__ = ["DemoConfig", "DemoResult", "run_demo", "FRESH_LABEL", "DEFAULT_LABEL", "DEFAULT_POLICY"]
+__all__ = [
+    "DemoConfig", "DemoResult", "run_demo", "compute_table", "FRESH_LABEL", "DEFAULT_LABEL", "DEFAULT_POLICY",
+    "DEFAULT_SCHEDULE", "FALLBACK_SCHEDULE",
+]
 
 #: Name of the fresh policy in the demo's tables and plots.
 FRESH_LABEL = "fresh policy"
@@ -42,11 +51,15 @@ FRESH_LABEL = "fresh policy"
 DEFAULT_LABEL = "default policy"
 #: The released policy the demo benchmarks beside the fresh one, when it exists.
 DEFAULT_POLICY = "default"
+#: The released schedule step 4 shows, when this installation has one.
+DEFAULT_SCHEDULE = "default"
+#: The rule step 4 shows otherwise: the batch doubles every second retrain (1, 1, 2, 2, 4, 4, ...).
+FALLBACK_SCHEDULE = "geometric:2:2"
 
 
 @dataclass
 class DemoConfig:
-    """Settings of the demo (CLI: ``metalearn demo``); the defaults take about 5 minutes on 2 cores."""
+    """Settings of the demo (CLI: ``metalearn demo``); the defaults take about 6 minutes on 2 cores."""
 
     out_dir: str = "out/demo"
     """Folder of the demo: ``train/`` (the training run) and ``benchmark/`` (runs, tables, report, plots)."""
@@ -87,6 +100,13 @@ class DemoConfig:
     """Paired seeds per (dataset, model); at least 6 let the per-problem Wilcoxon test reach significance."""
     include_default: bool = True
     """Also benchmark the released ``default`` policy when this installation has one."""
+    compute_models: list[str] = field(default_factory=lambda: ["logreg"])
+    """Task models of step 4 (compute): retraining after every label is its most expensive arm."""
+    compute_seeds: int = 5
+    """Paired seeds per dataset of step 4."""
+    schedule: str | None = None
+    """Batch schedule of step 4 (a spec such as ``geometric:2:2``, a released name or a file); None: the released
+    ``default`` schedule when this installation has one, else :data:`FALLBACK_SCHEDULE`."""
 
     def validate(self) -> "DemoConfig":
         """Check the settings the steps do not check themselves; returns self."""
@@ -108,6 +128,11 @@ class DemoConfig:
     def benchmark_dir(self) -> Path:
         """``OUT/benchmark``: the benchmark's runs, tables, report and plots."""
         return Path(self.out_dir) / "benchmark"
+
+    @property
+    def compute_dir(self) -> Path:
+        """``OUT/compute``: the runs and tables of step 4."""
+        return Path(self.out_dir) / "compute"
 
     @property
     def policy_path(self) -> Path:
@@ -159,6 +184,21 @@ class DemoConfig:
             batch_sizes=[self.batch_size], label_budget=self.label_budget, n_seeds=self.n_seeds, seed=self.seed,
         )
 
+    def compute_config(self, strategy: str, schedule: str) -> Any:
+        """The :class:`~metalearn.benchmark.BenchmarkConfig` of step 4: batch 1, :attr:`batch_size` and ``schedule``."""
+        from metalearn.benchmark import BenchmarkConfig
+
+        if self.quick:
+            return BenchmarkConfig(
+                strategies=[strategy], datasets=["sklearn:iris"], models=["logreg"], regimes=["cold"],
+                batch_sizes=[1, 5], schedules=[schedule], label_budget=10, n_seeds=2, seed=self.seed,
+            )
+        return BenchmarkConfig(
+            strategies=[strategy], datasets=list(self.datasets), models=list(self.compute_models),
+            regimes=[self.regime], batch_sizes=sorted({1, self.batch_size}), schedules=[schedule],
+            label_budget=self.label_budget, n_seeds=self.compute_seeds, seed=self.seed,
+        )
+
 
 @dataclass
 class DemoResult:
@@ -179,6 +219,8 @@ class DemoResult:
         The summary table, one row per strategy, best mean rank first.
     report : dict of str to Path
         The report files (``md``, ``html``, and one entry per PNG).
+    compute : pandas.DataFrame
+        Step 4's table (:func:`compute_table`), one row per way of retraining.
     wall_seconds : float
         Wall time of this call.
     """
@@ -189,6 +231,7 @@ class DemoResult:
     labels: dict[str, str]
     table: pd.DataFrame
     report: dict[str, Path]
+    compute: pd.DataFrame
     wall_seconds: float
 
     @property
@@ -240,6 +283,43 @@ def summary_table(runs: pd.DataFrame, reference: str = "margin") -> pd.DataFrame
     return table.join(per_dataset)
 
 
+def compute_table(runs: pd.DataFrame, strategy: str) -> pd.DataFrame:
+    """Step 4's table: each way of retraining against retraining after every label.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        The runs table of :meth:`DemoConfig.compute_config`'s benchmark: ``strategy`` at batch
+        size 1 and other fixed sizes, and ``STRATEGY@SCHEDULE`` runs (at batch size 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per arm (``retraining``: ``every label``, ``every N labels`` or
+        ``schedule NAME``), columns ``fits`` (mean task-model fits per run), ``fits_saved`` (%
+        fewer than batch 1), ``seconds`` (fit + query seconds per run), ``step_aulc`` (points) and
+        ``vs_every_label`` (mean paired difference in step-AULC points to batch 1).
+    """
+    ok = runs.loc[runs["status"] == "ok"].copy()
+    scheduled = ok["strategy"].str.startswith(strategy + "@")
+    ok["retraining"] = [
+        f"schedule {name[len(strategy) + 1:]}" if is_scheduled else ("every label" if b == 1 else f"every {b} labels")
+        for name, is_scheduled, b in zip(ok["strategy"], scheduled, ok["batch_size"].astype(int))
+    ]
+    pair = ["dataset", "model", "regime", "seed"]
+    score = ok.pivot_table(index=pair, columns="retraining", values="step_aulc_accuracy", aggfunc="first") * 100.0
+    base = score["every label"] if "every label" in score else None
+    ok["compute_seconds"] = ok["fit_seconds"] + ok["query_seconds_total"]
+    means = ok.groupby("retraining").agg(fits=("n_fits", "mean"), seconds=("compute_seconds", "mean"))
+    means["step_aulc"] = score.mean()
+    if base is not None:
+        means["fits_saved"] = 100.0 * (1.0 - means["fits"] / means.loc["every label", "fits"])
+        means["vs_every_label"] = score.sub(base, axis=0).mean()
+    order = sorted(means.index, key=lambda r: (r.startswith("schedule"), -means.loc[r, "fits"]))
+    columns = [c for c in ("fits", "fits_saved", "seconds", "step_aulc", "vs_every_label") if c in means]
+    return means.loc[order, columns]
+
+
 def run_demo(
     config: DemoConfig | None = None, *, progress: bool = True, echo: Callable[[str], None] | None = print
 ) -> DemoResult:
@@ -282,7 +362,7 @@ def run_demo(
         f"{train_config.iterations} generation" if config.quick else f"a {config.train_minutes:g}-minute budget"
     )
     say(
-        f"[1/3] meta-training: evolution strategies (CMA-ES on the AULC difference to margin, starting from margin "
+        f"[1/4] meta-training: evolution strategies (CMA-ES on the AULC difference to margin, starting from margin "
         f"sampling) on the '{suite_label(train_config.suite)}' task suite, {train_config.problems_per_generation} "
         f"tasks per generation, {budget} -> {config.train_dir}"
     )
@@ -321,7 +401,7 @@ def run_demo(
     bench_config = config.benchmark_config(strategies)
     b = bench_config
     say(
-        f"\n[2/3] benchmark: {', '.join(labels.get(s, s) for s in strategies)} on {', '.join(b.datasets)}; "
+        f"\n[2/4] benchmark: {', '.join(labels.get(s, s) for s in strategies)} on {', '.join(b.datasets)}; "
         f"models {', '.join(b.models)}, {b.regimes[0]} start, batch {b.batch_sizes[0]}, budget {b.label_budget}, "
         f"{b.n_seeds} paired seeds -> {config.benchmark_dir}"
     )
@@ -347,7 +427,7 @@ def run_demo(
         title="metalearn demo: a freshly meta-trained policy against random and margin sampling",
     )
     say(
-        f"\n[3/3] area under the accuracy learning curve (x100; per dataset: mean over models and seeds), "
+        f"\n[3/4] area under the accuracy learning curve (x100; per dataset: mean over models and seeds), "
         f"best mean rank first; vs {bench_config.reference}: mean paired difference in points, "
         "W/T/L: problems won, tied, lost\n"
     )
@@ -365,7 +445,39 @@ def run_demo(
     say(f"report: {', '.join(documents)}")
     say(f"plots:  {', '.join(str(p) for p in plots)}")
     say(f"tables: {out / 'runs.csv'}, {out / 'curves.csv'}")
+
+    # -- 4. compute: what a batch schedule saves against retraining after every label --------------
+    from metalearn.schedules import released_schedule_names
+
+    schedule = config.schedule or (DEFAULT_SCHEDULE if DEFAULT_SCHEDULE in released_schedule_names() else FALLBACK_SCHEDULE)
+    picker = next((s for s, label in labels.items() if label == DEFAULT_LABEL), fresh)
+    compute_config = config.compute_config(picker, schedule)
+    c = compute_config
+    say(
+        f"\n[4/4] compute: the {labels[picker]} retraining after every label, after every {c.batch_sizes[-1]}, "
+        f"and as the schedule '{schedule}' says; {', '.join(c.datasets)}, model {', '.join(c.models)}, budget "
+        f"{c.label_budget}, {c.n_seeds} paired seeds -> {config.compute_dir}"
+    )
+    compute = run_benchmark(compute_config, config.compute_dir, n_jobs=config.n_jobs, progress=progress)
+    write_table(compute.runs, config.compute_dir / "runs.csv")
+    write_table(compute.curves, config.compute_dir / "curves.csv")
+    saving = compute_table(compute.runs, picker)
+    say(
+        "      fits: task-model fits per run; saved: % fewer than after every label; seconds: fit + query per run; "
+        "step AULC: the score a user holds while buying labels (x100), and its paired difference to retraining "
+        "after every label\n"
+    )
+    say(format_table(saving.reset_index(), headers={
+        "retraining": "retrain", "fits": "fits", "fits_saved": "saved %", "seconds": "seconds",
+        "step_aulc": "step AULC", "vs_every_label": "vs every label",
+    }))
+    row = saving.loc[f"schedule {schedule}"] if f"schedule {schedule}" in saving.index else None
+    if row is not None and "fits_saved" in saving:
+        say(
+            f"\nthe schedule '{schedule}' retrained {row['fits_saved']:.0f}% less often than after every label, for "
+            f"{row['vs_every_label']:+.2f} step-AULC points (tables: {config.compute_dir / 'runs.csv'})"
+        )
     return DemoResult(
         training=training, trained_iterations=trained, benchmark=bench, labels=labels, table=table, report=report,
-        wall_seconds=time.perf_counter() - start,
+        compute=saving, wall_seconds=time.perf_counter() - start,
     )

@@ -37,16 +37,27 @@ def test_quick_demo_trains_benchmarks_reports_and_resumes(tmp_path, capsys, monk
     assert list(bench.glob("*.png"))
     assert (bench / "runs.csv").is_file() and (bench / "curves.csv").is_file()
     assert str(bench / "report.html") in printed and ".png" in printed
+    # Step 4: retraining after every label against a batch size and a schedule, on the same problems.
+    assert "[4/4] compute" in printed and (out / "compute" / "runs.csv").is_file()
+    assert "| schedule geometric:2:2 |" in printed and "retrained" in printed
 
     # Rerunning reuses everything: no training iteration, no benchmark run, no stored file rewritten.
     training_files = _snapshot(out / "train")
     progress_log = (out / "train" / "progress.csv").read_bytes()
     run_files = _snapshot(bench / "runs")
-    assert run_files
+    compute_files = _snapshot(out / "compute" / "runs")
+    assert run_files and compute_files
     result = run_demo(DemoConfig(out_dir=str(out), quick=True, n_jobs=1), progress=False, echo=None)
     assert result.trained_iterations == 0 and result.training.iterations == 1
     assert result.benchmark.computed == 0
     assert _snapshot(bench / "runs") == run_files
+    assert _snapshot(out / "compute" / "runs") == compute_files
+    fits = result.compute["fits"]
+    assert list(result.compute.index) == ["every label", "every 5 labels", "schedule geometric:2:2"]
+    assert fits["every label"] == 11 and fits["every 5 labels"] == 3  # the initial model and one per retrain
+    assert fits["every 5 labels"] < fits["schedule geometric:2:2"] < fits["every label"]
+    assert result.compute.loc["every label", "vs_every_label"] == 0.0
+    assert result.compute.loc["schedule geometric:2:2", "fits_saved"] == pytest.approx(100 * (1 - 6 / 11))
     after = _snapshot(out / "train")
     for name in ("policy.safetensors", "last.safetensors"):
         assert after[name] == training_files[name]
@@ -83,3 +94,6 @@ def test_demo_config_checks_its_settings():
     assert DemoConfig(train_batch_sizes=None).training_config().suite == "synthetic"
     bench = full.benchmark_config(["random", "margin"])
     assert bench.regimes == ["cold"] and bench.batch_sizes == [10] and bench.models == ["logreg", "rf"]
+    compute = full.compute_config("policy:default", "geometric:2:2")
+    assert compute.batch_sizes == [1, 10] and compute.schedules == ["geometric:2:2"] and compute.models == ["logreg"]
+    assert compute.label_budget == bench.label_budget and compute.n_seeds == full.compute_seeds
