@@ -173,6 +173,19 @@ def test_the_card_says_what_the_gates_learned_in_words():
     assert gate_sentences(_policy()) == []  # all zero: ranks as margin, nothing to say
 
 
+def test_a_long_feature_description_is_cut_at_a_word_in_the_card():
+    from metalearn.features.task_context_features import POOL_SCHEMA_V3
+    from metalearn.policies.card import _first_sentence
+
+    description = POOL_SCHEMA_V3.descriptions["cluster_purity"]
+    assert len(description.split(". ")[0]) > 140  # long enough to need the cut
+    short = _first_sentence(description)
+    assert len(short) <= 140 and short.endswith(" ...")
+    assert description.startswith(short[: -len(" ...")])  # a prefix of the description, ending on a whole word
+    assert description[len(short) - len(" ...")] == " "
+    assert _first_sentence("Share of labels. More detail here.") == "Share of labels"
+
+
 def test_gated_linear_architecture_is_validated(tmp_path):
     with pytest.raises(InvalidInputError, match="hidden"):
         ScorerArchitecture(SCHEMA.n_candidate_features, SCHEMA.n_context_features, hidden=8, name="gated_linear",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -167,10 +168,16 @@ def gate_sentences(policy: PolicyFile, min_weight: float = 0.25, per_gate: int =
     for g, name in enumerate(schema.context_features):
         lean = leaning(1 + g)
         if lean:
-            what = schema.descriptions.get(name, "")
-            what = f" ({what.rstrip('.')[:1].lower()}{what.rstrip('.')[1:120]})" if what else ""
+            what = _first_sentence(schema.descriptions.get(name, ""))
+            what = f" ({what[:1].lower()}{what[1:]})" if what else ""
             sentences.append(f"the higher `{name}`{what}, the more it prefers {lean}")
     return sentences
+
+
+def _first_sentence(description: str, width: int = 140) -> str:
+    """A feature description's first sentence, cut at a word (never mid-word) if still longer than ``width``."""
+    first = description.split(". ", 1)[0].strip().rstrip(".")
+    return textwrap.shorten(first, width=width, placeholder=" ...")
 
 
 def printable_tree(value: Any) -> Any:
