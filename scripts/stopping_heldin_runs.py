@@ -70,6 +70,9 @@ def _one(dataset: Any, key: RunKey, args: argparse.Namespace) -> dict[str, Any]:
     rules: dict[str, Any] = {name: CLASSIC_RULES[name](random_state=rseed) for name in WATCHED}
     learned = LearnedStoppingRule(args.rule, random_state=rseed)
     rules["learned"] = learned
+    baseline = LearnedStoppingRule(args.baseline_rule, random_state=rseed) if args.baseline_rule else None
+    if baseline is not None:
+        rules["released"] = baseline
     points: list[dict[str, Any]] = []
 
     def observe(process: Any) -> None:
@@ -81,8 +84,12 @@ def _one(dataset: Any, key: RunKey, args: argparse.Namespace) -> dict[str, Any]:
                 rule.should_stop(task.X_pool, y, process.model)
                 entry = {k: v for k, v in rule.log_[-1].items() if k not in ("call", "n_labeled", "stop")}
                 row[name] = entry
-            row["learned"] = {"mean": learned.estimate_["expected_gain"],
-                              "quantiles": list(learned.estimate_["quantiles"].values())}
+            # Raw quantiles (the regressor's, before any calibration of the file): the tuning
+            # scripts apply the shifts they study.
+            for name, rule in (("learned", learned), ("released", baseline)):
+                if rule is not None:
+                    row[name] = {"mean": rule.estimate_["expected_gain"],
+                                 "quantiles": list(rule.estimate_["uncalibrated_quantiles"].values())}
         points.append(row)
 
     start = time.perf_counter()
@@ -110,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regimes", type=_csv, default=["cold"])
     parser.add_argument("--strategy", default="policy:default")
     parser.add_argument("--rule", default="default", help="the learned rule (name or file) whose estimates are recorded")
+    parser.add_argument("--baseline-rule", default=None,
+                        help="a second learned rule whose estimates are recorded too (key 'released'), e.g. the released "
+                             "default when --rule is a retrained candidate")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=int, default=300)

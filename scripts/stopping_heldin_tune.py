@@ -34,7 +34,8 @@ import pandas as pd
 
 from metalearn.common.csv_cells import write_csv
 from metalearn.stopping.file import calibrated_quantiles, read_stopping_rule, save_stopping_rule
-from metalearn.stopping.training import conformal_quantile_shifts, gain_targets, replay_stops
+from metalearn.stopping.model_family import zoo_model_family
+from metalearn.stopping.training import conformal_quantile_shifts, conformal_shifts_by_family, gain_targets, replay_stops, shifts_per_point
 
 _STANDARD = ("format", "format_version", "architecture", "package_version", "created")
 
@@ -65,27 +66,49 @@ def coverage(quantiles: np.ndarray, realised: np.ndarray) -> np.ndarray:
     return (realised[:, None] <= quantiles).mean(axis=0)
 
 
-def calibration_report(points: pd.DataFrame, levels: list[float], sets: pd.Series) -> tuple[np.ndarray, pd.DataFrame]:
-    """Shifts fitted on every point, and coverage before/after (in-sample; leave one dataset out) per set."""
+def calibration_report(points: pd.DataFrame, levels: list[float], sets: pd.Series,
+                       min_family_points: int = 200) -> tuple[np.ndarray, dict[str, np.ndarray], pd.DataFrame]:
+    """Pooled and per-family shifts fitted on every point, and coverage before/after per set and per model.
+
+    Coverage "after" is given in-sample and leaving one dataset out (the shifts fitted on the
+    other datasets: the honest figure), for the pooled shifts and for the per-family ones (a
+    family with fewer than ``min_family_points`` points falls back to the pooled shifts).
+    """
     k = len(levels)
     raw = points[[f"q{i}" for i in range(k)]].to_numpy()
     realised = points["realised"].to_numpy()
+    families = points["model"].map(zoo_model_family).to_numpy()
     shifts = conformal_quantile_shifts(raw, realised, levels)
+    by_family = conformal_shifts_by_family(raw, realised, families, levels, min_family_points)
+
+    def per_family(mask_fit: np.ndarray, mask_apply: np.ndarray, pooled: np.ndarray) -> np.ndarray:
+        own = conformal_shifts_by_family(raw[mask_fit], realised[mask_fit], families[mask_fit], levels, min_family_points)
+        return shifts_per_point(families[mask_apply], pooled, own)
+
     lodo = np.zeros_like(raw)
+    lodo_family = np.zeros_like(raw)
     for dataset in points["dataset"].unique():
         held = (points["dataset"] == dataset).to_numpy()
-        lodo[held] = calibrated_quantiles(raw[held], conformal_quantile_shifts(raw[~held], realised[~held], levels))
+        pooled = conformal_quantile_shifts(raw[~held], realised[~held], levels)
+        lodo[held] = calibrated_quantiles(raw[held], pooled)
+        lodo_family[held] = calibrated_quantiles(raw[held], per_family(~held, held, pooled))
     after = calibrated_quantiles(raw, shifts)
+    everything = np.ones(len(points), dtype=bool)
+    after_family = calibrated_quantiles(raw, per_family(everything, everything, shifts))
+    groups = [("all", everything), *((s, (sets == s).to_numpy()) for s in sets.unique()),
+              *((f"model {m}", (points["model"] == m).to_numpy()) for m in sorted(points["model"].unique()))]
     rows = []
-    for name, mask in [("all", np.ones(len(points), dtype=bool)), *((s, (sets == s).to_numpy()) for s in sets.unique())]:
-        for label, q in (("before (released regressor)", raw), ("after, in-sample", after),
-                         ("after, leave one dataset out", lodo)):
+    for name, mask in groups:
+        for label, q in (("before (regressor as trained)", raw), ("after pooled, in-sample", after),
+                         ("after pooled, leave one dataset out", lodo), ("after per family, in-sample", after_family),
+                         ("after per family, leave one dataset out", lodo_family)):
             cov = coverage(q[mask], realised[mask])
             rows.append({"set": name, "points": int(mask.sum()), "datasets": int(points.loc[mask, "dataset"].nunique()),
                          "quantiles": label, **{f"below_q{level:g}": float(c) for level, c in zip(levels, cov)}})
-    rows.append({"set": "shift (points)", "points": int(len(points)), "datasets": int(points["dataset"].nunique()),
-                 "quantiles": "fitted on all points", **{f"below_q{level:g}": float(s) for level, s in zip(levels, shifts)}})
-    return shifts, pd.DataFrame(rows)
+    for name, values in [("pooled", shifts), *((f"family {f}", v) for f, v in by_family.items())]:
+        rows.append({"set": f"shift (points), {name}", "points": int(len(points)), "datasets": int(points["dataset"].nunique()),
+                     "quantiles": "fitted on all points", **{f"below_q{level:g}": float(s) for level, s in zip(levels, values)}})
+    return shifts, by_family, pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------------------ replays
@@ -153,16 +176,24 @@ def classic_grid() -> list[tuple[str, str, Callable[..., list[bool]]]]:
     return grid
 
 
-def _learned_statistic(runs: list[dict[str, Any]], decision: str, levels: list[float], shifts: np.ndarray | None) -> np.ndarray:
+def _learned_statistic(runs: list[dict[str, Any]], decision: str, levels: list[float], shifts: np.ndarray | None,
+                       by_family: dict[str, np.ndarray] | None = None, key: str = "learned") -> np.ndarray:
+    """The learned rule's decision statistic at every point (NaN where not asked).
+
+    ``shifts`` calibrate every run, except runs whose task model's family has its own entry in
+    ``by_family``; ``key`` is the recorded rule (``"learned"``, or ``"released"`` where the runs
+    also recorded the released rule's estimates).
+    """
     values: list[float] = []
     for run in runs:
+        run_shifts = (by_family or {}).get(zoo_model_family(run["model"]), shifts)
         for p in run["points"]:
-            if "learned" not in p:
+            if key not in p:
                 values.append(np.nan)
             elif decision == "mean":
-                values.append(p["learned"]["mean"])
+                values.append(p[key]["mean"])
             else:
-                q = calibrated_quantiles(np.asarray(p["learned"]["quantiles"], dtype=np.float64), shifts)
+                q = calibrated_quantiles(np.asarray(p[key]["quantiles"], dtype=np.float64), run_shifts)
                 values.append(float(q[levels.index(float(decision[1:]))]))
     return np.asarray(values)
 
@@ -175,14 +206,15 @@ def _summary(stops: pd.DataFrame) -> dict[str, float]:
 
 
 def replay_grid(runs: list[dict[str, Any]], levels: list[float], shifts: np.ndarray | None,
-                thresholds: np.ndarray, decisions: list[str], patiences: list[int]) -> pd.DataFrame:
+                thresholds: np.ndarray, decisions: list[str], patiences: list[int],
+                by_family: dict[str, np.ndarray] | None = None, key: str = "learned") -> pd.DataFrame:
     loops = _loops(runs)
     rows = []
     for rule, setting, decide in classic_grid():
         stops = replay_stops(loops, _classic_statistic(runs, decide), 0.5, 1)
         rows.append({"rule": rule, "setting": setting, **_summary(stops)})
     for decision in decisions:
-        statistic = _learned_statistic(runs, decision, levels, shifts)
+        statistic = _learned_statistic(runs, decision, levels, shifts, by_family, key)
         for patience in patiences:
             for threshold in thresholds:
                 stops = replay_stops(loops, statistic, float(threshold), patience)
@@ -213,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decisions", type=_csv, default=["mean", "q0.5", "q0.75", "q0.9"])
     parser.add_argument("--out", default="benchmarks/stopping-heldin")
     parser.add_argument("--no-candidate", action="store_true", help="do not write the candidate rule file")
+    parser.add_argument("--calibration", choices=["per-family", "pooled"], default="per-family",
+                        help="the candidate's calibration: shifts per task-model family where it has --min-family-points "
+                             "points (else pooled), or one pooled set of shifts; the grid reports both")
+    parser.add_argument("--min-family-points", type=int, default=200)
+    parser.add_argument("--released", default="default",
+                        help="the released rule, replayed where the runs also recorded its estimates (--baseline-rule)")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -227,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         frames.append(points)
         sets.extend([name] * len(points))
     points = pd.concat(frames, ignore_index=True)
-    shifts, calibration = calibration_report(points, levels, pd.Series(sets))
+    shifts, by_family, calibration = calibration_report(points, levels, pd.Series(sets), args.min_family_points)
+    chosen_family = by_family if args.calibration == "per-family" else {}
     write_csv(calibration, out / "calibration.csv")
     print(calibration.round(3).to_string(index=False))
 
@@ -235,12 +274,28 @@ def main(argv: list[str] | None = None) -> int:
     thresholds = np.round(np.arange(-1.0, 6.01, 0.25), 2)
     tune_runs = load_runs(Path(args.tune_cache), args.budget)
     check_runs = load_runs(Path(args.check_cache), args.budget)
-    grid = replay_grid(tune_runs, levels, shifts, thresholds, args.decisions, [1, 2, 3]).assign(data="held_in.toml")
-    released = replay_grid(tune_runs, levels, None, np.array([rule.threshold]), [rule.decision], [rule.patience])
-    released = released[released["rule"] == "learned"].assign(rule="learned (released, uncalibrated)", data="held_in.toml")
-    write_csv(pd.concat([grid, released], ignore_index=True), out / "grid.csv")
-    chosen = choose(grid, args.mean_loss, args.p90_loss)
-    check = replay_grid(check_runs, levels, shifts, thresholds, args.decisions, [1, 2, 3]) if check_runs else pd.DataFrame()
+    grid = replay_grid(tune_runs, levels, shifts, thresholds, args.decisions, [1, 2, 3], chosen_family).assign(data="held_in.toml")
+    other_name = "learned (pooled calibration)" if chosen_family else "learned (per-family calibration)"
+    other = replay_grid(tune_runs, levels, shifts, thresholds, args.decisions, [1, 2, 3], {} if chosen_family else by_family)
+    other = other[other["rule"] == "learned"].assign(rule=other_name, data="held_in.toml")
+    as_trained = replay_grid(tune_runs, levels, rule.quantile_shifts, np.array([rule.threshold]), [rule.decision],
+                             [rule.patience], rule.quantile_shifts_by_family)
+    fixed = [as_trained[as_trained["rule"] == "learned"].assign(rule="learned (as trained: its own calibration and setting)",
+                                                                data="held_in.toml")]
+    if tune_runs and "released" in next((p for p in tune_runs[0]["points"] if "learned" in p), {}):
+        released_file = read_stopping_rule(args.released)
+        released = replay_grid(tune_runs, levels, released_file.quantile_shifts, np.array([released_file.threshold]),
+                               [released_file.decision], [released_file.patience], released_file.quantile_shifts_by_family,
+                               key="released")
+        fixed.append(released[released["rule"] == "learned"].assign(rule="learned (released)", data="held_in.toml"))
+    fixed_rows = pd.concat(fixed, ignore_index=True)
+    write_csv(pd.concat([grid, other, fixed_rows], ignore_index=True), out / "grid.csv")
+    chosen = choose(pd.concat([grid, other], ignore_index=True), args.mean_loss, args.p90_loss)
+    check = (pd.concat([replay_grid(check_runs, levels, shifts, thresholds, args.decisions, [1, 2, 3], chosen_family),
+                        replay_grid(check_runs, levels, shifts, thresholds, args.decisions, [1, 2, 3],
+                                    {} if chosen_family else by_family).query("rule == 'learned'").assign(rule=other_name)],
+                       ignore_index=True)
+             if check_runs else pd.DataFrame())
     rows = []
     for _, pick in chosen.iterrows():
         row = pick.to_dict()
@@ -248,19 +303,23 @@ def main(argv: list[str] | None = None) -> int:
             c = check[(check["rule"] == pick["rule"]) & (check["setting"] == pick["setting"])].iloc[0]
             row.update({f"check_{k}": c[k] for k in ("runs", "mean_points_lost", "p90_points_lost", "mean_labels_at_stop")})
         rows.append(row)
-    chosen = pd.concat([pd.DataFrame(rows), released], ignore_index=True)
+    chosen = pd.concat([pd.DataFrame(rows), fixed_rows], ignore_index=True)
     write_csv(chosen, out / "chosen.csv")
     print(chosen[["rule", "setting", "runs", "mean_points_lost", "p90_points_lost", "mean_labels_at_stop",
                   *[c for c in chosen.columns if c.startswith("check_")]]].round(2).to_string(index=False))
 
-    # 3. The candidate file: the released regressor, calibrated, at the chosen setting.
+    # 3. The candidate file: the regressor of --rule, calibrated, at the chosen setting.
     learned = chosen[chosen["rule"] == "learned"].iloc[0]
     if not args.no_candidate and np.isfinite(learned.get("threshold", np.nan)):
         meta = {k: v for k, v in rule.metadata.items() if k not in _STANDARD and k != "release"}
         meta.update(threshold=float(learned["threshold"]), patience=int(learned["patience"]), decision=str(learned["decision"]),
                     quantile_shifts=[round(float(s), 4) for s in shifts])
+        meta.pop("quantile_shifts_by_family", None)
+        if chosen_family:
+            meta["quantile_shifts_by_family"] = {f: [round(float(v), 4) for v in s] for f, s in chosen_family.items()}
         meta["calibration"] = {
-            "method": "split-conformal shift per quantile level (the level's quantile of realised - predicted)",
+            "method": "split-conformal shift per quantile level (the level's quantile of realised - predicted)"
+                      + (f", per task-model family with at least {args.min_family_points} points" if chosen_family else ""),
             "data": f"held-in train-split runs at budget {args.calibration_budget}: envs/held_in.toml and the rule's own "
                     "held-in datasets; never the validation split",
             "points": int(len(points)),

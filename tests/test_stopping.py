@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris, make_classification
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import cohen_kappa_score
 
@@ -37,7 +38,13 @@ from metalearn.stopping.classic import CLASSIC_RULES
 from metalearn.stopping.features import STOPPING_FEATURES
 from metalearn.stopping.file import calibrated_quantiles, format_stopping_card, released_stopping_rule_names
 from metalearn.stopping.model import GainModelArchitecture, parameter_shapes
-from metalearn.stopping.training import conformal_quantile_shifts, gain_targets, replay_stops
+from metalearn.stopping.training import (
+    conformal_quantile_shifts,
+    conformal_shifts_by_family,
+    gain_targets,
+    replay_stops,
+    shifts_per_point,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -376,6 +383,61 @@ def test_quantile_shifts_are_bounded_at_load(tmp_path: Path, shifts: object) -> 
                            {"window": 5, "horizon": 100, "threshold": 0.5, "quantile_shifts": shifts})
 
 
+def test_family_shifts_calibrate_their_family_and_other_models_get_the_pooled_ones(tmp_path: Path) -> None:
+    arch = GainModelArchitecture(len(STOPPING_FEATURES), 8, (0.1, 0.5, 0.9))
+    meta = {"window": 5, "horizon": 100, "threshold": 0.5, "decision": "q0.9", "patience": 1,
+            "quantile_shifts": [0.0, 0.0, 1.0], "quantile_shifts_by_family": {"forest": [0.0, 0.0, 4.0]}}
+    rule = read_stopping_rule(save_stopping_rule(tmp_path / "fam.safetensors", arch, _params(arch), meta))
+    np.testing.assert_array_equal(rule.shifts_for("forest"), [0.0, 0.0, 4.0])
+    np.testing.assert_array_equal(rule.shifts_for("linear"), [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(rule.shifts_for(None), [0.0, 0.0, 1.0])
+    X, y = _pool()
+    estimates = {}
+    for name, clf in (("forest", RandomForestClassifier(n_estimators=5, random_state=0)), ("linear", LogisticRegression())):
+        learned = LearnedStoppingRule(rule, random_state=0)
+        learned.should_stop(X, y, clf.fit(X[:6], y[:6]))
+        estimates[name] = learned.estimate_
+        assert learned.estimate_["model_family"] == name
+        raw = np.array(list(learned.estimate_["uncalibrated_quantiles"].values()))
+        np.testing.assert_allclose(list(learned.estimate_["quantiles"].values()),
+                                   np.maximum.accumulate(raw + rule.shifts_for(name)))
+    assert "for forest models" in format_stopping_card(rule)
+
+
+@pytest.mark.parametrize("table", [{"trees": [0.0, 0.0, 1.0]}, {"forest": [0.0, 1.0]}, {"forest": [0.0, 1.0, 1e300]},
+                                   ["forest"], {"forest": "1,2,3"}])
+def test_family_shifts_are_checked_at_load(tmp_path: Path, table: object) -> None:
+    arch = GainModelArchitecture(len(STOPPING_FEATURES), 8, (0.1, 0.5, 0.9))
+    with pytest.raises(StoppingRuleFileError, match="quantile_shifts_by_family"):
+        save_stopping_rule(tmp_path / "s.safetensors", arch, _params(arch),
+                           {"window": 5, "horizon": 100, "threshold": 0.5, "quantile_shifts_by_family": table})
+
+
+def test_model_family_sees_through_the_wrappers_users_put_around_a_model() -> None:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    from metalearn.stopping.model_family import MODEL_FAMILIES, model_family, zoo_model_family
+    from metalearn.tasks.models import MODEL_NAMES, make_model
+
+    assert model_family(make_pipeline(StandardScaler(), RandomForestClassifier())) == "forest"
+    assert model_family(CalibratedClassifierCV(LinearSVC())) == "linear"
+    assert model_family(make_model("hgb", 0, warm_start=True)) == "boosting"
+    assert model_family(HistGradientBoostingClassifier()) == "boosting"
+    assert model_family(GaussianNB()) == "nb"
+    assert model_family(object()) == "other"
+    expected = {"logreg": "linear", "rf": "forest", "hgb": "boosting", "svm": "svm", "knn": "knn", "mlp": "mlp", "nb": "nb",
+                "sgd": "linear"}
+    for name in MODEL_NAMES:
+        assert zoo_model_family(name) in MODEL_FAMILIES
+        assert zoo_model_family(name) == expected.get(name, zoo_model_family(name))
+    assert [zoo_model_family(n) for n in expected] == list(expected.values())
+
+
 # ------------------------------------------------------------------------------------ training pieces
 def test_gain_targets_censor_past_a_budget_end_and_extend_past_an_exhausted_pool() -> None:
     n_bought = np.array([0, 10, 20, 30, 40])
@@ -401,6 +463,28 @@ def test_conformal_shifts_make_each_level_cover_its_share_on_new_points() -> Non
     np.testing.assert_allclose(cover, levels, atol=0.02)
     with pytest.raises(InvalidInputError):
         conformal_quantile_shifts(predicted[:, :2], rng.normal(size=4000), levels)
+
+
+def test_family_shifts_correct_each_familys_own_bias_and_small_families_use_the_pooled_ones() -> None:
+    rng = np.random.default_rng(1)
+    levels = (0.1, 0.5, 0.9)
+    predicted = np.zeros((3000, 3)) + np.array([-1.2816, 0.0, 1.2816])
+    families = np.array(["linear"] * 1500 + ["forest"] * 1450 + ["knn"] * 50)
+    realised = rng.normal(size=3000) + np.where(families == "forest", 2.0, 0.0)  # forests keep gaining more
+    pooled = conformal_quantile_shifts(predicted, realised, levels)
+    by_family = conformal_shifts_by_family(predicted, realised, families, levels, min_points=200)
+    assert set(by_family) == {"linear", "forest"}  # knn has too few points
+    assert by_family["forest"][1] == pytest.approx(2.0, abs=0.15) and by_family["linear"][1] == pytest.approx(0.0, abs=0.15)
+    per_point = shifts_per_point(families, pooled, by_family)
+    np.testing.assert_array_equal(per_point[families == "knn"][0], pooled)
+    calibrated = calibrated_quantiles(predicted, per_point)
+    for family in ("linear", "forest"):
+        mask = families == family
+        cover = (realised[mask, None] <= calibrated[mask]).mean(axis=0)
+        np.testing.assert_allclose(cover, levels, atol=0.03)
+    pooled_cover = (realised[families == "forest", None] <= calibrated_quantiles(predicted, pooled)[families == "forest"]).mean(0)
+    assert pooled_cover[2] < 0.85  # one pooled set of shifts leaves the forests under-covered
+    assert conformal_shifts_by_family(predicted, realised, families, levels, min_points=0) == {}
 
 
 def test_replay_stops_respects_threshold_and_patience() -> None:

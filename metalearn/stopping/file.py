@@ -14,7 +14,9 @@ row below it, default 1), ``decision`` (the gain statistic compared with the thr
 ``"mean"`` or a quantile such as ``"q0.9"``, default ``"mean"``), ``quantile_shifts``
 (optional: one number of accuracy points per quantile level, added to the regressor's quantiles
 to calibrate them, e.g. by split-conformal adjustment on held-in runs; a file without it uses
-the regressor's quantiles as they are), ``package_version`` and ``created``; the trainer adds ``task_suite``, ``trainer``, ``seed``, ``training`` and
+the regressor's quantiles as they are), ``quantile_shifts_by_family`` (optional: such shifts per
+model family of :mod:`~metalearn.stopping.model_family`, e.g. ``{"forest": [...]}``, used in
+place of ``quantile_shifts`` when the loop's classifier is of that family), ``package_version`` and ``created``; the trainer adds ``task_suite``, ``trainer``, ``seed``, ``training`` and
 ``validation`` (the model card).
 
 Released rules live in a ``stopping/`` folder of each folder where named policies are found
@@ -43,6 +45,7 @@ from metalearn.policies.card import short_value
 from metalearn.policies.names import POLICY_SUFFIX, names_in_folders, policy_search_dirs, resolve_named_file
 from metalearn.stopping.features import STOPPING_FEATURE_SET
 from metalearn.stopping.model import GainModelArchitecture, NumpyGainModel
+from metalearn.stopping.model_family import MODEL_FAMILIES
 
 __all__ = [
     "StoppingRuleFile",
@@ -125,12 +128,29 @@ class StoppingRuleFile:
         shifts = self.metadata.get("quantile_shifts")
         return None if shifts is None else np.asarray(shifts, dtype=np.float64)
 
-    def gain(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Quantiles (calibrated when the file holds ``quantile_shifts``) and mean of the gain.
+    @property
+    def quantile_shifts_by_family(self) -> dict[str, np.ndarray]:
+        """Calibration shifts per model family (empty when the file has none)."""
+        table = self.metadata.get("quantile_shifts_by_family") or {}
+        return {str(family): np.asarray(shifts, dtype=np.float64) for family, shifts in table.items()}
+
+    def shifts_for(self, family: str | None) -> np.ndarray | None:
+        """The shifts that calibrate a model of ``family``: its own, else the pooled ones (None: none)."""
+        if family is not None:
+            own = self.quantile_shifts_by_family.get(family)
+            if own is not None:
+                return own
+        return self.quantile_shifts
+
+    def gain(self, features: np.ndarray, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Quantiles (calibrated when the file holds shifts) and mean of the gain.
 
         Parameters
         ----------
         features : ndarray of shape (n, n_features) or (n_features,)
+        family : str or None, default=None
+            The task model's family (:func:`~metalearn.stopping.model_family.model_family`):
+            its own calibration shifts when the file holds them, else the pooled ones.
 
         Returns
         -------
@@ -139,7 +159,7 @@ class StoppingRuleFile:
         mean : ndarray of shape (n,) (or scalar array)
         """
         quantiles, mean = self.model(features)
-        return calibrated_quantiles(quantiles, self.quantile_shifts), mean
+        return calibrated_quantiles(quantiles, self.shifts_for(family)), mean
 
     @property
     def patience(self) -> int:
@@ -238,6 +258,18 @@ def _check_metadata(meta: Mapping[str, Any], where: str) -> GainModelArchitectur
         raise StoppingRuleFileError(
             f"{where}: metadata 'quantile_shifts' must be a list of {len(arch.quantiles)} finite numbers of accuracy "
             f"points in [-{MAX_THRESHOLD_POINTS:g}, {MAX_THRESHOLD_POINTS:g}] (one per quantile level), got {str(shifts)[:80]}"
+        )
+    by_family = meta.get("quantile_shifts_by_family")
+    if by_family is not None and (
+        not isinstance(by_family, dict)
+        or not all(family in MODEL_FAMILIES for family in by_family)
+        or not all(isinstance(v, list) and len(v) == len(arch.quantiles) and all(_bounded_points(x) for x in v)
+                   for v in by_family.values())
+    ):
+        raise StoppingRuleFileError(
+            f"{where}: metadata 'quantile_shifts_by_family' must map model families ({', '.join(MODEL_FAMILIES)}) to "
+            f"lists of {len(arch.quantiles)} finite numbers of accuracy points in [-{MAX_THRESHOLD_POINTS:g}, "
+            f"{MAX_THRESHOLD_POINTS:g}], got {str(by_family)[:80]}"
         )
     threshold = meta["threshold"]
     try:
@@ -386,7 +418,10 @@ def format_stopping_card(rule: StoppingRuleFile) -> str:
     if rule.quantile_shifts is not None:
         shifts = ", ".join(f"q{q:g} {v:+.2f}" for q, v in zip(rule.arch.quantiles, rule.quantile_shifts))
         lines.append(f"  quantile calibration: shifts (points) {shifts}")
-    known = {*_STANDARD, *_REQUIRED, "patience", "decision", "quantile_shifts"}
+    for family, family_shifts in rule.quantile_shifts_by_family.items():
+        shifts = ", ".join(f"q{q:g} {v:+.2f}" for q, v in zip(rule.arch.quantiles, family_shifts))
+        lines.append(f"  quantile calibration for {family} models: shifts (points) {shifts}")
+    known = {*_STANDARD, *_REQUIRED, "patience", "decision", "quantile_shifts", "quantile_shifts_by_family"}
     for key, value in meta.items():
         if key in known:
             continue

@@ -23,8 +23,9 @@ from metalearn.common.validation import check_positive_int, check_real
 from metalearn.exceptions import InvalidInputError, InvalidTypeError
 from metalearn.stopping.base import StoppingRule
 from metalearn.stopping.features import StoppingFeatures
-from metalearn.stopping.file import StoppingRuleFile, read_stopping_rule
+from metalearn.stopping.file import StoppingRuleFile, calibrated_quantiles, read_stopping_rule
 from metalearn.stopping.limits import MAX_PATIENCE, MAX_THRESHOLD_POINTS
+from metalearn.stopping.model_family import model_family
 from metalearn.strategies.base import QueryContext
 
 __all__ = ["LearnedStoppingRule", "GainEstimate"]
@@ -32,7 +33,9 @@ __all__ = ["LearnedStoppingRule", "GainEstimate"]
 
 class GainEstimate(dict):
     """The rule's estimate at one call: a dict with ``expected_gain`` (mean, points),
-    ``quantiles`` (level -> points), ``decision`` (the statistic compared: ``"mean"`` or
+    ``quantiles`` (level -> points, calibrated for the task model's family when the file holds
+    shifts), ``uncalibrated_quantiles`` (the regressor's own), ``model_family`` (of the
+    classifier asked about), ``decision`` (the statistic compared: ``"mean"`` or
     ``"q0.9"``...), ``statistic`` (its value), ``horizon`` (labels), ``threshold`` and ``stop``."""
 
     def __str__(self) -> str:
@@ -137,15 +140,19 @@ class LearnedStoppingRule(StoppingRule):
         self.features_ = StoppingFeatures(X, window=self.file.window, seed=seed)
         self.below_ = 0
 
-    def estimate(self, features: np.ndarray) -> tuple[np.ndarray, float]:
-        """Quantiles (K,; calibrated when the file holds shifts) and mean of the gain for one feature vector (points)."""
-        quantiles, mean = self.file.gain(features)
+    def estimate(self, features: np.ndarray, family: str | None = None) -> tuple[np.ndarray, float]:
+        """Quantiles (K,; calibrated when the file holds shifts, for the model ``family`` when it
+        holds that family's) and mean of the gain for one feature vector (points)."""
+        quantiles, mean = self.file.gain(features, family)
         return np.asarray(quantiles, dtype=np.float64), float(mean)
 
     def _decide(self, ctx: QueryContext) -> tuple[bool, dict[str, Any]]:
         proba = ctx.proba
         vector = self.features_.update(proba, ctx.classes, ctx.labeled, ctx.label_indices())
-        quantiles, mean = self.estimate(vector)
+        family = model_family(ctx.clf)
+        raw, mean_array = self.file.model(vector)
+        raw = np.asarray(raw, dtype=np.float64)
+        quantiles, mean = calibrated_quantiles(raw, self.file.shifts_for(family)), float(mean_array)
         threshold = self.effective_threshold
         column = self.file.decision_index()
         statistic = mean if column is None else float(quantiles[column])
@@ -154,6 +161,8 @@ class LearnedStoppingRule(StoppingRule):
         self.estimate_ = GainEstimate(
             expected_gain=mean,
             quantiles={float(q): float(v) for q, v in zip(self.file.arch.quantiles, quantiles)},
+            uncalibrated_quantiles={float(q): float(v) for q, v in zip(self.file.arch.quantiles, raw)},
+            model_family=family,
             decision=self.file.decision,
             statistic=statistic,
             horizon=self.file.horizon,
@@ -169,6 +178,8 @@ class LearnedStoppingRule(StoppingRule):
         self.estimate_ = GainEstimate(
             expected_gain=0.0,
             quantiles={float(q): 0.0 for q in levels},
+            uncalibrated_quantiles={float(q): 0.0 for q in levels},
+            model_family=None,
             decision=self.file.decision,
             statistic=0.0,
             horizon=self.file.horizon,

@@ -22,7 +22,9 @@
    points on average and ``target_p90_loss`` in 90% of the runs; of those, the one that saves
    the most labels.
    Before that, the quantiles are calibrated on the same held-in points (split-conformal:
-   :func:`conformal_quantile_shifts`), and the shifts are stored in the file.
+   :func:`conformal_quantile_shifts`), and the shifts are stored in the file: pooled, and per
+   task-model family with enough held-in points (:func:`conformal_shifts_by_family`), since
+   how fast a model keeps learning depends on its kind.
 5. Write ``OUT/stopping.safetensors`` (weights + JSON model card, calibration included).
 
 The run protocol is the trainers' skeleton (:mod:`metalearn.policies.trainers.base`): an
@@ -54,8 +56,10 @@ from metalearn.policies.trainers.results import TrainingResult
 from metalearn.stopping.features import STOPPING_FEATURE_SET, STOPPING_FEATURES
 from metalearn.stopping.file import calibrated_quantiles, save_stopping_rule
 from metalearn.stopping.model import GainModelArchitecture, NumpyGainModel, parameter_shapes
+from metalearn.stopping.model_family import zoo_model_family
 
 __all__ = ["StoppingTrainConfig", "train_stopping", "gain_targets", "replay_stops", "conformal_quantile_shifts",
+           "conformal_shifts_by_family", "shifts_per_point",
            "PROGRESS_FIELDS"]
 
 #: Columns of ``progress.csv``: one row per task simulated.
@@ -108,11 +112,17 @@ class StoppingTrainConfig(RunConfig):
     calibrate_quantiles: bool = True
     """Shift each predicted quantile so that its coverage on the held-in points equals its level
     (split-conformal, :func:`conformal_quantile_shifts`); the shifts are stored in the file."""
+    min_family_points: int = 200
+    """Held-in points a model family (:mod:`~metalearn.stopping.model_family`) needs for its own
+    calibration shifts (``quantile_shifts_by_family`` in the file): how fast a model keeps
+    learning depends on its kind; a family with fewer points uses the pooled shifts. 0 turns the
+    per-family shifts off."""
 
     def validate(self) -> "StoppingTrainConfig":
         for name in ("n_tasks", "batch_size", "label_budget", "horizon", "hidden", "epochs"):
             check_positive_int(getattr(self, name), name)
         check_positive_int(self.window, "window", minimum=2)
+        check_positive_int(self.min_family_points, "min_family_points", minimum=0)
         for patience in self.patiences:
             check_positive_int(patience, "patience")
         levels = {f"q{float(q):g}" for q in self.quantiles}
@@ -490,6 +500,40 @@ def conformal_quantile_shifts(predicted: np.ndarray, realised: np.ndarray, level
                      for i, level in enumerate(levels)])
 
 
+def conformal_shifts_by_family(predicted: np.ndarray, realised: np.ndarray, families: np.ndarray,
+                               levels: tuple[float, ...] | list[float], min_points: int) -> dict[str, np.ndarray]:
+    """:func:`conformal_quantile_shifts` per model family, for the families with at least ``min_points`` points.
+
+    Parameters
+    ----------
+    predicted : ndarray of shape (n, K)
+    realised : ndarray of shape (n,)
+    families : ndarray of shape (n,)
+        Each point's task-model family (:func:`~metalearn.stopping.model_family.model_family`).
+    levels : sequence of float
+    min_points : int
+        Smaller families get no entry (they use the pooled shifts); 0 or less returns ``{}``.
+
+    Returns
+    -------
+    dict of str to ndarray of shape (K,)
+    """
+    families = np.asarray(families).astype(str)
+    if min_points <= 0:
+        return {}
+    return {str(f): conformal_quantile_shifts(predicted[families == f], realised[families == f], levels)
+            for f in np.unique(families) if int((families == f).sum()) >= min_points}
+
+
+def shifts_per_point(families: np.ndarray, pooled: np.ndarray, by_family: dict[str, np.ndarray]) -> np.ndarray:
+    """Each point's calibration shifts, shape (n, K): its family's, else the pooled ones."""
+    families = np.asarray(families).astype(str)
+    out = np.tile(np.asarray(pooled, dtype=np.float64), (families.size, 1))
+    for family, shifts in by_family.items():
+        out[families == family] = shifts
+    return out
+
+
 def calibration_table(expected: np.ndarray, quantiles: np.ndarray, realised: np.ndarray, levels: tuple[float, ...],
                       n_bins: int = 8) -> tuple[pd.DataFrame, dict[str, float]]:
     """Estimated vs realised gain by bins of the estimate, and the coverage of each quantile.
@@ -602,9 +646,13 @@ def train_stopping(config: StoppingTrainConfig, resume: bool = False, progress: 
     _, raw_coverage = calibration_table(expected[held], quantiles[held], targets[held], arch.quantiles)
     calibration_rows = held & asked & np.isfinite(targets)
     shifts = None
+    by_family: dict[str, np.ndarray] = {}
     if config.calibrate_quantiles and calibration_rows.any():
+        families = loops["model"].map(zoo_model_family).to_numpy().astype(str)
         shifts = conformal_quantile_shifts(quantiles[calibration_rows], targets[calibration_rows], arch.quantiles)
-        quantiles = calibrated_quantiles(quantiles, shifts)
+        by_family = conformal_shifts_by_family(quantiles[calibration_rows], targets[calibration_rows],
+                                               families[calibration_rows], arch.quantiles, int(config.min_family_points))
+        quantiles = calibrated_quantiles(quantiles, shifts_per_point(families, shifts, by_family))
     candidates = []
     sweeps = []
     for decision in config.decisions:
@@ -647,6 +695,7 @@ def train_stopping(config: StoppingTrainConfig, resume: bool = False, progress: 
         "patience": patience,
         "decision": decision,
         **({} if shifts is None else {"quantile_shifts": [float(v) for v in shifts]}),
+        **({"quantile_shifts_by_family": {f: [float(v) for v in s] for f, s in by_family.items()}} if by_family else {}),
         "feature_set": dict(STOPPING_FEATURE_SET),
         "task_suite": config.suite,
         "trainer": {"method": "quantile-mlp on simulated learning curves", "settings": asdict(config)},
