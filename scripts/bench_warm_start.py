@@ -3,17 +3,19 @@
 For each task model and batch size, every (dataset, seed) is run twice with margin sampling on
 the same task (split, initial labels, model seed and strategy seed): once refitting a fresh
 model after every batch (the default), once keeping one warm-started model
-(``ModelFactory(..., warm_start=True)``). Cold start (one label per class), budget 100,
+(``ModelFactory(..., warm_start=True)``). Cold start (one label per class) unless ``--regimes`` says otherwise, budget 100,
 pools of at most 1000 records, test split 0.3. Per run: seconds spent in ``fit``, fits,
 fallbacks to a cold fit, area under the accuracy learning curve. Per setting: mean fit seconds
 cold and warm, and the paired AULC difference (warm - cold, in points) with a Wilcoxon
 signed-rank and a paired t-test p-value.
 
-Datasets: the held-in datasets of the train split (``envs/held_in.toml``), never the
-validation split.
+Datasets: the held-in datasets of the train split (``envs/held_in.toml``); with ``--split
+validation`` every dataset of the validation split, for the frozen measurement of issue 21
+(warm refits are opt-in and nothing is chosen from it), with ``--regimes cold,warm`` and
+``--strategy policy:default`` as that issue's protocol asks.
 
 Run: ``.venv/bin/python scripts/bench_warm_start.py [--data ../shared/datasets] [--datasets NAME ...] [--seeds 5]
-[--out benchmarks/warm-start]`` (about ten minutes on a busy 2-core machine; one process).
+[--split train|validation] [--regimes cold,warm] [--strategy margin] [--out benchmarks/warm-start]`` (about ten minutes on a busy 2-core machine; one process).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from metalearn.common.threads import limited_threads
 from metalearn.simulation.metrics import area_under_learning_curve
 from metalearn.simulation.process import ActiveLearningProcess
 from metalearn.strategies.resolve import resolve_strategy
-from metalearn.tasks.datasets import Dataset, load_datasets
+from metalearn.tasks.datasets import Dataset, load_datasets, load_manifest_folder
 from metalearn.tasks.models import ModelFactory, WarmStartClassifier
 from metalearn.tasks.task import Task, make_task
 
@@ -43,9 +45,9 @@ SETTINGS = (("logreg", 10), ("logreg", 1), ("sgd", 10), ("mlp", 10), ("hgb", 10)
 BUDGET = 100
 
 
-def run_once(task: Task, seed: int) -> dict[str, float]:
-    """One active-learning run with margin sampling; the loop of :func:`metalearn.simulation.loop.simulate`, fits timed."""
-    strategy = resolve_strategy("margin", label_budget=task.label_budget, random_state=seed)
+def run_once(task: Task, seed: int, strategy_name: str = "margin") -> dict[str, float]:
+    """One active-learning run; the loop of :func:`metalearn.simulation.loop.simulate`, fits timed."""
+    strategy = resolve_strategy(strategy_name, label_budget=task.label_budget, random_state=seed)
     strategy.reset()
     process = ActiveLearningProcess(task)
     fit_seconds = 0.0
@@ -76,23 +78,25 @@ def run_once(task: Task, seed: int) -> dict[str, float]:
     }
 
 
-def run_all(datasets: list[Dataset], n_seeds: int) -> pd.DataFrame:
+def run_all(datasets: list[Dataset], n_seeds: int, regimes: tuple[str, ...] = ("cold",),
+            settings: tuple[tuple[str, int], ...] = SETTINGS, strategy: str = "margin") -> pd.DataFrame:
     rows = []
     for dataset in datasets:
         for seed in range(n_seeds):
-            for model, batch in SETTINGS:
-                for warm in (False, True):
-                    task = make_task(
-                        dataset.X, dataset.y, name=dataset.name,
-                        model=ModelFactory(model, random_state=seed, warm_start=warm),
-                        regime="cold", label_budget=BUDGET, batch_size=batch, max_pool=1000, seed=seed,
-                    )
-                    row = {"dataset": dataset.name, "model": model, "batch_size": batch, "seed": seed,
-                           "refit": "warm" if warm else "cold"}
-                    row.update(run_once(task, seed))
-                    rows.append(row)
-                    print(f"{dataset.name:18s} seed {seed} {model:6s} b{batch:<2d} {row['refit']}: "
-                          f"fit {row['fit_seconds']:.2f}s aulc {row['aulc_accuracy']:.4f}", flush=True)
+            for regime in regimes:
+                for model, batch in settings:
+                    for warm in (False, True):
+                        task = make_task(
+                            dataset.X, dataset.y, name=dataset.name,
+                            model=ModelFactory(model, random_state=seed, warm_start=warm),
+                            regime=regime, label_budget=BUDGET, batch_size=batch, max_pool=1000, seed=seed,
+                        )
+                        row = {"dataset": dataset.name, "regime": regime, "model": model, "batch_size": batch,
+                               "seed": seed, "refit": "warm" if warm else "cold"}
+                        row.update(run_once(task, seed, strategy))
+                        rows.append(row)
+                        print(f"{dataset.name:18s} seed {seed} {regime:4s} {model:6s} b{batch:<2d} {row['refit']}: "
+                              f"fit {row['fit_seconds']:.2f}s aulc {row['aulc_accuracy']:.4f}", flush=True)
     return pd.DataFrame(rows)
 
 
@@ -105,15 +109,18 @@ def _p_values(diff: np.ndarray) -> tuple[float, float]:
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    keys = ["dataset", "model", "batch_size", "seed"]
+    if "regime" not in runs:  # tables written before the regimes were measured
+        runs = runs.assign(regime="cold")
+    keys = ["dataset", "regime", "model", "batch_size", "seed"]
     paired = runs.pivot_table(index=keys, columns="refit", values=["fit_seconds", "aulc_accuracy", "n_fallbacks"])
     rows = []
-    for (model, batch), part in paired.groupby(level=["model", "batch_size"], sort=False):
+    for (regime, model, batch), part in paired.groupby(level=["regime", "model", "batch_size"], sort=False):
         diff = (part[("aulc_accuracy", "warm")] - part[("aulc_accuracy", "cold")]).to_numpy() * 100
         cold_s = part[("fit_seconds", "cold")].to_numpy()
         warm_s = part[("fit_seconds", "warm")].to_numpy()
         wilcoxon, t_test = _p_values(diff)
         rows.append({
+            "regime": regime,
             "model": model,
             "batch_size": batch,
             "n_runs": len(part),
@@ -137,14 +144,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/datasets", help="manifest folder holding the held-in datasets")
     parser.add_argument("--datasets", nargs="+", default=list(HELD_IN), help="dataset names in the folder")
+    parser.add_argument("--split", choices=["train", "validation"], default="train",
+                        help="validation: every dataset of the validation split, for the frozen measurement only")
     parser.add_argument("--seeds", type=int, default=5, help="paired seeds per dataset")
+    parser.add_argument("--regimes", default="cold", help="comma-separated start regimes (cold, warm)")
+    parser.add_argument("--strategy", default="margin", help="querying strategy (e.g. policy:default)")
     parser.add_argument("--out", default="benchmarks/warm-start", help="folder of the CSV tables")
     args = parser.parse_args()
-    datasets = [load_datasets(f"folder:{args.data}:{name}")[0] for name in args.datasets]
+    if args.split == "validation":
+        datasets = load_manifest_folder(args.data, split="validation")
+    else:
+        datasets = [load_datasets(f"folder:{args.data}:{name}")[0] for name in args.datasets]
+    regimes = tuple(r.strip() for r in args.regimes.split(",") if r.strip())
     start = time.perf_counter()
     with limited_threads(1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        runs = run_all(datasets, args.seeds)
+        runs = run_all(datasets, args.seeds, regimes, SETTINGS, args.strategy)
     summary = summarise(runs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
