@@ -157,9 +157,9 @@ def _targets(summary: pd.DataFrame, calibration: pd.DataFrame, mean_limit: float
                  f"(released quantiles: {100 * calibration.iloc[0]['below_q0.9']:.0f}%) | "
                  f"{'met' if abs(cal['below_q0.9'] - 0.9) <= 0.05 else 'missed'} |")
     per_model = calibration[(calibration["set"] != "all") & (calibration["quantiles"] != "regressor's quantiles")]
-    for row in per_model.itertuples():
-        lines.append(f"| ... {row.set} | {100 * getattr(row, 'below_q0.9'):.0f}% | "
-                     f"{'met' if abs(getattr(row, 'below_q0.9') - 0.9) <= 0.05 else 'missed'} |")
+    for _, row in per_model.iterrows():
+        lines.append(f"| ... {row['set']} | {100 * row['below_q0.9']:.0f}% | "
+                     f"{'met' if abs(row['below_q0.9'] - 0.9) <= 0.05 else 'missed'} |")
     return "\n".join(lines) + "\n"
 
 
