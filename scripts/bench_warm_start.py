@@ -121,6 +121,9 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
                               dropna=False)
     rows = []
     for (regime, model, batch), part in paired.groupby(level=["regime", "model", "batch_size"], sort=False):
+        part = part.dropna(subset=[("aulc_accuracy", "cold"), ("aulc_accuracy", "warm")])
+        if part.empty:  # a (model, batch size) pair that was not measured
+            continue
         diff = (part[("aulc_accuracy", "warm")] - part[("aulc_accuracy", "cold")]).to_numpy() * 100
         cold_s = part[("fit_seconds", "cold")].to_numpy()
         warm_s = part[("fit_seconds", "warm")].to_numpy()
@@ -148,6 +151,13 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             "fallbacks": int(part[("n_fallbacks", "warm")].sum()),
         })
     return pd.DataFrame(rows)
+
+
+def resummarise(folder: Path) -> pd.DataFrame:
+    """Rewrite ``summary.csv`` of ``folder`` from its ``runs.csv`` (no run is repeated)."""
+    summary = summarise(pd.read_csv(folder / "runs.csv"))
+    write_csv(summary, folder / "summary.csv", index=False, float_format="%.6g")
+    return summary
 
 
 def main() -> None:
