@@ -153,13 +153,6 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def resummarise(folder: Path) -> pd.DataFrame:
-    """Rewrite ``summary.csv`` of ``folder`` from its ``runs.csv`` (no run is repeated)."""
-    summary = summarise(pd.read_csv(folder / "runs.csv"))
-    write_csv(summary, folder / "summary.csv", index=False, float_format="%.6g")
-    return summary
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/datasets", help="manifest folder holding the held-in datasets")

@@ -14,6 +14,7 @@ LightGBM, CatBoost), ``svm``, ``knn``, ``mlp``, ``nb`` (naive Bayes) and ``other
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from sklearn.ensemble import (
@@ -95,6 +96,10 @@ def model_family(clf: Any) -> str:
     return "boosting" if module in _BOOSTING_MODULES else "other"
 
 
+@lru_cache(maxsize=None)
 def zoo_model_family(name: str) -> str:
-    """The family of a model of the simulator's zoo by its name (``"logreg"`` -> ``"linear"``)."""
+    """The family of a model of the simulator's zoo by its name (``"logreg"`` -> ``"linear"``).
+
+    Cached: tables of runs ask it once per row, and the answer depends on the name only.
+    """
     return model_family(make_model(canonical_model_name(name), random_state=0))
