@@ -28,6 +28,13 @@ def main() -> None:
     parser.add_argument("--title", default="Evolution strategies: paired AULC difference to margin")
     args = parser.parse_args()
     log = pd.read_csv(args.progress)
+    # Runs since the shared trainer skeleton log per-generation ``seconds`` with the running
+    # total in ``wall_seconds`` and the held-in objective as ``selection_delta``; older runs
+    # logged the running total as ``seconds`` and the held-in objective as ``selection``.
+    if "wall_seconds" in log:
+        log["seconds"] = log["wall_seconds"]
+    if "selection_delta" in log:
+        log["selection"] = log["selection_delta"]
     minutes = log["seconds"] / 60.0
     fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
     ax.plot(minutes, log["objective_mean"], marker=".", label="training tasks: population mean")
@@ -35,6 +42,11 @@ def main() -> None:
         minutes, log["objective_best"], yerr=log["objective_best_se"], fmt="o", markersize=3, capsize=2,
         label="training tasks: best candidate (± s.e.)",
     )
+    if "objective_spread" in log:
+        ax.fill_between(
+            minutes, log["objective_mean"] - log["objective_spread"], log["objective_mean"] + log["objective_spread"],
+            alpha=0.15, label="training tasks: spread between candidates (± sd)",
+        )
     held = log.dropna(subset=["selection"])
     if not held.empty:
         ax.errorbar(
