@@ -6,7 +6,11 @@ problem, per setting (model, regime, batch size) and per dataset; on how many da
 candidate is better than margin and on how many it is worse by more than 1 point; and, where
 the benchmark holds random and oracle runs, the fraction of the random-to-oracle gap closed
 per model (:func:`metalearn.benchmark.stats.gap_closed`: ``mean(strategy - random) /
-mean(oracle - random)`` over the problems and seeds with an oracle run). Every statistic is
+mean(oracle - random)`` over the problems and seeds with an oracle run). Then the candidate
+head to head with each comparison strategy (mean difference over problems, Wilcoxon
+signed-rank test over problems, Holm-adjusted over the comparisons), and per model the
+candidate's and the baselines' mean difference to margin with their worst dataset against
+margin and, where random sampling ran, against random. Every statistic is
 :mod:`metalearn.benchmark.stats`'s; this script only lays them out. Writes the tables as one
 Markdown file and prints it.
 
@@ -22,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from metalearn.benchmark import ResultStore, format_table, tables_from_records
-from metalearn.benchmark.stats import gap_closed, run_differences
+from metalearn.benchmark.stats import gap_closed, holm_adjust, paired_differences, paired_test, run_differences
 from metalearn.benchmark.storage import table_to_records
 
 
@@ -46,6 +50,48 @@ def gap_table(runs: pd.DataFrame, strategies: list[str]) -> pd.DataFrame | None:
         row = {"model": model, "problems x seeds": int(first["n_runs"]),
                "oracle - random (points)": first["gap_points"]}
         row.update(zip(group["strategy"], group["gap_closed"]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def head_to_head(runs: pd.DataFrame, candidate: str, baselines: list[str]) -> pd.DataFrame:
+    """The candidate minus each baseline over the problems both ran, with Holm's correction.
+
+    A problem is a (dataset, model, regime, batch size); its difference is the mean over the
+    paired seeds, and the test is the Wilcoxon signed-rank test over problems, as in the
+    benchmark's report. The Holm adjustment runs over the family of baselines.
+    """
+    rows = []
+    for baseline in baselines:
+        pair = runs.loc[runs["strategy"].isin([candidate, baseline])]
+        per_problem = paired_differences(pair, reference=baseline)
+        per_problem = per_problem.loc[per_problem["n_seeds"] > 0, "mean_diff"].to_numpy(dtype=float)
+        rows.append({
+            "baseline": baseline, "problems": per_problem.size,
+            "candidate - baseline": float(per_problem.mean()) if per_problem.size else float("nan"),
+            "se over problems": float(per_problem.std(ddof=1) / per_problem.size**0.5) if per_problem.size > 1 else float("nan"),
+            "problems better": int((per_problem > 0).sum()),
+            "p (Wilcoxon)": paired_test(per_problem / 100.0) if per_problem.size > 1 else float("nan"),
+        })
+    table = pd.DataFrame(rows)
+    table["p (Holm)"] = holm_adjust(table["p (Wilcoxon)"].to_numpy(dtype=float))
+    return table
+
+
+def per_model_table(runs: pd.DataFrame, strategies: list[str], name) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """Per model and strategy: mean difference to margin, and the worst dataset against margin and random."""
+    to_margin = run_differences(runs, strategies, reference="margin")
+    has_random = bool((runs["strategy"] == "random").any())
+    to_random = run_differences(runs, strategies, reference="random") if has_random else None
+    rows = []
+    for (model, strategy), group in to_margin.groupby(["model", "strategy"], sort=True):
+        by_dataset = group.groupby("dataset")["diff"].mean()
+        row = {"model": model, "strategy": name(strategy), "mean diff to margin": group["diff"].mean(),
+               "worst dataset vs margin": by_dataset.min(), "which": by_dataset.idxmin()}
+        if to_random is not None:
+            vs_random = to_random.loc[(to_random["model"] == model) & (to_random["strategy"] == strategy)]
+            by_dataset_random = vs_random.groupby("dataset")["diff"].mean()
+            row.update({"worst dataset vs random": by_dataset_random.min(), "which (random)": by_dataset_random.idxmin()})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -80,6 +126,17 @@ def main() -> None:
         table = diffs.pivot_table(index=column, columns="strategy", values="diff", aggfunc="mean")
         table = table[strategies].rename(columns=name).reset_index()
         lines += [f"## Difference to margin, {title}", "", format_table(table), ""]
+    baselines = strategies[1:]
+    if baselines:
+        table = head_to_head(runs, args.candidate, baselines)
+        table["baseline"] = table["baseline"].map(name)
+        lines += [
+            f"## `{name(args.candidate)}` head to head (points; a problem is a dataset x model x regime x batch size)",
+            "",
+            format_table(table),
+            "",
+        ]
+    lines += ["## Per model (points)", "", format_table(per_model_table(runs, strategies, name)), ""]
     gaps = gap_table(runs, strategies)
     if gaps is not None:
         gaps = gaps.rename(columns=name)
