@@ -16,8 +16,12 @@ The tasks are those of the trainer's keep-the-best evaluation (``--suite``, ``--
 1000003): held-in data, never the validation split.
 
 Writes ``ablations.csv`` (per variant: mean paired AULC difference to margin in points, its
-standard error, difference to ``full`` with its standard error and Wilcoxon p-value) and
-``ablation_runs.csv`` (one row per task and variant) to ``--out``.
+standard error, difference to ``full`` with its standard error and Wilcoxon p-value),
+``ablations_by_model.csv`` (per task-model family: the full policy and ``typiclust_margin``
+against margin, and the full policy against ``typiclust_margin`` with its standard error: a
+pooled mean can rest on one family's few heavy-tailed tasks) and ``ablation_runs.csv`` (one
+row per task and variant) to ``--out``. ``--from-runs`` rewrites the two summaries from a
+stored ``ablation_runs.csv`` without simulating again.
 
 Run::
 
@@ -102,15 +106,41 @@ def summarise(runs: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def by_model_family(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per task-model family (scikit-learn-default variants with their zoo model): full policy, rule, margin."""
+    family = runs["model"].str.replace("_sklearn", "", regex=False)
+    rows = []
+    for name, group in runs.groupby(family, sort=True):
+        to_rule = group["full"] - group["typiclust_margin"]
+        rows.append({
+            "model_family": name, "tasks": len(group),
+            "full_to_margin": (group["full"] - group["margin"]).mean(),
+            "rule_to_margin": (group["typiclust_margin"] - group["margin"]).mean(),
+            "full_to_rule": to_rule.mean(),
+            "full_to_rule_se": to_rule.std(ddof=1) / np.sqrt(len(group)) if len(group) > 1 else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", required=True, help="a gated_linear policy file or released name")
+    parser.add_argument("--policy", help="a gated_linear policy file or released name")
+    parser.add_argument("--from-runs", action="store_true", help="summarise OUT/ablation_runs.csv again, simulate nothing")
     parser.add_argument("--suite", default="held_in_users")
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--selection-seed", type=int, default=1_000_003)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.from_runs:
+        runs = pd.read_csv(out / "ablation_runs.csv")
+        fixed = ("task", "model", "batch_size", "label_budget", "margin", "typiclust_margin")
+        names = [*(c for c in runs.columns if c not in fixed), "typiclust_margin"]
+        _write_summaries(runs, names, out)
+        return 0
+    if args.policy is None:
+        parser.error("--policy is required unless --from-runs")
 
     policy = read_policy(args.policy)
     policies = variants(policy)
@@ -120,14 +150,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = parallel_map(_task_job, [(t, s, policies) for t, s in zip(tasks, seeds)], n_jobs=args.jobs, desc="tasks")
     runs = pd.DataFrame(rows)
     names = [*policies, "typiclust_margin"]
-    summary = summarise(runs, names)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(runs, out / "ablation_runs.csv", index=False, float_format="%.6g")
-    write_csv(summary, out / "ablations.csv", index=False, float_format="%.6g")
-    print(summary.round(3).to_string(index=False))
+    _write_summaries(runs, names, out)
     print(f"{len(runs)} tasks x {len(names) + 1} strategies in {time.perf_counter() - start:.0f} s; tables in {out}")
     return 0
+
+
+def _write_summaries(runs: pd.DataFrame, names: list[str], out: Path) -> None:
+    summary = summarise(runs, names)
+    per_family = by_model_family(runs)
+    write_csv(summary, out / "ablations.csv", index=False, float_format="%.6g")
+    write_csv(per_family, out / "ablations_by_model.csv", index=False, float_format="%.6g")
+    print(summary.round(3).to_string(index=False))
+    print(per_family.round(2).to_string(index=False))
 
 
 if __name__ == "__main__":

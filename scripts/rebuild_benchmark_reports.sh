@@ -46,6 +46,11 @@ ES="policy:benchmarks/es-training/seed0/policy.safetensors"
 FROZEN="policy:benchmarks/es-training/frozen/es_seed1_gen4.safetensors"
 "$METALEARN" benchmark --quiet --stored-only --strategies "random,margin,typiclust_margin,policy:ppo-synthetic,$FROZEN" \
     --datasets "$DATA" --seeds 10 --jobs 2 --out benchmarks/validation-classic --report-dir benchmarks/validation-es
+# Issue 20's frozen pool@3 candidate (ES generation 9) on the validation split, beside the
+# tuned rule and the released default.
+POOL3="policy:benchmarks/es-training/frozen/pool3_seed0_gen9.safetensors"
+"$METALEARN" benchmark --quiet --stored-only --strategies "random,margin,typiclust_margin,$FROZEN,$POOL3" \
+    --datasets "$DATA" --seeds 10 --jobs 2 --out benchmarks/validation-classic --report-dir benchmarks/validation-pool3
 # Issue 12's candidates on the held-in datasets: the three ES runs' kept policies and the
 # pool@2 imitation, LAL and PPO policies, batch 10, then logistic regression at batch 1.
 CANDIDATES="margin,typiclust_margin,policy:ppo-synthetic,$ES,policy:benchmarks/es-training/seed1-p64/policy.safetensors,policy:benchmarks/es-training/seed1-p64-no-history/policy.safetensors,policy:benchmarks/pool2-trainers/imitation/policy.safetensors,policy:benchmarks/pool2-trainers/lal/policy.safetensors,policy:benchmarks/pool2-trainers/ppo/policy.safetensors"
