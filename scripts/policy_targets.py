@@ -21,6 +21,7 @@ Run: ``.venv/bin/python scripts/policy_targets.py benchmarks/validation-classic
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -78,7 +79,7 @@ def head_to_head(runs: pd.DataFrame, candidate: str, baselines: list[str]) -> pd
     return table
 
 
-def per_model_table(runs: pd.DataFrame, strategies: list[str], name) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+def per_model_table(runs: pd.DataFrame, strategies: list[str], name: Callable[[str], str]) -> pd.DataFrame:
     """Per model and strategy: mean difference to margin, and the worst dataset against margin and random."""
     to_margin = run_differences(runs, strategies, reference="margin")
     has_random = bool((runs["strategy"] == "random").any())
@@ -108,7 +109,8 @@ def main() -> None:
     runs = _runs(args.benchmark)
     strategies = [args.candidate] + [s for s in args.compare.split(",") if s]
     labels = dict(item.split("=", 1) for item in args.label)
-    name = lambda s: labels.get(s, s)  # noqa: E731
+    def name(strategy: str) -> str:
+        return labels.get(strategy, strategy)
     diffs = run_differences(runs, strategies, reference="margin")
     diffs["setting"] = diffs["model"] + " " + diffs["regime"] + " b" + diffs["batch_size"].astype(str)
     lines = [f"# Targets of `{name(args.candidate)}` in `{args.benchmark}`", ""]
