@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from metalearn.benchmark import ResultStore, format_table, tables_from_records
-from metalearn.benchmark.stats import gap_closed, holm_adjust, paired_differences, paired_test, run_differences
+from metalearn.benchmark.stats import PROBLEM_KEYS, gap_closed, holm_adjust, paired_test, run_differences
 from metalearn.benchmark.storage import table_to_records
 
 
@@ -64,15 +64,14 @@ def head_to_head(runs: pd.DataFrame, candidate: str, baselines: list[str]) -> pd
     """
     rows = []
     for baseline in baselines:
-        pair = runs.loc[runs["strategy"].isin([candidate, baseline])]
-        per_problem = paired_differences(pair, reference=baseline)
-        per_problem = per_problem.loc[per_problem["n_seeds"] > 0, "mean_diff"].to_numpy(dtype=float)
+        per_run = run_differences(runs, [candidate], reference=baseline)
+        per_problem = per_run.groupby(list(PROBLEM_KEYS))["diff"].mean().to_numpy(dtype=float)
         rows.append({
             "baseline": baseline, "problems": per_problem.size,
             "candidate - baseline": float(per_problem.mean()) if per_problem.size else float("nan"),
             "se over problems": float(per_problem.std(ddof=1) / per_problem.size**0.5) if per_problem.size > 1 else float("nan"),
             "problems better": int((per_problem > 0).sum()),
-            "p (Wilcoxon)": paired_test(per_problem / 100.0) if per_problem.size > 1 else float("nan"),
+            "p (Wilcoxon)": paired_test(per_problem) if per_problem.size > 1 else float("nan"),
         })
     table = pd.DataFrame(rows)
     table["p (Holm)"] = holm_adjust(table["p (Wilcoxon)"].to_numpy(dtype=float))
